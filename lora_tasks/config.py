@@ -1,0 +1,402 @@
+"""The job spec: the short YAML a user writes, parsed into typed, self-documenting models.
+
+The seed format (``model_config`` + ``training_config``) loads unchanged; every other key
+has a default. Schema errors are collected and rephrased so each names the key, the bad
+value and the fix. Checks that need the base model on disk (does it exist, which layers
+does it have) live in :mod:`lora_tasks.base_model`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from lora_tasks.errors import JobSpecError, Problem
+
+MAX_SPEC_BYTES = 256 * 1024
+"""A job spec is a few hundred bytes; anything this large is a mistake or an attack."""
+
+Auto = Literal["auto"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""Tenant and job names become path and object-store prefixes: no '/', no leading dot."""
+
+
+def _refuse_bool(value: Any) -> Any:
+    """YAML turns yes/no/true into booleans; a boolean is never a valid number here."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+def _multiple_of_8(value: int) -> int:
+    if value % 8:
+        raise ValueError(f"must be a multiple of 8, got {value} (try {max(8, round(value / 8) * 8)})")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_refuse_bool)]
+Float = Annotated[float, BeforeValidator(_refuse_bool)]
+PositiveInt = Annotated[Int, Field(ge=1)]
+PositiveFloat = Annotated[Float, Field(gt=0.0)]
+Pixels = Annotated[Int, AfterValidator(_multiple_of_8)]
+
+
+def _safe_name(value: Any) -> Any:
+    if isinstance(value, str) and ".." in value:
+        raise ValueError("'..' is not allowed in a name: it could escape its storage prefix")
+    return value
+
+
+Name = Annotated[str, BeforeValidator(_safe_name), Field(pattern=NAME_PATTERN)]
+
+
+class SpecModel(BaseModel):
+    """Strict about keys (typos must not be ignored), lenient about YAML's scalar types."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_alias=True, validate_by_name=False, frozen=True)
+
+
+class JobSection(SpecModel):
+    name: Name = Field("lora", description="job name: letters, digits, '.', '_' or '-'")
+    tenant: Name = Field("default", description="tenant id: letters, digits, '.', '_' or '-'")
+    task: Literal["image"] = Field(
+        "image", description="'image' (a diffusion LoRA); text LoRAs are not supported by this release"
+    )
+    priority: Literal["interactive", "standard", "batch"] = Field(
+        "standard", description="'interactive', 'standard' or 'batch' (batch waits for off-peak hours)"
+    )
+    gpu_type: str = Field("auto", description="a GPU type name from the GPU table, or 'auto'")
+
+
+class DatasetSection(SpecModel):
+    uri: str | None = Field(None, description="folder of images with optional .txt captions")
+    trigger_word: str | None = Field(None, description="a word prepended once to every caption")
+    caption_extension: str = Field(".txt", pattern=r"^\.[A-Za-z0-9]+$", description="sidecar caption suffix")
+    caption_dropout: Float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of samples trained with an empty caption, 0 <= p < 1"
+    )
+    repeats: Int = Field(
+        1, ge=1, le=1000, description="times each image is seen per epoch (folders named '<N>_<name>' override)"
+    )
+
+
+class ModelSection(SpecModel):
+    base_model: str = Field(
+        description="a diffusers folder, a single-file .safetensors checkpoint, or a hub id like 'org/name'"
+    )
+    base_model_config: str | None = Field(
+        None, description="for a single-file checkpoint: a diffusers folder or hub id holding its configs"
+    )
+    allow_pickle: bool = Field(
+        False, description="true to load a .ckpt/.bin with torch.load(weights_only=True); prefer .safetensors"
+    )
+    lora_rank: Int = Field(8, ge=1, le=1024, description="LoRA rank, an integer from 1 to 1024 (4-64 is usual)")
+    lora_alpha: PositiveFloat | Auto = Field("auto", description="LoRA alpha > 0, or 'auto' for alpha = rank")
+    lora_dropout: Float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the LoRA path, 0 <= p < 1")
+    target_modules: list[str] = Field(
+        ["to_q", "to_k", "to_v", "to_out.0"],
+        min_length=1,
+        description="names of the layers to adapt, such as ['to_q', 'to_k', 'to_v', 'to_out.0']",
+    )
+    method: Literal["lora", "dora"] = Field("lora", description="'lora' or 'dora' (weight-decomposed LoRA)")
+
+    @property
+    def alpha(self) -> float:
+        return float(self.lora_rank) if self.lora_alpha == "auto" else float(self.lora_alpha)
+
+
+class TrainingSection(SpecModel):
+    batch_size: PositiveInt | Auto = Field(
+        1, description="samples per step: an integer >= 1, or 'auto' for the largest that fits"
+    )
+    gradient_accumulation_steps: Int = Field(1, ge=1, le=1024, description="micro-batches per optimizer step, >= 1")
+    epochs: Int = Field(10, ge=1, le=100_000, description="passes over the dataset, >= 1")
+    max_steps: Int | None = Field(
+        None, ge=1, description="optimizer steps; when set it overrides epochs (an integer >= 1)"
+    )
+    learning_rate: Float = Field(1e-4, gt=0.0, le=1.0, description="AdamW learning rate, > 0 (1e-4 is usual)")
+    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "linear"] = Field(
+        "constant", description="'constant', 'constant_with_warmup', 'cosine' or 'linear'"
+    )
+    lr_warmup_steps: Int = Field(0, ge=0, description="steps of linear warm-up, >= 0")
+    adam_beta1: Float = Field(0.9, ge=0.0, lt=1.0, description="AdamW beta1 in [0, 1)")
+    adam_beta2: Float = Field(0.999, ge=0.0, lt=1.0, description="AdamW beta2 in [0, 1)")
+    adam_weight_decay: Float = Field(1e-2, ge=0.0, description="AdamW weight decay, >= 0")
+    adam_epsilon: Float = Field(1e-8, gt=0.0, description="AdamW epsilon, > 0")
+    max_grad_norm: Float = Field(1.0, gt=0.0, description="gradient clipping norm, > 0")
+    resolution: Pixels = Field(512, ge=32, le=4096, description="training resolution in pixels, a multiple of 8")
+    bucketing: bool = Field(True, description="group images by aspect ratio instead of cropping to a square")
+    bucket_step: Annotated[Pixels, Field(ge=8)] | Auto = Field(
+        "auto", description="bucket side granularity in pixels, or 'auto'"
+    )
+    max_aspect_ratio: Float = Field(
+        4.0, ge=1.0, le=8.0, description="widest bucket side ratio, >= 1 (4 matches kohya-ss at 256-1024 px)"
+    )
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="'no', 'fp16' or 'bf16' (both need a GPU), or 'auto'"
+    )
+    gradient_checkpointing: bool | Auto = Field(
+        "auto", description="true, false, or 'auto' (on when memory is tight)"
+    )
+    latent_cache: Literal["memory", "disk", "off"] = Field(
+        "memory", description="where VAE latents and text embeddings are cached: 'memory', 'disk' or 'off'"
+    )
+    save_steps: Int = Field(500, ge=1, description="checkpoint every N optimizer steps, >= 1")
+    checkpoints_total_limit: Int = Field(2, ge=1, description="complete checkpoints kept, >= 1")
+    seed: Int = Field(42, ge=0, lt=2**63, description="random seed, a non-negative integer")
+
+    @model_validator(mode="after")
+    def _warmup_within_steps(self) -> TrainingSection:
+        if self.max_steps is not None and self.lr_warmup_steps > self.max_steps:
+            raise ValueError(
+                f"lr_warmup_steps: {self.lr_warmup_steps} warm-up steps exceed max_steps ({self.max_steps}); "
+                "lower lr_warmup_steps"
+            )
+        return self
+
+
+class OutputSection(SpecModel):
+    uri: str | None = Field(None, description="output folder; default ./output/<tenant>/<name>")
+    formats: list[Literal["diffusers", "kohya", "peft"]] = Field(
+        ["diffusers", "kohya"], min_length=1, description="any of 'diffusers', 'kohya', 'peft'"
+    )
+
+
+class JobSpec(SpecModel):
+    job: JobSection = JobSection()
+    dataset: DatasetSection = DatasetSection()
+    model: ModelSection = Field(alias="model_config", description="base model and LoRA shape")
+    training: TrainingSection = Field(TrainingSection(), alias="training_config")
+    output: OutputSection = OutputSection()
+
+    @model_validator(mode="after")
+    def _formats_fit_method(self) -> JobSpec:
+        if self.model.method == "dora" and "kohya" in self.output.formats:
+            raise ValueError("output.formats: the kohya format cannot hold DoRA weights; use [diffusers, peft]")
+        return self
+
+    def output_dir(self) -> Path:
+        return Path(self.output.uri or f"./output/{self.job.tenant}/{self.job.name}")
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The spec with every default filled in, in the user's key names."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# ----------------------------------------------------------------------------- YAML
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice (PyYAML silently keeps the last)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice; keep one", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _check_size(size: int, source: str) -> None:
+    if size > MAX_SPEC_BYTES:
+        raise JobSpecError(
+            [Problem("(file)", f"is {size} bytes, over the {MAX_SPEC_BYTES} byte limit",
+                     "a job spec is a short YAML file; remove embedded data")],
+            source,
+        )
+
+
+def read_yaml_text(text: str, source: str) -> dict[str, Any]:
+    """Parse YAML (or JSON, a subset) safely; the document must be a mapping."""
+    _check_size(len(text.encode()), source)
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise JobSpecError([Problem("(file)", f"is not valid YAML: {exc}", "fix the syntax at that line")],
+                           source) from None
+    if not isinstance(data, dict):
+        raise JobSpecError(
+            [Problem("(file)", f"must be a mapping of sections, got {type(data).__name__}",
+                     "start with 'model_config:' and 'training_config:'")],
+            source,
+        )
+    return data
+
+
+def read_yaml_file(path: Path) -> dict[str, Any]:
+    try:
+        _check_size(path.stat().st_size, str(path))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobSpecError([Problem("(file)", "does not exist", "pass the path of your job YAML")], str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise JobSpecError([Problem("(file)", f"is not UTF-8 text ({exc.reason})", "save it as UTF-8")],
+                           str(path)) from None
+    return read_yaml_text(text, str(path))
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (value parsed as YAML) to a raw spec mapping."""
+    merged = _deep_copy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise JobSpecError([Problem(item, "is not of the form section.key=value",
+                                        "write e.g. training_config.max_steps=50")], "--set")
+        *parents, leaf = key.split(".")
+        node = merged
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise JobSpecError([Problem(key, f"'{part}' is not a section", "override a key inside a section")],
+                                   "--set")
+        node[leaf] = yaml.safe_load(raw)
+    return merged
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def parse_job_spec(data: dict[str, Any], source: str = "job spec") -> JobSpec:
+    """Validate a raw mapping into a JobSpec, or raise JobSpecError listing every problem."""
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise JobSpecError(_problems_from(exc, data), source) from None
+
+
+def load_job_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
+    path = Path(path)
+    data = apply_overrides(read_yaml_file(path), overrides or [])
+    return parse_job_spec(data, str(path))
+
+
+# ----------------------------------------------------------------------- error text
+
+
+def _problems_from(exc: ValidationError, data: dict[str, Any]) -> list[Problem]:
+    """Turn pydantic's errors into one Problem per key, merging the branches of a union."""
+    grouped: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for err in exc.errors():
+        path, extra = _field_path(JobSpec, tuple(err["loc"]))
+        if err["type"] == "extra_forbidden":
+            path = path + extra[:1]
+        grouped.setdefault(path, []).append(err)
+    return [_problem(path, errs, data) for path, errs in grouped.items()]
+
+
+def _field_path(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Split an error location into the real key path and pydantic's union-branch tags."""
+    path: list[Any] = []
+    current: Any = model
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and path:
+            path.append(part)
+            continue
+        field = _field_by_alias(current, part) if isinstance(current, type) else None
+        if field is None:
+            return tuple(path), loc[i:]
+        path.append(part)
+        annotation = field.annotation
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return tuple(path), ()
+
+
+def _field_by_alias(model: type[BaseModel], key: Any) -> Any:
+    for name, field in model.model_fields.items():
+        if (field.alias or name) == key:
+            return field
+    return None
+
+
+def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    current: type[BaseModel] = JobSpec
+    for part in path:
+        field = _field_by_alias(current, part)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        current = field.annotation
+    return current
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _value_at(data: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _problem(path: tuple[Any, ...], errors: list[dict[str, Any]], data: dict[str, Any]) -> Problem:
+    key = _dotted(path)
+    first = errors[0]
+    if first["type"] == "extra_forbidden":
+        parent = _model_at(path[:-1])
+        allowed = [f.alias or n for n, f in parent.model_fields.items()] if parent else []
+        close = difflib.get_close_matches(str(path[-1]), allowed, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return Problem(key, f"unknown key; {hint}allowed keys here: {', '.join(allowed)}",
+                       f"rename it to '{close[0]}'" if close else "remove it or use one of the allowed keys")
+    if first["type"] == "missing":
+        return Problem(key, "is required but missing", f"add it, {_description(path)}")
+    value = _value_at(data, path)
+    reasons = "; or ".join(dict.fromkeys(_clean_msg(e) for e in errors))
+    if _model_at(path) is not None:
+        if first["type"] == "value_error":  # a cross-field check names its key first: "key: ..."
+            field, _, rest = reasons.partition(": ")
+            message, _, fix = rest.rpartition("; ")
+            return Problem(_dotted((*path, *field.split("."))), message, fix)
+        return Problem(key, f"must be a mapping of keys, got {type(value).__name__}",
+                       "indent the section's keys under it")
+    shown = f"{value!r} ({type(value).__name__})" if value is not None else "the section"
+    literal = _close_literal(value, errors)
+    fix = f"did you mean '{literal}'? Allowed: " if literal else "use "
+    return Problem(key, f"got {shown}: {reasons}", f"{fix}{_description(path) or 'see the README'}")
+
+
+def _clean_msg(err: dict[str, Any]) -> str:
+    return re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
+
+
+def _close_literal(value: Any, errors: list[dict[str, Any]]) -> str | None:
+    for err in errors:
+        expected = (err.get("ctx") or {}).get("expected")
+        if err["type"] == "literal_error" and isinstance(value, str) and expected:
+            options = re.findall(r"'([^']*)'", expected)
+            close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
+            if close:
+                return close[0]
+    return None
+
+
+def _description(path: tuple[Any, ...]) -> str:
+    fields_path = tuple(p for p in path if not isinstance(p, int))
+    parent = _model_at(fields_path[:-1]) if fields_path else None
+    field = _field_by_alias(parent, fields_path[-1]) if parent and fields_path else None
+    return (field.description or "") if field else ""

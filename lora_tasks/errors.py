@@ -1,0 +1,52 @@
+"""One exception family for everything a user can fix.
+
+Every message names the thing that is wrong (a file, a key, a value) and the fix, so
+that a failed Airflow task or CLI run tells its reader what to do next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class LoraTaskError(Exception):
+    """A problem with the user's input or environment, with an actionable message."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a job spec: where, what, and how to fix it."""
+
+    key: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}. Fix: {self.fix}"
+
+
+class JobSpecError(LoraTaskError):
+    """The job spec is invalid; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem], source: str = "job spec") -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in problems)
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"{source} has {count}:\n{lines}")
+
+
+class DatasetError(LoraTaskError):
+    """The dataset cannot be used for training as it is."""
+
+
+class ModelLoadError(LoraTaskError):
+    """The base model cannot be found or loaded."""
+
+
+class UnsafeFileError(LoraTaskError):
+    """A file would be loaded in a way that can run code (a pickle)."""
+
+
+class ResumeError(LoraTaskError):
+    """A checkpoint exists but cannot be resumed with this job and dataset."""

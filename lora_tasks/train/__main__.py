@@ -1,0 +1,56 @@
+"""Command line: ``python -m lora_tasks.train --config job.yaml [--dataset DIR] [--output DIR]``.
+
+Exit status 0 on success, 2 when the input needs fixing (the message says how), 1 on a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from lora_tasks.config import load_job_spec
+from lora_tasks.errors import LoraTaskError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lora_tasks.train", description="Train an image LoRA.")
+    parser.add_argument("--config", required=True, type=Path, help="job spec YAML")
+    parser.add_argument("--dataset", type=Path, help="image folder (overrides dataset.uri)")
+    parser.add_argument("--output", type=Path, help="output folder (overrides output.uri)")
+    parser.add_argument("--resume", default="auto",
+                        help="'auto' (newest complete checkpoint, the default), 'none', or a checkpoint folder")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a spec value, e.g. --set training_config.max_steps=50")
+    parser.add_argument("--device", help="'cpu' or 'cuda' (default: cuda when available)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        from lora_tasks.train.trainer import LoraTrainer
+
+        spec = load_job_spec(args.config, args.overrides)
+        result = LoraTrainer(spec, args.dataset, args.output, args.device).train(args.resume)
+    except LoraTaskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = result.summary
+    loss, effect = summary["train_loss"], summary["fixed_noise_loss"]
+    print(f"adapter:      {result.adapter_dir}")
+    for name in sorted(summary["files"]):
+        print(f"  {name}")
+    print(f"metrics:      {result.metrics_path}")
+    print(f"train loss:   {loss['first']:.4f} (first 10% of steps) -> {loss['last']:.4f} (last 10%)")
+    print(f"fixed-noise loss on training images: base {effect['base']:.4f} -> with LoRA {effect['lora']:.4f}")
+    print(f"steps:        {summary['steps']} in {summary['epochs']} epoch(s), median "
+          f"{summary['median_step_seconds']:.3f} s/step")
+    print(f"peak memory:  {summary['peak_memory_bytes'] / 2**20:.0f} MiB ({summary['settings']['device']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

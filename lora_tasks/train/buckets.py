@@ -1,0 +1,52 @@
+"""Aspect-ratio bucketing: train each image near its own shape instead of a square crop.
+
+Buckets are sizes of about ``resolution**2`` pixels whose sides are multiples of a step
+the model can take (the VAE and UNet downsampling). Each image goes to the bucket with
+the nearest aspect ratio and is resized to cover it, so only a thin margin is cropped.
+"""
+
+from __future__ import annotations
+
+import math
+
+from PIL import Image
+
+Size = tuple[int, int]
+
+
+def auto_bucket_step(resolution: int, divisor: int) -> int:
+    """About an eighth of the resolution (64 px at 512), rounded up to what the model divides by."""
+    return divisor * max(1, math.ceil((resolution // 8) / divisor))
+
+
+def make_buckets(resolution: int, step: int, max_aspect_ratio: float) -> list[Size]:
+    """All (width, height) with sides in multiples of ``step`` and area at most resolution**2."""
+    area = resolution * resolution
+    square = max(step, resolution // step * step)
+    buckets = {(square, square)}
+    width = step
+    while width <= area // step:
+        height = area // width // step * step
+        if height >= step and max(width, height) / min(width, height) <= max_aspect_ratio:
+            buckets.update({(width, height), (height, width)})
+        width += step
+    return sorted(buckets)
+
+
+def nearest_bucket(size: Size, buckets: list[Size]) -> Size:
+    """The bucket whose aspect ratio is closest (in log space) to the image's; ties go to the larger."""
+    ratio = math.log(size[0] / size[1])
+    return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - ratio), -b[0] * b[1]))
+
+
+def resize_to_bucket(image: Image.Image, bucket: Size) -> Image.Image:
+    """Scale the image to cover the bucket, then trim the overflow equally from both sides."""
+    width, height = image.size
+    scale = max(bucket[0] / width, bucket[1] / height)
+    resized = image.resize(
+        (max(bucket[0], round(width * scale)), max(bucket[1], round(height * scale))),
+        Image.Resampling.LANCZOS,
+    )
+    left = (resized.width - bucket[0]) // 2
+    top = (resized.height - bucket[1]) // 2
+    return resized.crop((left, top, left + bucket[0], top + bucket[1]))

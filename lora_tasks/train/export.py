@@ -1,0 +1,103 @@
+"""Write the trained LoRA in the formats users load, all at once or not at all.
+
+- ``diffusers``: ``pytorch_lora_weights.safetensors``, read by ``pipe.load_lora_weights``;
+  the adapter config (alpha, rank, targets) rides in its header.
+- ``kohya``: ``<name>.safetensors`` with ``lora_unet_*.lora_down/lora_up/alpha`` keys for
+  AUTOMATIC1111 / ComfyUI, with kohya's ``ss_*`` training metadata in the header.
+- ``peft``: ``adapter_model.safetensors`` + ``adapter_config.json``.
+
+Everything is written into a hidden temporary folder that is renamed to ``adapter/`` only
+when complete, so a failed run never leaves something that looks like a finished adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+ADAPTER_DIR = "adapter"
+DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
+PEFT_FILE = "adapter_model.safetensors"
+SUMMARY_FILE = "training_summary.json"
+
+
+def lora_state_dict(unet: Any) -> dict[str, torch.Tensor]:
+    """The adapter's tensors in peft naming (``...to_q.lora_A.weight``), detached, on the CPU."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
+
+
+def kohya_state_dict(peft_state: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """kohya/WebUI keys, with the real alpha (diffusers' converter assumes alpha = rank)."""
+    from diffusers.utils import convert_state_dict_to_kohya
+
+    converted = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
+    return {k: (torch.tensor(alpha, dtype=torch.float32) if k.endswith(".alpha") else v.contiguous())
+            for k, v in converted.items()}
+
+
+def export_adapter(unet: Any, output_dir: Path, name: str, formats: list[str], alpha: float,
+                   kohya_metadata: dict[str, str], describe: Callable[[Path], dict[str, str]]) -> Path:
+    """Write every requested format to ``output_dir/adapter``, plus the text files that
+    ``describe`` returns (name -> text) once it has seen the weights folder."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+
+    final = output_dir / ADAPTER_DIR
+    partial = output_dir / f".{ADAPTER_DIR}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        state = lora_state_dict(unet)
+        config = unet.peft_config["default"]
+        if "diffusers" in formats:
+            StableDiffusionPipeline.save_lora_weights(
+                partial,
+                unet_lora_layers=convert_state_dict_to_diffusers(state),
+                unet_lora_adapter_metadata=config.to_dict(),
+            )
+        if "kohya" in formats:
+            save_file(kohya_state_dict(state, alpha), partial / f"{name}.safetensors", metadata=kohya_metadata)
+        if "peft" in formats:
+            save_file(state, partial / PEFT_FILE, metadata={"format": "pt"})
+            config.save_pretrained(str(partial))
+        for filename, text in describe(partial).items():
+            (partial / filename).write_text(text, encoding="utf-8")
+        _replace_dir(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return final
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        new.rename(final)
+        shutil.rmtree(old)
+    else:
+        new.rename(final)
+
+
+def file_digests(folder: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file in a folder (the summary lists what it describes)."""
+    out = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        out[path.name] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+    return out
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,95 @@
+"""kohya-ss's ``ss_*`` header fields, so WebUI extensions show what a LoRA was trained on."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lora_tasks.config import JobSpec
+from lora_tasks.train.buckets import Size
+from lora_tasks.train.settings import RunSettings
+
+
+@dataclass(frozen=True)
+class TrainingFacts:
+    """What happened in a run, as the header and the summary report it."""
+
+    base_model_name: str
+    base_model_sha256: str
+    base_model_version: str
+    steps: int
+    epochs: int
+    image_count: int
+    dataset_dirs: dict[str, dict[str, int]]
+    tag_frequency: dict[str, dict[str, int]]
+    bucket_counts: dict[Size, int]
+    started_at: datetime
+    finished_at: datetime
+
+
+def base_model_version(unet_config: Any) -> str:
+    """kohya's ss_base_model_version for a Stable Diffusion UNet config."""
+    if getattr(unet_config, "cross_attention_dim", None) == 1024:
+        return "sd_v2"
+    return "sd_v1"
+
+
+def kohya_metadata(spec: JobSpec, settings: RunSettings, facts: TrainingFacts) -> dict[str, str]:
+    model, training = spec.model, spec.training
+    resolution = f"({training.resolution}, {training.resolution})"
+    fields: dict[str, Any] = {
+        "ss_output_name": spec.job.name,
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": model.lora_rank,
+        "ss_network_alpha": model.alpha,
+        "ss_network_dropout": model.lora_dropout,
+        "ss_network_args": json.dumps({"target_modules": model.target_modules}),
+        "ss_base_model_version": facts.base_model_version,
+        "ss_sd_model_name": facts.base_model_name,
+        "ss_new_sd_model_hash": facts.base_model_sha256,
+        "ss_resolution": resolution,
+        "ss_enable_bucket": training.bucketing,
+        "ss_bucket_info": json.dumps({
+            "buckets": {str(i): {"resolution": list(size), "count": count}
+                        for i, (size, count) in enumerate(sorted(facts.bucket_counts.items()))},
+        }),
+        "ss_num_train_images": facts.image_count,
+        "ss_dataset_dirs": json.dumps(facts.dataset_dirs),
+        "ss_tag_frequency": json.dumps(facts.tag_frequency),
+        "ss_max_train_steps": facts.steps,
+        "ss_steps": facts.steps,
+        "ss_num_epochs": facts.epochs,
+        "ss_epoch": facts.epochs,
+        "ss_batch_size_per_device": settings.batch_size,
+        "ss_gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "ss_gradient_checkpointing": settings.gradient_checkpointing,
+        "ss_learning_rate": training.learning_rate,
+        "ss_unet_lr": training.learning_rate,
+        "ss_text_encoder_lr": 0.0,
+        "ss_lr_scheduler": training.lr_scheduler,
+        "ss_lr_warmup_steps": training.lr_warmup_steps,
+        "ss_optimizer": "torch.optim.AdamW",
+        "ss_max_grad_norm": training.max_grad_norm,
+        "ss_mixed_precision": settings.precision,
+        "ss_cache_latents": training.latent_cache != "off",
+        "ss_caption_dropout_rate": spec.dataset.caption_dropout,
+        "ss_seed": training.seed,
+        "ss_training_started_at": facts.started_at.timestamp(),
+        "ss_training_finished_at": facts.finished_at.timestamp(),
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": "stable-diffusion-v1/lora" if facts.base_model_version == "sd_v1"
+        else "stable-diffusion-v2-512/lora",
+        "modelspec.implementation": "diffusers",
+        "modelspec.title": spec.job.name,
+        "modelspec.resolution": f"{training.resolution}x{training.resolution}",
+        "modelspec.date": facts.finished_at.astimezone(UTC).isoformat(timespec="seconds"),
+    }
+    return {key: _text(value) for key, value in fields.items()}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return str(value)

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny random-weight SD pipeline and a styled dataset, built once per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach the network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lora_tasks.tiny import save_pipeline
+
+    return save_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd", "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def style_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lora_tasks.sample_data import make_style_dataset
+
+    return make_style_dataset(tmp_path_factory.mktemp("data") / "sks", count=12, seed=0)
+
+
+def base_job(model: Path, dataset: Path, output: Path) -> dict[str, Any]:
+    """A fast job: seed format plus what the tiny model needs."""
+    return {
+        "job": {"name": "test-style", "tenant": "tests"},
+        "dataset": {"uri": str(dataset), "trigger_word": "sks"},
+        "model_config": {"base_model": str(model), "lora_rank": 4, "target_modules": ["to_q", "to_k", "to_v",
+                                                                                     "to_out.0"]},
+        "training_config": {"batch_size": 2, "max_steps": 12, "learning_rate": 1e-3, "resolution": 64,
+                            "save_steps": 4},
+        "output": {"uri": str(output)},
+    }
+
+
+@pytest.fixture
+def write_job(tmp_path: Path, tiny_model: Path, style_dataset: Path) -> Callable[..., Path]:
+    """Write a job YAML; keyword arguments ``section={key: value}`` update the base job."""
+
+    def write(name: str = "job.yaml", **sections: dict[str, Any]) -> Path:
+        job = base_job(tiny_model, style_dataset, tmp_path / "out")
+        for section, values in sections.items():
+            job.setdefault(section, {}).update(values)
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(job))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def single_file(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pipeline as one original-layout checkpoint, as A1111 users keep models."""
+    from lora_tasks.single_file import pipeline_to_single_file
+
+    return pipeline_to_single_file(tiny_model, tmp_path_factory.mktemp("single") / "tiny-sd.safetensors")

@@ -1,0 +1,93 @@
+"""Exact resume: a run killed with SIGKILL and restarted ends bitwise equal to an uninterrupted one.
+
+The shape follows accelerate's checkpointing tests: seed, train, kill, resume, compare
+numbers (not file names). Dropout on the LoRA path, caption dropout and gradient
+accumulation are on, so every random stream and the data order must be restored exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+
+STEPS = 16
+RANDOM_EVERYWHERE = {
+    "model_config": {"lora_dropout": 0.1},
+    "dataset": {"caption_dropout": 0.25},
+    "training_config": {"max_steps": STEPS, "save_steps": 4, "gradient_accumulation_steps": 2,
+                        "lr_scheduler": "cosine", "checkpoints_total_limit": 3},
+}
+
+
+def command(config: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "lora_tasks.train", "--config", str(config), "--output", str(out)]
+
+
+def run(config: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command(config, out), capture_output=True, text=True, timeout=300)
+
+
+def kill_after_checkpoint(config: Path, out: Path, step: int) -> None:
+    """Start a run, SIGKILL it once the checkpoint at ``step`` is complete."""
+    process = subprocess.Popen(command(config, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoints" / f"step-{step:08d}" / "state.json"
+    deadline = time.monotonic() + 240
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert state.exists(), "the run ended before reaching the checkpoint"
+    assert not (out / "adapter").exists()
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(out / "adapter" / "pytorch_lora_weights.safetensors")
+
+
+def test_killed_run_resumes_to_identical_weights(write_job, tmp_path: Path) -> None:
+    config = write_job(**RANDOM_EVERYWHERE)
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert run(config, straight).returncode == 0
+
+    kill_after_checkpoint(config, killed, step=8)
+    half = killed / "checkpoints" / "step-00000012"  # a checkpoint torn mid-write: must be ignored
+    half.mkdir(exist_ok=True)
+    (half / "lora.safetensors").write_bytes(b"torn")
+    (killed / "checkpoints" / ".tmp-step-00000012-1").mkdir(exist_ok=True)
+
+    resumed = run(config, killed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr and "step-00000008" in resumed.stderr
+    expected, actual = weights(straight), weights(killed)
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, STEPS + 1))
+    losses = [json.loads(line)["loss"] for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert losses == [json.loads(line)["loss"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_with_changed_data_is_refused(write_job, style_dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(style_dataset, data)
+    config = write_job(dataset={"uri": str(data)}, training_config={"max_steps": 12, "save_steps": 4})
+    out = tmp_path / "out"
+    kill_after_checkpoint(config, out, step=4)
+    next(data.rglob("*.txt")).write_text("a different caption")
+    result = run(config, out)
+    assert result.returncode == 2
+    assert "different job spec or dataset" in result.stderr and "--resume none" in result.stderr
+    assert not (out / "adapter").exists()

@@ -1,0 +1,249 @@
+"""The trainer end to end on the tiny model: what it writes, that real tools load it, and failures."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from lora_tasks.config import parse_job_spec
+from lora_tasks.errors import DatasetError, JobSpecError, LoraTaskError, ModelLoadError, UnsafeFileError
+from lora_tasks.train.trainer import LoraTrainer, TrainResult
+from tests.conftest import base_job
+
+pytestmark = pytest.mark.slow
+
+
+def train(model: Path, dataset: Path, out: Path, **sections: dict[str, Any]) -> TrainResult:
+    job = base_job(model, dataset, out)
+    for section, values in sections.items():
+        job.setdefault(section, {}).update(values)
+    return LoraTrainer(parse_job_spec(job)).train()
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model: Path, style_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    return train(tiny_model, style_dataset, tmp_path_factory.mktemp("run") / "out",
+                 training_config={"max_steps": 24, "save_steps": 8, "lr_scheduler": "cosine", "lr_warmup_steps": 2,
+                                  "learning_rate": 5e-3},
+                 output={"formats": ["diffusers", "kohya", "peft"]})
+
+
+def generate(pipe: Any) -> np.ndarray:
+    return pipe("sks, a teal circle", num_inference_steps=3, height=64, width=64,
+                generator=torch.Generator().manual_seed(0), output_type="np").images[0]
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model: Path) -> Any:
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline.from_pretrained(tiny_model)
+
+
+def test_run_writes_adapter_metrics_and_checkpoints(trained: TrainResult) -> None:
+    files = {p.name for p in trained.adapter_dir.iterdir()}
+    assert files == {"pytorch_lora_weights.safetensors", "test-style.safetensors", "adapter_model.safetensors",
+                     "adapter_config.json", "training_summary.json", "job.yaml"}
+    records = [json.loads(line) for line in trained.metrics_path.read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 25))
+    assert set(records[0]) == {"step", "epoch", "loss", "lr", "step_seconds", "samples_per_s", "peak_memory_bytes"}
+    assert records[0]["lr"] < records[2]["lr"]  # warm-up, then cosine decay
+    assert records[-1]["lr"] < records[2]["lr"]
+    summary = trained.summary
+    assert summary["peak_memory_bytes"] == max(r["peak_memory_bytes"] for r in records) > 0
+    assert summary["files"]["pytorch_lora_weights.safetensors"]["sha256"] == hashlib.sha256(
+        (trained.adapter_dir / "pytorch_lora_weights.safetensors").read_bytes()).hexdigest()
+    checkpoints = sorted(p.name for p in (trained.adapter_dir.parent / "checkpoints").iterdir())
+    assert checkpoints == ["step-00000016", "step-00000024"]
+
+
+def test_lora_lowers_the_loss_on_its_style(trained: TrainResult) -> None:
+    effect = trained.summary["fixed_noise_loss"]
+    assert effect["lora"] < effect["base"] * 0.98, effect
+
+
+def test_diffusers_file_loads_cleanly_and_changes_the_image(trained: TrainResult, pipe: Any,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    before = generate(pipe)
+    with caplog.at_level(logging.WARNING):
+        pipe.load_lora_weights(trained.adapter_dir, weight_name="pytorch_lora_weights.safetensors", adapter_name="d")
+    assert "led to unexpected keys" not in caplog.text
+    assert "led to missing keys" not in caplog.text
+    after = generate(pipe)
+    pipe.unload_lora_weights()
+    assert np.abs(after - before).mean() > 1e-3
+    assert np.array_equal(generate(pipe), before)
+
+
+def test_kohya_file_gives_the_same_image_as_diffusers(trained: TrainResult, pipe: Any) -> None:
+    pipe.load_lora_weights(trained.adapter_dir, weight_name="pytorch_lora_weights.safetensors", adapter_name="d")
+    via_diffusers = generate(pipe)
+    pipe.unload_lora_weights()
+    pipe.load_lora_weights(trained.adapter_dir, weight_name="test-style.safetensors", adapter_name="k")
+    via_kohya = generate(pipe)
+    pipe.unload_lora_weights()
+    np.testing.assert_allclose(via_kohya, via_diffusers, atol=1e-6)
+
+
+def test_kohya_keys_and_training_metadata(trained: TrainResult, tiny_model: Path) -> None:
+    with safe_open(trained.adapter_dir / "test-style.safetensors", "pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    assert keys and all(k.startswith("lora_unet_") for k in keys)
+    assert {k.rsplit(".", 1)[-1] for k in keys} == {"alpha", "weight"}
+    assert any(k.endswith(".lora_down.weight") for k in keys) and any(k.endswith(".lora_up.weight") for k in keys)
+    weights = sorted(p for sub in ("unet", "vae", "text_encoder") for p in (tiny_model / sub).glob("*.safetensors"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in weights)).hexdigest()
+    assert meta["ss_new_sd_model_hash"] == digest
+    assert (meta["ss_network_dim"], meta["ss_network_alpha"]) == ("4", "4.0")
+    assert (meta["ss_max_train_steps"], meta["ss_resolution"], meta["ss_num_train_images"]) == ("24", "(64, 64)", "12")
+    assert json.loads(meta["ss_tag_frequency"])["3_sks"]["sks"] == 12
+    assert meta["ss_network_module"] == "networks.lora"
+
+
+def test_peft_format_loads_into_a_fresh_unet(trained: TrainResult, tiny_model: Path) -> None:
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+
+    config = LoraConfig.from_pretrained(trained.adapter_dir)
+    assert (config.r, config.lora_alpha) == (4, 4.0)
+    unet = inject_adapter_in_model(config, UNet2DConditionModel.from_pretrained(tiny_model, subfolder="unet"))
+    result = set_peft_model_state_dict(unet, load_file(trained.adapter_dir / "adapter_model.safetensors"))
+    assert not result.unexpected_keys
+    assert not [k for k in result.missing_keys if "lora_" in k]
+
+
+def test_rerunning_a_finished_job_returns_it_without_training(trained: TrainResult, tiny_model: Path,
+                                                              style_dataset: Path) -> None:
+    metrics_before = trained.metrics_path.read_bytes()
+    again = train(tiny_model, style_dataset, trained.adapter_dir.parent,
+                  training_config={"max_steps": 24, "save_steps": 8, "lr_scheduler": "cosine", "lr_warmup_steps": 2,
+                                  "learning_rate": 5e-3},
+                  output={"formats": ["diffusers", "kohya", "peft"]})
+    assert again.summary == trained.summary
+    assert trained.metrics_path.read_bytes() == metrics_before
+
+
+def test_export_failure_leaves_no_adapter(tiny_model: Path, style_dataset: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(*_: Any, **__: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("lora_tasks.train.export.kohya_state_dict", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        train(tiny_model, style_dataset, tmp_path / "out", training_config={"max_steps": 2})
+    assert not [p for p in (tmp_path / "out").iterdir() if "adapter" in p.name]
+    assert not list((tmp_path / "out").rglob("pytorch_lora_weights.safetensors"))
+
+
+def test_undecodable_image_fails_before_training_with_no_adapter(tiny_model: Path, style_dataset: Path,
+                                                                 tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(style_dataset, data)
+    victim = sorted(data.rglob("*.png"))[0]
+    victim.write_bytes(victim.read_bytes()[:120])  # header intact, pixels truncated
+    with pytest.raises(DatasetError, match=victim.name):
+        train(tiny_model, data, tmp_path / "out")
+    assert not (tmp_path / "out" / "adapter").exists()
+
+
+def test_second_run_on_the_same_output_is_refused(tiny_model: Path, style_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with (out / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(LoraTaskError, match="another training run is writing"):
+            train(tiny_model, style_dataset, out)
+
+
+@pytest.mark.parametrize("mode", ["disk", "off"])
+def test_latent_cache_modes_train_the_same_adapter(tiny_model: Path, style_dataset: Path, tmp_path: Path,
+                                                   mode: str) -> None:
+    memory = train(tiny_model, style_dataset, tmp_path / "memory", training_config={"max_steps": 3})
+    other = train(tiny_model, style_dataset, tmp_path / mode, training_config={"max_steps": 3, "latent_cache": mode})
+    a = load_file(memory.adapter_dir / "pytorch_lora_weights.safetensors")
+    b = load_file(other.adapter_dir / "pytorch_lora_weights.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+    if mode == "disk":
+        assert len(list((tmp_path / "disk" / "cache").glob("*.safetensors"))) == 12
+
+
+def test_single_file_base_model_trains(single_file: Path, tiny_model: Path, style_dataset: Path,
+                                       tmp_path: Path) -> None:
+    job = base_job(single_file, style_dataset, tmp_path / "out")
+    job["model_config"]["base_model_config"] = str(tiny_model)
+    job["training_config"]["max_steps"] = 2
+    result = LoraTrainer(parse_job_spec(job)).train()
+    assert result.summary["base_model"]["kind"] == "single_file"
+
+
+def test_dora_trains_and_loads(trained: TrainResult, tiny_model: Path, style_dataset: Path, tmp_path: Path,
+                               pipe: Any) -> None:
+    result = train(tiny_model, style_dataset, tmp_path / "out", model_config={"method": "dora"},
+                   training_config={"max_steps": 4}, output={"formats": ["diffusers", "peft"]})
+    state = load_file(result.adapter_dir / "pytorch_lora_weights.safetensors")
+    assert any("magnitude" in k for k in state)
+    pipe.load_lora_weights(result.adapter_dir, weight_name="pytorch_lora_weights.safetensors", adapter_name="dora")
+    pipe.unload_lora_weights()
+
+
+def test_pickled_weights_refused_then_loaded_weights_only(tiny_model: Path, style_dataset: Path,
+                                                          tmp_path: Path) -> None:
+    model = tmp_path / "bin-model"
+    shutil.copytree(tiny_model, model)
+    weights = model / "unet" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(weights), weights.with_suffix(".bin"))
+    weights.unlink()
+    with pytest.raises(UnsafeFileError, match=r"diffusion_pytorch_model\.bin is a pickled checkpoint"):
+        train(model, style_dataset, tmp_path / "refused")
+    result = train(model, style_dataset, tmp_path / "allowed", model_config={"allow_pickle": True},
+                   training_config={"max_steps": 1})
+    assert result.adapter_dir.is_dir()
+
+
+def test_malicious_pickle_is_not_executed(tiny_model: Path, style_dataset: Path, tmp_path: Path) -> None:
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (Path.touch, (marker,))
+
+    model = tmp_path / "evil-model"
+    shutil.copytree(tiny_model, model)
+    (model / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    (model / "unet" / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps({"w": Exploit()}))
+    with pytest.raises(ModelLoadError, match="could not be loaded"):
+        train(model, style_dataset, tmp_path / "out", model_config={"allow_pickle": True})
+    assert not marker.exists()
+
+
+def test_hub_id_without_network_fails_clearly(style_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"someorg/no-such-model could not be loaded.*network access"):
+        train(Path("someorg/no-such-model"), style_dataset, tmp_path / "out")
+
+
+def test_half_precision_needs_a_gpu(tiny_model: Path, style_dataset: Path, tmp_path: Path) -> None:
+    job = base_job(tiny_model, style_dataset, tmp_path / "out")
+    job["training_config"]["mixed_precision"] = "fp16"
+    with pytest.raises(JobSpecError, match=r"mixed_precision.*needs a CUDA GPU"):
+        LoraTrainer(parse_job_spec(job), device="cpu")
+
+
+def test_no_dataset_is_a_clear_error(tiny_model: Path) -> None:
+    spec = parse_job_spec({"model_config": {"base_model": str(tiny_model)}})
+    with pytest.raises(DatasetError, match="no dataset given"):
+        LoraTrainer(spec)
