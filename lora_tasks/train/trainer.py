@@ -126,7 +126,7 @@ class LoraTrainer:
         self.params = trainable_parameters(self.models.unet)
         self.optimizer = torch.optim.AdamW(
             list(self.params.values()), lr=self.cfg.learning_rate, betas=(self.cfg.adam_beta1, self.cfg.adam_beta2),
-            weight_decay=self.cfg.adam_weight_decay, eps=self.cfg.adam_epsilon,
+            weight_decay=self.cfg.adam_weight_decay, eps=self.cfg.adam_epsilon, fused=True,
         )
         repeats = [item.repeats for item in self.items]
         per_epoch = math.ceil(batches_per_epoch(self.buckets, repeats, self.settings.batch_size)

@@ -1,0 +1,164 @@
+"""How much the trainer costs beyond the bare math of a training step.
+
+For each model (the tiny one, and a Stable Diffusion 1.5-architecture pipeline with random
+weights built from the published configs, at 128 px, batch 1), in one process:
+
+- ``bare``: UNet forward + loss + backward + AdamW step on one fixed, pre-encoded batch;
+- ``trainer``: ``LoraTrainer.loop`` with cached latents: data order, noise, metrics log,
+  progress bar, gradient clipping, LR schedule and periodic checkpoints included;
+- ``no cache``: the same trainer re-encoding images and captions every step (the plain
+  loop of diffusers' example script).
+
+Rounds of the three are interleaved and medians reported, since these machines are noisy.
+The last line is ``ratio <value>``: the larger trainer/bare median ratio of the two models.
+
+    python bench/train_overhead.py [--models tiny sd15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODELS = {
+    # arch: (resolution, batch size, rounds, steps per round, checkpoint every)
+    "tiny": (64, 1, 20, 10, 25),
+    "sd15": (128, 1, 8, 2, 10),
+}
+
+
+def ensure_model(arch: str) -> Path:
+    from lora_tasks.tiny import save_pipeline
+
+    path = ROOT / "build" / "bench" / "models" / arch
+    if not (path / "model_index.json").exists():
+        save_pipeline(path, arch, seed=0)
+    return path
+
+
+def bare_steps(trainer: Any, batch: tuple[Any, Any], count: int) -> list[float]:
+    """The irreducible step: forward, loss, backward, optimizer, on the same batch every time."""
+    import torch
+
+    from lora_tasks.train.loss import denoising_loss
+
+    latents, embeddings = batch
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+    timesteps = torch.full((latents.shape[0],), 500, dtype=torch.long)
+    unet, scheduler, optimizer = trainer.models.unet, trainer.models.noise_scheduler, trainer.optimizer
+    out = []
+    for _ in range(count):
+        start = time.perf_counter()
+        denoising_loss(unet, scheduler, latents, embeddings, noise, timesteps).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def measure(arch: str) -> dict[str, Any]:
+    """Run in a fresh process per model, so peak memory belongs to that model alone."""
+    from lora_tasks.config import parse_job_spec
+    from lora_tasks.sample_data import make_style_dataset
+    from lora_tasks.train.cache import Encoder, build_source
+    from lora_tasks.train.metrics import MetricsLog, peak_memory_bytes
+    from lora_tasks.train.trainer import LoraTrainer
+
+    resolution, batch_size, rounds, per_round, save_steps = MODELS[arch]
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{arch}-"))
+    dataset = make_style_dataset(work / "data", count=8, seed=0)
+    spec = parse_job_spec({
+        "model_config": {"base_model": str(ensure_model(arch)), "lora_rank": 8},
+        "training_config": {"batch_size": batch_size, "resolution": resolution, "bucketing": False,
+                            "save_steps": save_steps, "max_steps": 10_000, "learning_rate": 1e-4},
+    })
+    trainer = LoraTrainer(spec, dataset, work / "out", device="cpu")
+    prepare_start = time.perf_counter()
+    trainer.prepare()
+    prepare_seconds = time.perf_counter() - prepare_start
+    trainer.metrics = MetricsLog(work / "out" / "metrics.jsonl", 0)
+    cached = trainer.source
+    live = build_source("off", Encoder(trainer.models, trainer.device), trainer.items, trainer.buckets,
+                        work / "cache", "")
+    batch = cached.batch(trainer.stream.order[0])
+    step = 0
+
+    def trainer_steps(source: Any, count: int) -> list[float]:
+        nonlocal step
+        trainer.source = source
+        times = trainer.loop(step, step + count)
+        step += count
+        return times
+
+    trainer_steps(cached, 3)  # warm-up: allocator, first checkpoint folder, thread pools
+    bare_steps(trainer, batch, 3)
+    results: dict[str, list[float]] = {"trainer": [], "bare": [], "no_cache": []}
+    for round_ in range(rounds):  # alternate who goes first, so drift in machine speed cancels
+        if round_ % 2:
+            results["bare"] += bare_steps(trainer, batch, per_round)
+        results["trainer"] += trainer_steps(cached, per_round)
+        if not round_ % 2:
+            results["bare"] += bare_steps(trainer, batch, per_round)
+        results["no_cache"] += trainer_steps(live, max(1, per_round // 2))
+    trainer.metrics.close()
+    records = [json.loads(line) for line in (work / "out" / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "arch": arch,
+        "resolution": resolution,
+        "batch": batch_size,
+        "unet_params_m": sum(p.numel() for p in trainer.models.unet.parameters()) / 1e6,
+        "prepare_seconds": prepare_seconds,
+        "median": {k: statistics.median(v) for k, v in results.items()},
+        "mean": {k: statistics.fmean(v) for k, v in results.items()},
+        "steps": {k: len(v) for k, v in results.items()},
+        "peak_memory_bytes": max(r["peak_memory_bytes"] for r in records),
+        "process_peak_bytes": peak_memory_bytes(trainer.device),
+    }
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    print("| model | UNet params | px | batch | bare step (median) | trainer step (median) | ratio | "
+          "trainer mean incl. checkpoints | ratio | no latent cache (median) | ratio | peak memory |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        med, mean = r["median"], r["mean"]
+        print(f"| {r['arch']} | {r['unet_params_m']:.1f} M | {r['resolution']} | {r['batch']} "
+              f"| {med['bare'] * 1000:.1f} ms | {med['trainer'] * 1000:.1f} ms | {med['trainer'] / med['bare']:.3f} "
+              f"| {mean['trainer'] * 1000:.1f} ms | {mean['trainer'] / mean['bare']:.3f} "
+              f"| {med['no_cache'] * 1000:.1f} ms | {med['no_cache'] / med['bare']:.3f} "
+              f"| {r['peak_memory_bytes'] / 2**20:.0f} MiB |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["tiny", "sd15"])
+    parser.add_argument("--one", choices=sorted(MODELS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one)))
+        return 0
+    rows = []
+    for arch in args.models:
+        run = subprocess.run([sys.executable, __file__, "--one", arch],
+                             capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            print(run.stderr, file=sys.stderr)
+            return run.returncode
+        rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    report(rows)
+    print(f"ratio {max(r['median']['trainer'] / r['median']['bare'] for r in rows):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
