@@ -8,8 +8,9 @@ DEMO   := build/demo
 .PHONY: setup demo test lint bench clean
 
 $(STAMP): requirements.txt requirements-train.txt requirements-dev.txt constraints.txt
+	@echo "Installing the pinned stack into $(VENV) (about 3 minutes the first time)..."
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install -qq --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)

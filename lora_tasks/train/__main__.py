@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = result.summary
     loss, effect = summary["train_loss"], summary["fixed_noise_loss"]
     print(f"adapter:      {result.adapter_dir}")
-    for name in sorted(summary["files"]):
-        print(f"  {name}")
+    for path in sorted(result.adapter_dir.iterdir()):
+        print(f"  {path.name}")
     print(f"metrics:      {result.metrics_path}")
     print(f"train loss:   {loss['first']:.4f} (first 10% of steps) -> {loss['last']:.4f} (last 10%)")
     print(f"fixed-noise loss on training images: base {effect['base']:.4f} -> with LoRA {effect['lora']:.4f}")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from lora_tasks.base_model import base_model_sha256, check_spec_against_model
@@ -284,7 +285,7 @@ class LoraTrainer:
             summary["files"] = file_digests(folder)
             return {
                 SUMMARY_FILE: json.dumps(summary, indent=2, sort_keys=True),
-                "job.yaml": json.dumps(self.spec.to_yaml_dict(), indent=2),
+                "job.yaml": yaml.safe_dump(self.spec.to_yaml_dict(), sort_keys=False),
             }
 
         adapter = export_adapter(unet, self.output_dir, self.spec.job.name, self.spec.output.formats,
