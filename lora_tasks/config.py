@@ -138,7 +138,7 @@ class TrainingSection(SpecModel):
         4.0, ge=1.0, le=8.0, description="widest bucket side ratio, >= 1 (4 matches kohya-ss at 256-1024 px)"
     )
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
-        "auto", description="'no', 'fp16' or 'bf16' (both need a GPU), or 'auto'"
+        "auto", description="'no', 'fp16' (needs a CUDA GPU), 'bf16', or 'auto'"
     )
     gradient_checkpointing: bool | Auto = Field(
         "auto", description="true, false, or 'auto' (on when memory is tight)"

@@ -38,10 +38,10 @@ def resolve_settings(cfg: TrainingSection, device: torch.device) -> RunSettings:
     precision = cfg.mixed_precision
     if precision == "auto":
         precision = "no" if device.type != "cuda" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-    elif precision != "no" and device.type != "cuda":
+    elif precision == "fp16" and device.type != "cuda":
         raise JobSpecError([Problem("training_config.mixed_precision",
                                     f"{precision!r} needs a CUDA GPU but this run is on {device.type}",
-                                    "use 'no' or 'auto'")])
+                                    "use 'bf16', 'no' or 'auto'")])
     batch_size = cfg.batch_size if cfg.batch_size != "auto" else (1 if small else 4)
     checkpointing = cfg.gradient_checkpointing
     if checkpointing == "auto":

@@ -236,11 +236,44 @@ def test_hub_id_without_network_fails_clearly(style_dataset: Path, tmp_path: Pat
         train(Path("someorg/no-such-model"), style_dataset, tmp_path / "out")
 
 
+def test_gradient_checkpointing_gives_the_same_adapter(tiny_model: Path, style_dataset: Path,
+                                                       tmp_path: Path) -> None:
+    plain = train(tiny_model, style_dataset, tmp_path / "plain", training_config={"max_steps": 3})
+    recomputed = train(tiny_model, style_dataset, tmp_path / "ckpt",
+                       training_config={"max_steps": 3, "gradient_checkpointing": True})
+    assert recomputed.summary["settings"]["gradient_checkpointing"] is True
+    a = load_file(plain.adapter_dir / "pytorch_lora_weights.safetensors")
+    b = load_file(recomputed.adapter_dir / "pytorch_lora_weights.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_keeps_frozen_weights_half_and_lora_weights_fp32(tiny_model: Path, style_dataset: Path,
+                                                               tmp_path: Path) -> None:
+    job = base_job(tiny_model, style_dataset, tmp_path / "out")
+    job["training_config"].update({"mixed_precision": "bf16", "max_steps": 2})
+    trainer = LoraTrainer(parse_job_spec(job), device="cpu")
+    result = trainer.train()
+    unet = trainer.models.unet
+    assert unet.conv_in.weight.dtype == torch.bfloat16
+    assert {p.dtype for p in trainer.params.values()} == {torch.float32}
+    assert result.summary["settings"]["precision"] == "bf16"
+    exported = load_file(result.adapter_dir / "pytorch_lora_weights.safetensors")
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in exported.values())
+
+
 def test_half_precision_needs_a_gpu(tiny_model: Path, style_dataset: Path, tmp_path: Path) -> None:
     job = base_job(tiny_model, style_dataset, tmp_path / "out")
-    job["training_config"]["mixed_precision"] = "fp16"
+    job["training_config"]["mixed_precision"] = "fp16"  # loss scaling is CUDA's; bf16 runs on a CPU
     with pytest.raises(JobSpecError, match=r"mixed_precision.*needs a CUDA GPU"):
         LoraTrainer(parse_job_spec(job), device="cpu")
+
+
+def test_resume_from_something_that_is_not_a_checkpoint(tiny_model: Path, style_dataset: Path,
+                                                       tmp_path: Path) -> None:
+    spec = parse_job_spec(base_job(tiny_model, style_dataset, tmp_path / "out"))
+    with pytest.raises(LoraTaskError, match=r"is not a checkpoint folder"):
+        LoraTrainer(spec).train(resume=str(tmp_path))
 
 
 def test_no_dataset_is_a_clear_error(tiny_model: Path) -> None:
