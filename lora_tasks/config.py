@@ -64,13 +64,49 @@ class SpecModel(BaseModel):
 class JobSection(SpecModel):
     name: Name = Field("lora", description="job name: letters, digits, '.', '_' or '-'")
     tenant: Name = Field("default", description="tenant id: letters, digits, '.', '_' or '-'")
-    task: Literal["image"] = Field(
-        "image", description="'image' (a diffusion LoRA); text LoRAs are not supported by this release"
+    task: Literal["image", "text"] = Field(
+        "image", description="'image' (a diffusion LoRA) or 'text' (intake only: text training is not built yet)"
     )
     priority: Literal["interactive", "standard", "batch"] = Field(
         "standard", description="'interactive', 'standard' or 'batch' (batch waits for off-peak hours)"
     )
     gpu_type: str = Field("auto", description="a GPU type name from the GPU table, or 'auto'")
+
+
+class FilterSection(SpecModel):
+    min_side: Int = Field(256, ge=1, description="shortest accepted image side in pixels, >= 1")
+    max_side: Int = Field(8192, ge=1, description="longest accepted image side in pixels")
+    max_pixels: Int = Field(
+        50_000_000, ge=1, description="width x height above which an image is refused undecoded (bombs)"
+    )
+    near_duplicate_distance: Int | None = Field(
+        4, ge=0, le=32, description="perceptual-hash bits two images may differ by and still be duplicates; "
+        "null turns near-duplicate detection off"
+    )
+    nsfw_detector: Literal["none", "nudenet"] = Field("none", description="'none' or 'nudenet' (optional extra)")
+    nsfw_threshold: Float = Field(0.8, gt=0.0, le=1.0, description="NSFW score above which an image is refused")
+    max_text_chars: Int = Field(200_000, ge=1, description="longest accepted text sample, in characters")
+    text_near_duplicate_similarity: Float | None = Field(
+        0.9, gt=0.0, le=1.0, description="word-shingle Jaccard similarity at which texts are duplicates, or null"
+    )
+
+
+class CaptionSection(SpecModel):
+    model: str | None = Field(
+        None, description="BLIP captioning model (folder or hub id) for images without a sidecar caption"
+    )
+    max_new_tokens: Int = Field(30, ge=1, le=256, description="longest generated caption, in tokens")
+    batch_size: Int = Field(8, ge=1, le=256, description="images captioned per forward pass")
+
+
+class ChecksSection(SpecModel):
+    min_images: Int = Field(5, ge=1, description="fewest kept samples worth training on")
+    min_caption_coverage: Float = Field(
+        0.9, ge=0.0, le=1.0, description="share of kept samples that must have a non-empty caption"
+    )
+    min_side: Int = Field(256, ge=1, description="shortest image side every kept image must have")
+    max_duplicate_share: Float = Field(0.5, ge=0.0, le=1.0, description="largest share of duplicates in the upload")
+    max_rejected_share: Float = Field(0.5, ge=0.0, le=1.0, description="largest share of rejected samples")
 
 
 class DatasetSection(SpecModel):
@@ -83,6 +119,9 @@ class DatasetSection(SpecModel):
     repeats: Int = Field(
         1, ge=1, le=1000, description="times each image is seen per epoch (folders named '<N>_<name>' override)"
     )
+    filter: FilterSection = FilterSection()
+    caption: CaptionSection = CaptionSection()
+    checks: ChecksSection = ChecksSection()
 
 
 class ModelSection(SpecModel):

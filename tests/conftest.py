@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +62,62 @@ def single_file(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     from lora_tasks.single_file import pipeline_to_single_file
 
     return pipeline_to_single_file(tiny_model, tmp_path_factory.mktemp("single") / "tiny-sd.safetensors")
+
+
+@pytest.fixture(scope="session")
+def clamav_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ClamAV signature file that detects the EICAR test string (signatures cannot be downloaded here)."""
+    import shutil
+
+    from tests.lora_tasks.intake_corpus import EICAR, EICAR_MD5
+
+    if shutil.which("clamscan") is None:
+        pytest.fail("clamscan is missing: `make test` installs Debian's clamav; run it, or apt-get install clamav")
+    path = tmp_path_factory.mktemp("clamav") / "test.hdb"
+    path.write_text(f"{EICAR_MD5}:{len(EICAR)}:Test.EICAR\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def image_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.lora_tasks.intake_corpus import build_image_corpus
+
+    return build_image_corpus(tmp_path_factory.mktemp("upload") / "images")
+
+
+@pytest.fixture(scope="session")
+def text_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.lora_tasks.intake_corpus import build_text_corpus
+
+    return build_text_corpus(tmp_path_factory.mktemp("upload") / "texts")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API (moto in server mode) on a loopback port, with dummy credentials."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ.update({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"})
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("moto server did not start")
+            time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait(timeout=10)

@@ -10,12 +10,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LIGHT_MODULES = ["lora_tasks.config", "lora_tasks.errors", "lora_tasks.base_model"]
+LIGHT_MODULES = ["lora_tasks.config", "lora_tasks.errors", "lora_tasks.base_model", "lora_tasks.manifest",
+                 "lora_tasks.settings", "data_checks"]
 """What DAG files may import at parse time: nothing here may pull in torch or diffusers."""
 HEAVY = ["torch", "diffusers", "transformers", "peft", "safetensors", "pandas", "great_expectations"]
 
 
-@pytest.mark.parametrize("name", ["requirements.txt", "requirements-train.txt", "requirements-dev.txt"])
+REQUIREMENTS = ["requirements.txt", "requirements-train.txt", "requirements-dev.txt", "requirements-nsfw.txt"]
+
+
+@pytest.mark.parametrize("name", REQUIREMENTS)
 def test_every_requirement_is_pinned(name: str) -> None:
     for line in (ROOT / name).read_text().splitlines():
         line = line.split("#")[0].strip()
@@ -26,7 +30,7 @@ def test_every_requirement_is_pinned(name: str) -> None:
 def test_constraints_agree_with_requirements() -> None:
     locked = dict(line.lower().split("==", 1) for line in (ROOT / "constraints.txt").read_text().splitlines()
                   if "==" in line and not line.startswith("#"))
-    for name in ("requirements.txt", "requirements-train.txt", "requirements-dev.txt"):
+    for name in REQUIREMENTS:
         for line in (ROOT / name).read_text().splitlines():
             if "==" in line and not line.startswith("#"):
                 package, version = line.split("#")[0].strip().lower().split("==")

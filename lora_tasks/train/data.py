@@ -12,11 +12,12 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lora_tasks.captions import clean, filename_caption, with_trigger
 from lora_tasks.config import DatasetSection
 from lora_tasks.errors import DatasetError
 from lora_tasks.train.buckets import Size, nearest_bucket, resize_to_bucket
@@ -39,7 +40,9 @@ class TrainingImage:
 
 
 def collect_images(root: Path, dataset: DatasetSection) -> list[TrainingImage]:
-    """List the images under ``root`` with their captions and repeats, in a stable order."""
+    """The training images under a folder, or listed in an intake manifest (``*.jsonl``), in a stable order."""
+    if root.suffix == ".jsonl" and root.is_file():
+        return _from_manifest(root, dataset)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist. Fix: set dataset.uri or --dataset to a folder "
                            "of images")
@@ -50,34 +53,42 @@ def collect_images(root: Path, dataset: DatasetSection) -> list[TrainingImage]:
     return [_describe(root, path, dataset) for path in paths]
 
 
+def _from_manifest(manifest: Path, dataset: DatasetSection) -> list[TrainingImage]:
+    """Kept, captioned rows of the intake stages; captions there are final (trigger word included)."""
+    from lora_tasks.manifest import read_rows
+
+    rows = [r for r in read_rows(manifest) if r.role == "sample" and not r.reason and r.local_path]
+    if not rows:
+        raise DatasetError(f"manifest {manifest} lists no usable images. Fix: check the filter stage's "
+                           "rejected.jsonl")
+    return [_item(Path(str(r.local_path)), PurePosixPath(r.path),
+                  with_trigger(r.caption or filename_caption(r.path), dataset.trigger_word), dataset)
+            for r in sorted(rows, key=lambda r: r.path)]
+
+
 def _describe(root: Path, path: Path, dataset: DatasetSection) -> TrainingImage:
-    relpath = path.relative_to(root)
+    relpath = PurePosixPath(path.relative_to(root).as_posix())
+    return _item(path, relpath, _caption(path, dataset), dataset)
+
+
+def _item(path: Path, relpath: PurePosixPath, caption: str, dataset: DatasetSection) -> TrainingImage:
     top = relpath.parts[0] if len(relpath.parts) > 1 else ""
     match = REPEATS_FOLDER.match(top)
     repeats = int(match.group(1)) if match and int(match.group(1)) > 0 else dataset.repeats
-    return TrainingImage(
-        path=path,
-        relpath=relpath.as_posix(),
-        caption=_caption(path, dataset),
-        repeats=repeats,
-        folder=top,
-        size=_upright_size(path),
-    )
+    return TrainingImage(path=path, relpath=relpath.as_posix(), caption=caption, repeats=repeats, folder=top,
+                         size=_upright_size(path))
 
 
 def _caption(path: Path, dataset: DatasetSection) -> str:
     sidecar = path.with_suffix(dataset.caption_extension)
     if sidecar.is_file():
         try:
-            caption = " ".join(sidecar.read_text(encoding="utf-8").split())
+            caption = clean(sidecar.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
             raise DatasetError(f"caption file {sidecar} is not UTF-8 text. Fix: save it as UTF-8") from None
     else:
-        caption = " ".join(re.sub(r"[_\-.]+", " ", re.sub(r"[_\-]?\d+$", "", path.stem)).split())
-    trigger = dataset.trigger_word
-    if trigger and not re.search(rf"(^|\W){re.escape(trigger)}(\W|$)", caption):
-        caption = f"{trigger}, {caption}" if caption else trigger
-    return caption
+        caption = filename_caption(path.name)
+    return with_trigger(caption, dataset.trigger_word)
 
 
 def _upright_size(path: Path) -> Size:

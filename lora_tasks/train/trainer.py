@@ -67,6 +67,9 @@ class LoraTrainer:
 
     def __init__(self, spec: JobSpec, dataset_dir: Path | None = None, output_dir: Path | None = None,
                  device: str | None = None) -> None:
+        if spec.job.task != "image":
+            raise LoraTaskError(f"job.task is {spec.job.task!r}, but this trainer trains image LoRAs only. Fix: "
+                                "set job.task: image (text datasets can be scanned and filtered, not trained yet)")
         self.spec, self.ref, self.warnings = check_spec_against_model(spec)
         self.cfg = self.spec.training
         dataset = dataset_dir or self.spec.dataset.uri

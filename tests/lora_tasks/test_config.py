@@ -59,7 +59,9 @@ def test_auto_values_are_accepted() -> None:
         ("job.tenant=../other", "job.tenant", "'..' is not allowed"),
         ("job.name=a/b", "job.name", "should match pattern"),
         ("training_config=5", "training_config", "must be a mapping"),
-        ("job.task=text", "job.task", "Input should be 'image'"),
+        ("job.task=video", "job.task", "Input should be 'image' or 'text'"),
+        ("dataset.filter.min_side=0", "dataset.filter.min_side", "greater than or equal to 1"),
+        ("dataset.checks.min_caption_coverage=2", "dataset.checks.min_caption_coverage", "less than or equal"),
     ],
 )
 def test_bad_values_name_key_value_and_fix(override: str, key: str, expected: str) -> None:

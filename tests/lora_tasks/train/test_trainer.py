@@ -276,6 +276,12 @@ def test_resume_from_something_that_is_not_a_checkpoint(tiny_model: Path, style_
         LoraTrainer(spec).train(resume=str(tmp_path))
 
 
+def test_text_jobs_are_refused_by_the_image_trainer(tiny_model: Path) -> None:
+    spec = parse_job_spec({"job": {"task": "text"}, "model_config": {"base_model": str(tiny_model)}})
+    with pytest.raises(LoraTaskError, match="trains image LoRAs only"):
+        LoraTrainer(spec)
+
+
 def test_no_dataset_is_a_clear_error(tiny_model: Path) -> None:
     spec = parse_job_spec({"model_config": {"base_model": str(tiny_model)}})
     with pytest.raises(DatasetError, match="no dataset given"):

@@ -1,0 +1,127 @@
+"""Intake throughput: scan + filter against plain Pillow decoding of the same files.
+
+On a generated set of 2,000 JPEGs at 512-1024 px (all distinct, so nothing short-cuts):
+
+- ``decode``: ``Image.open(path).load()`` for every file, the floor any decode check pays;
+- ``intake``: ``scan_dataset`` (read, sha256, sniff, header) then ``filter_manifest`` (type,
+  size and pixel checks, full decode, perceptual hash, duplicate search), antivirus off
+  (its cost depends on the signature database, reported separately: clamscan with a
+  one-signature database, with and without its fuzzy hashing of images).
+
+Both use the same number of worker processes (all cores). Runs alternate and medians
+are reported; the last line is ``ratio <intake images/s ÷ decode images/s>``.
+
+    python bench/intake_throughput.py [--images 2000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_jpegs(folder: Path, count: int) -> list[Path]:
+    """Distinct photo-like JPEGs (noise, gradients, shapes) with sides between 512 and 1024."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = sorted(folder.glob("*.jpg"))
+    if len(existing) == count:
+        return existing
+    shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    rng = random.Random(0)
+    for i in range(count):
+        size = (rng.randrange(512, 1025), rng.randrange(512, 1025))
+        base = np.random.default_rng(i).integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+        image = Image.fromarray(base).resize(size, Image.Resampling.BILINEAR)
+        draw = ImageDraw.Draw(image)
+        for _ in range(8):
+            x, y, r = rng.randrange(size[0]), rng.randrange(size[1]), rng.randrange(20, 160)
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(rng.randrange(256) for _ in range(3)))
+        image.save(folder / f"{i:05d}.jpg", "JPEG", quality=88)
+    return sorted(folder.glob("*.jpg"))
+
+
+def decode(path: str) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return image.size
+
+
+def run_decode(paths: list[Path], workers: int) -> float:
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(decode, [str(p) for p in paths], chunksize=max(1, len(paths) // (workers * 8))))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def run_intake(folder: Path, count: int, workers: int, antivirus: object) -> float:
+    from lora_tasks.config import FilterSection
+    from lora_tasks.filter import filter_manifest
+    from lora_tasks.scan import scan_dataset
+
+    work = Path(tempfile.mkdtemp(prefix="intake-bench-"))
+    try:
+        start = time.perf_counter()
+        scan_dataset(str(folder), work / "scan" / "manifest.jsonl", workers=workers)
+        result = filter_manifest(work / "scan" / "manifest.jsonl", work / "filter", FilterSection(), "image",
+                                 workers=workers, antivirus=antivirus)
+        seconds = time.perf_counter() - start
+    finally:
+        shutil.rmtree(work)
+    assert result.summary["kept"] == count, result.summary
+    return count / seconds
+
+
+def main() -> int:
+    from lora_tasks.antivirus import ClamScan, NoAntivirus
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    workers = len(os.sched_getaffinity(0))
+    folder = ROOT / "build" / "bench" / f"jpegs-{args.images}"
+    paths = make_jpegs(folder, args.images)
+    megapixels = statistics.fmean(w * h for w, h in map(decode, map(str, paths[:50]))) / 1e6
+    decode_rates, intake_rates = [], []
+    for _ in range(args.rounds):
+        decode_rates.append(run_decode(paths, workers))
+        intake_rates.append(run_intake(folder, args.images, workers, NoAntivirus()))
+    database = Path(tempfile.mkdtemp()) / "test.hdb"
+    database.write_text("44d88612fea8a8f36de82e1278abb02f:68:Test.EICAR\n")
+    with_av = no_fuzzy = None
+    if shutil.which("clamscan"):
+        with_av = run_intake(folder, args.images, workers, ClamScan(database))
+        no_fuzzy = run_intake(folder, args.images, workers, ClamScan(database, image_fuzzy_hash=False))
+    decode_rate, intake_rate = statistics.median(decode_rates), statistics.median(intake_rates)
+
+    def rate(value: float | None) -> str:
+        return f"{value:.1f} img/s" if value else "n/a"
+
+    print("| images | mean size | workers | Pillow decode only | scan + filter | ratio | + clamscan | "
+          "+ clamscan, no image fuzzy hash |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {args.images} | {megapixels:.2f} Mpx | {workers} | {rate(decode_rate)} | {rate(intake_rate)} "
+          f"| {intake_rate / decode_rate:.3f} | {rate(with_av)} | {rate(no_fuzzy)} |")
+    print(f"ratio {intake_rate / decode_rate:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

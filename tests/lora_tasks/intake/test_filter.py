@@ -1,0 +1,198 @@
+"""Filtering: every bad file rejected with its reason and a sentence, every good one kept."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lora_tasks.antivirus import ClamdSocket, ClamScan, NoAntivirus, Verdict, antivirus_from
+from lora_tasks.config import FilterSection
+from lora_tasks.errors import LoraTaskError
+from lora_tasks.filter import filter_manifest, main
+from lora_tasks.manifest import read_rows
+from lora_tasks.nsfw import NudeNetDetector
+from lora_tasks.scan import scan_dataset
+from lora_tasks.settings import PlatformSettings
+from tests.lora_tasks.intake_corpus import (
+    ARCHIVE_REASONS,
+    EICAR,
+    EXPECTED,
+    FILTER_OPTIONS,
+    TEXT_EXPECTED,
+)
+
+
+class RedDetector:
+    """A stand-in NSFW model for the plug-in point: scores an image by its share of pure red pixels."""
+
+    name = "red-share"
+
+    def scores(self, paths: list[Path]) -> list[float]:
+        out = []
+        for path in paths:
+            pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+            out.append(float(((pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)).mean()))
+        return out
+
+
+@pytest.fixture(scope="module")
+def image_manifest(image_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    manifest = tmp_path_factory.mktemp("scan") / "manifest.jsonl"
+    scan_dataset(str(image_corpus), manifest, workers=2)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def filtered(image_manifest: Path, clamav_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("filter")
+    filter_manifest(image_manifest, out, FilterSection(**FILTER_OPTIONS), "image", workers=2,
+                    antivirus=ClamScan(clamav_database), detector=RedDetector())
+    return out
+
+
+def by_path(path: Path) -> dict[str, dict]:
+    return {row["path"]: row for row in map(json.loads, path.read_text().splitlines())}
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED), ids=lambda p: p.replace("\n", "\\n"))
+def test_each_file_gets_its_verdict(filtered: Path, path: str) -> None:
+    kept, rejected = by_path(filtered / "kept.jsonl"), by_path(filtered / "rejected.jsonl")
+    expected = EXPECTED[path]
+    if expected is None:
+        assert path in kept, rejected.get(path)
+    else:
+        assert rejected[path]["reason"] == expected, rejected[path]
+        message = rejected[path]["message"]
+        assert path.split("/")[-1] in message and len(message) > len(path) + 15
+
+
+@pytest.mark.parametrize(("path", "reason"), sorted(ARCHIVE_REASONS.items()))
+def test_unsafe_archives_are_rejected_whole(filtered: Path, path: str, reason: str) -> None:
+    row = by_path(filtered / "rejected.jsonl")[path]
+    assert row["reason"] == reason and "not expanded" in row["message"]
+
+
+def test_summary_counts_every_reason(filtered: Path) -> None:
+    summary = json.loads((filtered / "summary.json").read_text())
+    expected_reasons = [r for r in EXPECTED.values() if r] + list(ARCHIVE_REASONS.values())
+    assert summary["kept"] == sum(r is None for r in EXPECTED.values())
+    assert summary["rejected"] == len(expected_reasons)
+    assert sum(summary["reasons"].values()) == summary["rejected"]
+    assert summary["antivirus"] == "clamscan" and summary["nsfw_detector"] == "red-share"
+
+
+def test_duplicates_point_at_the_original(filtered: Path) -> None:
+    rejected = by_path(filtered / "rejected.jsonl")
+    assert rejected["bad/copy_of_photo_0.jpg"]["duplicate_of"] == "good/photo_0.jpg"  # the captioned one stays
+    assert rejected["bad/photo_1_resaved.jpg"]["duplicate_of"] == "good/photo_1.jpg"
+    assert rejected["red.jpg"]["nsfw_score"] == 1.0
+
+
+def test_rerun_gives_identical_files(filtered: Path, image_manifest: Path, clamav_database: Path,
+                                     tmp_path: Path) -> None:
+    filter_manifest(image_manifest, tmp_path, FilterSection(**FILTER_OPTIONS), "image", workers=1,
+                    antivirus=ClamScan(clamav_database), detector=RedDetector())
+    for name in ("kept.jsonl", "rejected.jsonl", "summary.json"):
+        assert (tmp_path / name).read_bytes() == (filtered / name).read_bytes(), name
+
+
+def test_text_dataset(text_corpus: Path, clamav_database: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "scan" / "manifest.jsonl"
+    scan_dataset(str(text_corpus), manifest, workers=1)
+    options = FilterSection(max_text_chars=10_000, text_near_duplicate_similarity=0.8)
+    result = filter_manifest(manifest, tmp_path / "filter", options, "text", workers=1,
+                             antivirus=ClamScan(clamav_database))
+    verdicts = {r.path: r.reason for r in result.kept + result.rejected}
+    assert verdicts == TEXT_EXPECTED
+    assert next(r for r in result.rejected if r.path == "story_a_edited.txt").duplicate_of == "story_a.txt"
+
+
+def test_clamd_gives_the_same_verdicts(clamav_database: Path, tmp_path: Path) -> None:
+    """A real clamd on a private socket, with the same signature file."""
+    clamd = shutil.which("clamd") or "/usr/sbin/clamd"
+    if not Path(clamd).exists():
+        pytest.fail("clamd is missing: `make test` installs Debian's clamav-daemon")
+    (tmp_path / "db").mkdir()
+    shutil.copy(clamav_database, tmp_path / "db" / "test.hdb")
+    socket_path = tmp_path / "clamd.sock"
+    (tmp_path / "clamd.conf").write_text(f"LocalSocket {socket_path}\nDatabaseDirectory {tmp_path / 'db'}\n"
+                                         "Foreground yes\n")
+    daemon = subprocess.Popen([clamd, f"--config-file={tmp_path / 'clamd.conf'}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        engine = antivirus_from(PlatformSettings(antivirus="clamd", clamd_socket=socket_path))
+        assert isinstance(engine, ClamdSocket)
+        files = [tmp_path / "clean.jpg", tmp_path / "new\nline: x FOUND.jpg", tmp_path / "gone.jpg"]
+        files[0].write_bytes(b"\xff\xd8\xff plain")
+        files[1].write_bytes(EICAR)
+        assert [v.status for v in engine.scan(files)] == ["clean", "infected", "unscanned"]
+        assert engine.scan([files[1]])[0].detail == "Test.EICAR.UNOFFICIAL"
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=15)
+
+
+def test_clamscan_maps_odd_names_and_missing_files(clamav_database: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "new\nline: x FOUND.jpg"
+    odd.write_bytes(EICAR)
+    clean = tmp_path / "clean.jpg"
+    clean.write_bytes(b"nothing")
+    verdicts = ClamScan(clamav_database).scan([clean, odd, tmp_path / "vanished.jpg"])
+    assert verdicts == [Verdict("clean"), Verdict("infected", "Test.EICAR.UNOFFICIAL"),
+                        Verdict("unscanned", "no result from the scanner")]
+
+
+def test_scanner_problems_fail_clearly(tmp_path: Path) -> None:
+    (tmp_path / "x.jpg").write_bytes(b"x")
+    with pytest.raises(LoraTaskError, match="clamscan failed"):
+        ClamScan(tmp_path / "no-such.hdb").scan([tmp_path / "x.jpg"])
+    with pytest.raises(LoraTaskError, match="'clamscan' is not installed"):
+        ClamScan(binary="clamscan-that-is-not-there")
+    with pytest.raises(LoraTaskError, match="needs LORA_CLAMD_SOCKET"):
+        antivirus_from(PlatformSettings(antivirus="clamd"))
+    with pytest.raises(LoraTaskError, match="clamd does not answer"):
+        antivirus_from(PlatformSettings(clamd_socket=tmp_path / "none.sock"))
+    assert isinstance(antivirus_from(PlatformSettings(antivirus="off")), NoAntivirus)
+
+
+def test_nudenet_scores_real_images(image_manifest: Path, clamav_database: Path, tmp_path: Path) -> None:
+    """The optional extra is installed for the tests: its ONNX model runs offline on the corpus."""
+    options = FilterSection(**FILTER_OPTIONS, nsfw_detector="nudenet")
+    result = filter_manifest(image_manifest, tmp_path, options, "image", workers=1,
+                             antivirus=ClamScan(clamav_database))
+    assert result.summary["nsfw_detector"] == "nudenet"
+    scored = [r for r in result.kept if r.nsfw_score is not None]
+    assert len(scored) == len(result.kept) and all(r.nsfw_score < 0.1 for r in scored)
+    assert "red.jpg" in {r.path for r in result.kept}  # a red square is not nudity to a real model
+
+
+def test_nudenet_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "nudenet", None)  # as in a default install, where it is absent
+    with pytest.raises(LoraTaskError, match=r"requirements-nsfw\.txt"):
+        NudeNetDetector()
+
+
+def test_cli(image_manifest: Path, clamav_database: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LORA_CLAMAV_DATABASE", str(clamav_database))
+    from lora_tasks.settings import platform_settings
+
+    platform_settings.cache_clear()
+    try:
+        assert main([str(image_manifest), "--out", str(tmp_path)]) == 0
+    finally:
+        platform_settings.cache_clear()
+    out = capsys.readouterr().out
+    assert "kept" in out and "too_small" in out
+    assert read_rows(tmp_path / "kept.jsonl")
