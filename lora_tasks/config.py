@@ -199,6 +199,16 @@ class TrainingSection(SpecModel):
         return self
 
 
+class EvalSection(SpecModel):
+    holdout_fraction: Float = Field(
+        0.1, ge=0.0, le=0.5, description="share of kept images held out of training to measure the adapter"
+    )
+    holdout_min: Int = Field(1, ge=0, description="fewest held-out images (when at least 4 images are kept)")
+    max_loss_ratio: Float = Field(
+        1.02, gt=0.0, description="quality gate: held-out loss with the adapter / without it must not exceed this"
+    )
+
+
 class OutputSection(SpecModel):
     uri: str | None = Field(None, description="output folder; default ./output/<tenant>/<name>")
     formats: list[Literal["diffusers", "kohya", "peft"]] = Field(
@@ -211,6 +221,7 @@ class JobSpec(SpecModel):
     dataset: DatasetSection = DatasetSection()
     model: ModelSection = Field(alias="model_config", description="base model and LoRA shape")
     training: TrainingSection = Field(TrainingSection(), alias="training_config")
+    eval: EvalSection = EvalSection()
     output: OutputSection = OutputSection()
 
     @model_validator(mode="after")

@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+INCLUDE = Path(__file__).resolve().parents[1] / "include"
+
 
 class PlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LORA_", extra="ignore", frozen=True)
@@ -34,6 +36,22 @@ class PlatformSettings(BaseSettings):
         "JPEGs, so large installations use clamd or turn it off"
     )
     workers: int = Field(0, ge=0, description="processes for scanning and filtering; 0 = one per CPU core")
+    workspace: Path = Field(Path("build/workspace"), description="per-run working folders: <tenant>/<run>/<stage>/")
+    artifact_root: str = Field("build/artifacts", description="published adapters and batch requests (path/s3://)")
+    runner: Literal["local", "kubernetes"] = Field("local", description="how the train stage runs")
+    default_gpu_type: str = Field("cpu", description="GPU type for jobs that say gpu_type: auto")
+    default_base_model: str = Field("", description="base model the trigger form proposes")
+    tenants_file: Path = Field(INCLUDE / "tenants.yaml", description="who may act for which tenant")
+    scheduling_file: Path = Field(INCLUDE / "scheduling.yaml", description="off-peak windows and prices")
+    gpu_types_file: Path = Field(INCLUDE / "gpu_types.yaml", description="GPU types: memory, nodes, pools")
+    trainer_image: str = Field("lora-trainer:0.1.0", description="the training image (Dockerfile) for pods")
+    k8s_namespace: str = Field("lora-training", description="namespace of the training pods")
+    k8s_workspace_claim: str = Field(
+        "lora-workspace", description="ReadWriteMany PVC holding the workspace, mounted at the same path in pods"
+    )
+    k8s_credentials_secret: str = Field(
+        "lora-trainer-credentials", description="Secret whose keys become the trainer's environment (S3 keys)"
+    )
 
     @property
     def worker_count(self) -> int:

@@ -11,6 +11,9 @@ import math
 
 from PIL import Image
 
+from lora_tasks.config import TrainingSection
+from lora_tasks.errors import DatasetError
+
 Size = tuple[int, int]
 
 
@@ -50,3 +53,18 @@ def resize_to_bucket(image: Image.Image, bucket: Size) -> Image.Image:
     left = (resized.width - bucket[0]) // 2
     top = (resized.height - bucket[1]) // 2
     return resized.crop((left, top, left + bucket[0], top + bucket[1]))
+
+
+def training_buckets(sizes: list[Size], cfg: TrainingSection, divisor: int) -> list[Size]:
+    """The bucket of each image for a job's resolution and bucketing settings."""
+    step = cfg.bucket_step
+    if step == "auto":
+        step = auto_bucket_step(cfg.resolution, divisor)
+    elif step % divisor:
+        raise DatasetError(f"training_config.bucket_step {step} is not a multiple of {divisor}, the base "
+                           f"model's size granularity. Fix: use a multiple of {divisor} or 'auto'")
+    if not cfg.bucketing:
+        side = max(step, cfg.resolution // step * step)
+        return [(side, side)] * len(sizes)
+    buckets = make_buckets(cfg.resolution, step, cfg.max_aspect_ratio)
+    return [nearest_bucket(size, buckets) for size in sizes]

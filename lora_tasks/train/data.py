@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from lora_tasks.captions import clean, filename_caption, with_trigger
 from lora_tasks.config import DatasetSection
 from lora_tasks.errors import DatasetError
-from lora_tasks.train.buckets import Size, nearest_bucket, resize_to_bucket
+from lora_tasks.train.buckets import Size, resize_to_bucket
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")
@@ -111,10 +111,6 @@ def load_pixels(item: TrainingImage, bucket: Size) -> np.ndarray:
         raise DatasetError(f"image {item.path} cannot be decoded ({exc}). Fix: remove it or re-export it") from None
     array = np.asarray(resize_to_bucket(image, bucket), dtype=np.float32)
     return (array / 127.5 - 1.0).transpose(2, 0, 1).copy()
-
-
-def assign_buckets(items: list[TrainingImage], buckets: list[Size]) -> list[Size]:
-    return [nearest_bucket(item.size, buckets) for item in items]
 
 
 def dataset_fingerprint(items: list[TrainingImage]) -> str:

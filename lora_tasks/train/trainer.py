@@ -31,10 +31,9 @@ from lora_tasks.base_model import base_model_sha256, check_spec_against_model
 from lora_tasks.config import JobSpec
 from lora_tasks.errors import DatasetError, LoraTaskError, ResumeError
 from lora_tasks.train import checkpoint as ckpt
-from lora_tasks.train.buckets import Size, auto_bucket_step, make_buckets
+from lora_tasks.train.buckets import Size, training_buckets
 from lora_tasks.train.cache import Encoder, SampleSource, build_source
 from lora_tasks.train.data import (
-    assign_buckets,
     collect_images,
     dataset_fingerprint,
     tag_frequency,
@@ -151,17 +150,7 @@ class LoraTrainer:
         self.models.vae.to(self.device)
 
     def _buckets(self) -> list[Size]:
-        divisor = self.models.size_divisor
-        step = self.cfg.bucket_step
-        if step == "auto":
-            step = auto_bucket_step(self.cfg.resolution, divisor)
-        elif step % divisor:
-            raise DatasetError(f"training_config.bucket_step {step} is not a multiple of {divisor}, the base "
-                               f"model's size granularity. Fix: use a multiple of {divisor} or 'auto'")
-        if not self.cfg.bucketing:
-            side = max(step, self.cfg.resolution // step * step)
-            return [(side, side)] * len(self.items)
-        return assign_buckets(self.items, make_buckets(self.cfg.resolution, step, self.cfg.max_aspect_ratio))
+        return training_buckets([item.size for item in self.items], self.cfg, self.models.size_divisor)
 
     # ------------------------------------------------------------------------ resume
 

@@ -1,0 +1,147 @@
+"""
+### lora_finetune: one LoRA job, from an uploaded folder to a published adapter
+
+Trigger it from the UI form (dataset, tenant, job name, priority, rank, steps, GPU type) or
+the REST API with the same fields as `conf`, or a whole job spec as `conf.job_spec` (YAML
+text or a JSON object), whose values win over the form's.
+
+`validate_request` checks the spec, the tenant (against the triggering user) and the base
+model before any data is read; `wait_off_peak` defers batch jobs to the next off-peak
+window; intake runs in the `cpu_preprocess` pool; `train` runs in its GPU type's pool at
+its priority class's weight (set per run by the `lora_airflow.policies` hook), as a local
+subprocess or a Kubernetes pod; `evaluate` gates `publish`, which writes an immutable
+version to the artifact store; `cleanup` is a teardown: it always runs, and never decides
+the run's state. Tasks exchange paths and figures
+only: data stays in the run's workspace.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import Asset, Param, dag, task
+
+from lora_airflow.errors import user_errors_fail_fast
+from lora_airflow.off_peak import WaitOffPeakOperator
+from lora_airflow.runners import train_task
+from lora_tasks.config import NAME_PATTERN
+from lora_tasks.gpu_types import load_gpu_types
+from lora_tasks.settings import platform_settings
+
+SETTINGS = platform_settings()
+LORA_ADAPTERS = Asset(name="lora_adapters", uri="lora://adapters")
+"""One event per published version; its extra says which."""
+CPU = {"pool": "cpu_preprocess"}
+
+PARAMS = {
+    "dataset_uri": Param("", type="string", title="Dataset", description="Folder, file:// or s3:// URI of the upload"),
+    "tenant": Param("demo", type="string", pattern=NAME_PATTERN, title="Tenant"),
+    "job_name": Param("my-lora", type="string", pattern=NAME_PATTERN, title="Job name"),
+    "task": Param("image", type="string", enum=["image", "text"], title="Task"),
+    "priority": Param("standard", type="string", enum=["interactive", "standard", "batch"], title="Priority",
+                      description="batch waits for the next off-peak window"),
+    "base_model": Param(SETTINGS.default_base_model, type="string", title="Base model",
+                        description="A diffusers folder, a single-file .safetensors, or a hub id"),
+    "trigger_word": Param(None, type=["null", "string"], title="Trigger word"),
+    "lora_rank": Param(8, type="integer", minimum=1, maximum=1024, title="LoRA rank"),
+    "max_steps": Param(None, type=["null", "integer"], minimum=1, title="Steps", description="Overrides epochs"),
+    "epochs": Param(10, type="integer", minimum=1, title="Epochs"),
+    "gpu_type": Param("auto", type="string", enum=["auto", *load_gpu_types(SETTINGS.gpu_types_file)],
+                      title="GPU type"),
+    "job_spec": Param(None, type=["null", "string", "object"], title="Full job spec (optional)",
+                      description="YAML text or a JSON object; its values win over the fields above"),
+}
+
+
+@dag(
+    dag_id="lora_finetune",
+    schedule=None,
+    catchup=False,
+    params=PARAMS,
+    tags=["lora", "training"],
+    default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    doc_md=__doc__,
+)
+def lora_finetune() -> None:
+    @task(retries=0)
+    def validate_request(params: Any = None, dag_run: Any = None) -> dict[str, Any]:
+        """Refuse a bad spec, an unknown tenant or a missing base model with the reason, at once."""
+        from lora_tasks import stages
+
+        with user_errors_fail_fast():
+            return stages.validate_request(dict(params), dag_run.triggering_user_name, dag_run.run_id,
+                                           dag_run.run_after, SETTINGS)
+
+    @task(**CPU)
+    def scan_dataset(info: dict[str, Any]) -> dict[str, Any]:
+        from lora_tasks.stages import RunInfo, scan
+
+        with user_errors_fail_fast():
+            return scan(RunInfo.of(info))
+
+    @task(**CPU)
+    def filter_content(info: dict[str, Any], scanned: dict[str, Any]) -> dict[str, Any]:
+        from lora_tasks.stages import RunInfo, filter_content
+
+        with user_errors_fail_fast():
+            return filter_content(RunInfo.of(info), scanned["manifest"])
+
+    @task(**CPU)
+    def caption(info: dict[str, Any], filtered: dict[str, Any]) -> dict[str, Any]:
+        from lora_tasks.stages import RunInfo, caption
+
+        with user_errors_fail_fast():
+            return caption(RunInfo.of(info), filtered["kept"])
+
+    @task(**CPU)
+    def check_dataset(info: dict[str, Any], filtered: dict[str, Any], captioned: dict[str, Any]) -> dict[str, Any]:
+        from lora_tasks.stages import RunInfo, check_dataset
+
+        with user_errors_fail_fast():
+            return check_dataset(RunInfo.of(info), captioned["captioned"], filtered["rejected"])
+
+    @task(**CPU)
+    def evaluate(info: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
+        from lora_tasks.stages import RunInfo, evaluate
+
+        run = RunInfo.of(info)
+        with user_errors_fail_fast():
+            return evaluate(run, f"{run.workspace}/train/output/adapter", checked["holdout"])
+
+    @task(outlets=[LORA_ADAPTERS])
+    def publish(info: dict[str, Any], evaluated: dict[str, Any], dag_run: Any = None,
+                outlet_events: Any = None) -> dict[str, Any]:
+        from lora_tasks.stages import RunInfo, publish
+
+        run = RunInfo.of(info)
+        with user_errors_fail_fast():
+            result = publish(run, f"{run.workspace}/train/output/adapter", evaluated["report"], SETTINGS,
+                             dag_run.run_id)
+        outlet_events[LORA_ADAPTERS].extra = {"tenant": run.tenant, "name": run.name, **result}
+        return result
+
+    @task(retries=1)
+    def cleanup(ti: Any = None) -> dict[str, Any]:
+        """Remove the workspace once published; keep it after a failure, for debugging and resume."""
+        from lora_tasks.stages import RunInfo, cleanup
+
+        info = ti.xcom_pull(task_ids="validate_request")
+        if not info:
+            return {"workspace": None}
+        return cleanup(RunInfo.of(info), succeeded=ti.xcom_pull(task_ids="publish") is not None)
+
+    info = validate_request()
+    wait = WaitOffPeakOperator(task_id="wait_off_peak",
+                               priority="{{ ti.xcom_pull(task_ids='validate_request')['priority'] }}")
+    scanned = scan_dataset(info)
+    info >> wait >> scanned
+    filtered = filter_content(info, scanned)
+    checked = check_dataset(info, filtered, caption(info, filtered))
+    trained = train_task(SETTINGS)(info, checked)
+    evaluated = evaluate(info, checked)
+    trained >> evaluated
+    publish(info, evaluated) >> cleanup().as_teardown(setups=info)
+
+
+lora_finetune()

@@ -1,0 +1,44 @@
+"""The GPU types this installation schedules on (include/gpu_types.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lora_tasks.errors import LoraTaskError
+
+GPU_TAINT = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class GpuType:
+    name: str
+    memory_gib: float
+    node_selector: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pool(self) -> str:
+        return f"gpu_{self.name}"
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.memory_gib > 0
+
+
+def load_gpu_types(path: Path) -> dict[str, GpuType]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise LoraTaskError(f"GPU types {path} cannot be read ({exc}). Fix: check LORA_GPU_TYPES_FILE") from None
+    return {name: GpuType(name, float(entry.get("memory_gib", 0)), dict(entry.get("node_selector") or {}))
+            for name, entry in (data.get("gpu_types") or {}).items()}
+
+
+def resolve_gpu_type(requested: str, types: dict[str, GpuType], default: str) -> GpuType:
+    name = default if requested == "auto" else requested
+    if name not in types:
+        raise LoraTaskError(f"job.gpu_type {requested!r} is not a GPU type of this platform. Fix: use 'auto' or "
+                            f"one of {', '.join(types)}")
+    return types[name]

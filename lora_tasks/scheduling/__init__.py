@@ -1,0 +1,1 @@
+"""Scheduling: off-peak windows now; prices, predictions and capacity planning build on them."""

@@ -1,0 +1,137 @@
+"""Off-peak windows in a named time zone: is it off-peak now, and if not, when does it start?
+
+Windows are wall-clock times on named weekdays ("mon 22:00 to 06:00" runs into Tuesday).
+Each is turned into real instants through the zone's rules, so a window keeps its wall
+times across DST changes (and is an hour shorter or longer that night). Overlapping or
+touching windows merge, so a weekend window and Friday night's read as one stretch.
+The current time is always a parameter: nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from lora_tasks.errors import LoraTaskError
+
+DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
+DEFAULT_FILE = Path(__file__).resolve().parents[2] / "include" / "scheduling.yaml"
+Interval = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class Window:
+    days: tuple[int, ...]
+    """Weekdays the window starts on, Monday = 0."""
+    start: time
+    end: time | None
+    """None means midnight at the end of the day ("24:00")."""
+
+    def on(self, day: date, zone: ZoneInfo) -> Interval:
+        """The window starting on ``day``, as UTC instants."""
+        start = _instant(day, self.start, zone)
+        if self.end is None or self.end <= self.start:
+            end = _instant(day + timedelta(days=1), self.end or time(0), zone)
+        else:
+            end = _instant(day, self.end, zone)
+        return start, end
+
+
+def _instant(day: date, clock: time, zone: ZoneInfo) -> datetime:
+    """A wall-clock time as UTC; in a spring-forward gap it lands just after the gap."""
+    return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class OffPeakCalendar:
+    zone: ZoneInfo
+    windows: tuple[Window, ...]
+
+    def intervals(self, around: datetime, days_before: int = 7, days_after: int = 8) -> list[Interval]:
+        """Merged off-peak intervals from a week before ``around`` to a week after (a merged stretch can span days)."""
+        local_day = around.astimezone(self.zone).date()
+        spans = sorted(
+            window.on(day, self.zone)
+            for offset in range(-days_before, days_after + 1)
+            for day in [local_day + timedelta(days=offset)]
+            for window in self.windows
+            if day.weekday() in window.days
+        )
+        merged: list[Interval] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        return merged
+
+    def crons(self) -> list[str]:
+        """Cron expressions (in the calendar's zone) firing at every window start."""
+        return sorted({f"{w.start.minute} {w.start.hour} * * {','.join(DAYS[d] for d in w.days)}"
+                       for w in self.windows})
+
+    def window_at(self, moment: datetime) -> Interval | None:
+        return next(((s, e) for s, e in self.intervals(moment) if s <= moment < e), None)
+
+    def next_start(self, moment: datetime) -> datetime:
+        """``moment`` itself when it is off-peak, else the start of the next off-peak window."""
+        _require_aware(moment)
+        for start, end in self.intervals(moment):
+            if start <= moment < end:
+                return moment
+            if start > moment:
+                return start
+        raise LoraTaskError("no off-peak window in the coming week. Fix: add off_peak_windows to scheduling.yaml")
+
+
+def _require_aware(moment: datetime) -> None:
+    if moment.tzinfo is None:
+        raise ValueError("moments must be timezone-aware")
+
+
+def _clock(value: object, where: str) -> time | None:
+    text = str(value)
+    if not CLOCK.match(text):
+        raise LoraTaskError(f"{where}: {value!r} is not a time of day. Fix: write \"HH:MM\" (00:00 to 24:00)")
+    if text == "24:00":
+        return None
+    hours, minutes = map(int, text.split(":"))
+    return time(hours, minutes)
+
+
+def parse_calendar(data: dict, source: str = "scheduling.yaml") -> OffPeakCalendar:
+    try:
+        zone = ZoneInfo(str(data.get("timezone", "UTC")))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise LoraTaskError(f"{source}: timezone {data.get('timezone')!r} is unknown. Fix: use an IANA name such "
+                            "as Europe/Paris") from None
+    windows = []
+    for i, entry in enumerate(data.get("off_peak_windows") or []):
+        where = f"{source}: off_peak_windows[{i}]"
+        days = entry.get("days", DAYS)
+        unknown = [d for d in days if str(d).lower()[:3] not in DAYS]
+        if unknown:
+            raise LoraTaskError(f"{where}.days: {unknown} are not weekdays. Fix: use {', '.join(DAYS)}")
+        start, end = _clock(entry.get("start"), f"{where}.start"), _clock(entry.get("end"), f"{where}.end")
+        if start is None:
+            raise LoraTaskError(f"{where}.start: 24:00 cannot start a window. Fix: use 00:00")
+        if end == start:
+            raise LoraTaskError(f"{where}: start and end are both {start:%H:%M}, an empty window. Fix: use "
+                                "00:00 to 24:00 for a whole day")
+        windows.append(Window(tuple(sorted({DAYS.index(str(d).lower()[:3]) for d in days})), start, end))
+    return OffPeakCalendar(zone, tuple(windows))
+
+
+def load_calendar(path: Path | None = None) -> OffPeakCalendar:
+    path = path or DEFAULT_FILE
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise LoraTaskError(f"{path} cannot be read ({exc}). Fix: check LORA_SCHEDULING_FILE") from None
+    return parse_calendar(data, str(path))

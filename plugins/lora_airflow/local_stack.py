@@ -1,0 +1,336 @@
+"""Airflow on this machine: api-server, scheduler, dag-processor and triggerer (LocalExecutor).
+
+    python -m lora_airflow.local_stack up [--port 8080]   # `make up`: start it, print URL and logins
+    python -m lora_airflow.local_stack down               # `make down`
+    python -m lora_airflow.local_stack demo               # `make demo`: lora_finetune on the tiny model
+
+The same code starts the stack for the end-to-end tests and the orchestration benchmark.
+Nothing here imports Airflow: its configuration is environment variables, read when an
+Airflow process starts, so this module only builds them and runs the processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "build"
+LOGINS = {"admin": "admin", "alice": "alice", "bob": "bob"}
+"""Demo logins (simple auth manager): admin is an admin, alice and bob are plain users."""
+ROLES = "admin:admin,alice:user,bob:user"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class AirflowConfig:
+    home: Path
+    port: int = 8080
+    db_url: str | None = None
+    """SQLAlchemy URL of the metadata DB; SQLite in ``home`` when None."""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The process environment for every Airflow command of this installation."""
+        secrets = self.home / "secrets.json"
+        if not secrets.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            secrets.write_text(json.dumps({"jwt": uuid.uuid4().hex * 2, "api": uuid.uuid4().hex}))
+        keys = json.loads(secrets.read_text())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+        env.update({
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ROLES,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url or f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": keys["api"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt"],
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.extra.get("worker_log_port", free_port())),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.extra.get("trigger_log_port", free_port())),
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]),
+        })
+        return env
+
+
+def airflow(config: AirflowConfig, *argv: str, env: dict[str, str] | None = None) -> str:
+    """Run an ``airflow`` CLI command to completion; its output on failure."""
+    result = subprocess.run([str(Path(sys.executable).parent / "airflow"), *argv], env=env or config.env(),
+                            capture_output=True, text=True, timeout=900, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(argv)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def prepare(config: AirflowConfig) -> dict[str, str]:
+    """Metadata DB migrated, pools imported, demo logins written; returns the environment."""
+    config.home.mkdir(parents=True, exist_ok=True)
+    (config.home / "passwords.json").write_text(json.dumps(LOGINS))
+    env = config.env()
+    airflow(config, "db", "migrate", env=env)
+    airflow(config, "pools", "import", str(REPO / "include" / "pools.json"), env=env)
+    return env
+
+
+class LocalStack:
+    """The four Airflow processes, each in its own process group, logging under ``home/logs``."""
+
+    def __init__(self, config: AirflowConfig) -> None:
+        self.config = config
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, env: dict[str, str]) -> None:
+        logs = self.config.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        binary = str(Path(sys.executable).parent / "airflow")
+        for name in COMPONENTS:
+            argv = [binary, name, *(["--port", str(self.config.port)] if name == "api-server" else [])]
+            with (logs / f"{name}.log").open("ab") as log:
+                self.processes[name] = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                                        cwd=REPO)
+        (self.config.home / "pids.json").write_text(json.dumps({n: p.pid for n, p in self.processes.items()}))
+
+    def wait_healthy(self, timeout: float = 240) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.config.base_url, timeout=30) as client:
+            while time.monotonic() < deadline:
+                for name, process in self.processes.items():
+                    if process.poll() is not None:
+                        raise RuntimeError(f"airflow {name} exited early; see {self.config.home}/logs/{name}.log")
+                try:
+                    health = client.get("/api/v2/monitor/health").json()
+                    if all(health.get(k, {}).get("status") == "healthy" for k in HEALTH_KEYS):
+                        client.get("/execution/health")  # the execution API sets itself up on first use
+                        return
+                except (httpx.HTTPError, ValueError):
+                    pass
+                time.sleep(1)
+        raise TimeoutError(f"Airflow was not healthy after {timeout:.0f}s; see {self.config.home}/logs")
+
+    def stop(self) -> None:
+        stop_process_groups({n: p.pid for n, p in self.processes.items()})
+        for process in self.processes.values():
+            process.wait(timeout=60)
+
+
+def stop_process_groups(pids: dict[str, int], grace: float = 30) -> None:
+    for pid in pids.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pid in pids.values():
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie of ours is dead for this purpose
+        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+class ApiClient:
+    """The REST calls a user makes: a token, a triggered run, its state, its task instances."""
+
+    def __init__(self, base_url: str, username: str, password: str) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=base_url, timeout=60)
+        response = self.http.post("/auth/token", json={"username": username, "password": password})
+        response.raise_for_status()
+        self.http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    def trigger(self, dag_id: str, conf: dict[str, Any], run_id: str | None = None) -> Any:
+        body: dict[str, Any] = {"logical_date": None, "conf": conf}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return self.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        response.raise_for_status()
+        return response.json()
+
+    def wait(self, dag_id: str, run_id: str, timeout: float = 900) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.run(dag_id, run_id)
+            if run["state"] in {"success", "failed"}:
+                return run
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id} run {run_id} did not finish in {timeout:.0f}s")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        response.raise_for_status()
+        return response.json()["task_instances"]
+
+    def log_text(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/"
+                                 f"{try_number}")
+        response.raise_for_status()
+        return "\n".join(str(entry.get("event", "")) for entry in response.json().get("content", []))
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/"
+                                 "return_value", params={"deserialize": True})
+        response.raise_for_status()
+        return response.json()["value"]
+
+
+# ------------------------------------------------------------------------------ demo
+
+
+def demo_environment() -> dict[str, str]:
+    """Where the demo keeps its model, data, workspace, artifacts and antivirus signatures."""
+    demo = BUILD / "demo"
+    signatures = demo / "clamav" / "demo.hdb"
+    signatures.parent.mkdir(parents=True, exist_ok=True)
+    signatures.write_text("44d88612fea8a8f36de82e1278abb02f:68:Demo.EICAR\n")  # the EICAR test file only
+    return {"LORA_WORKSPACE": str(demo / "workspace"), "LORA_ARTIFACT_ROOT": str(demo / "artifacts"),
+            "LORA_CLAMAV_DATABASE": str(signatures), "LORA_DEFAULT_BASE_MODEL": str(demo / "models" / "tiny-sd"),
+            "HF_HUB_OFFLINE": "1"}
+
+
+def demo_conf() -> dict[str, Any]:
+    import yaml
+
+    spec = yaml.safe_load((REPO / "include" / "jobs" / "demo.yaml").read_text())
+    spec["dataset"]["uri"] = str(BUILD / "demo" / "dataset")
+    spec["model_config"]["base_model"] = str(BUILD / "demo" / "models" / "tiny-sd")
+    spec.pop("output", None)
+    return {"job_spec": spec}
+
+
+def run_demo() -> int:
+    """Build the tiny model and data, then run lora_finetune with dag.test() and report."""
+    from lora_tasks.sample_data import make_style_dataset
+    from lora_tasks.tiny import save_pipeline
+
+    demo = BUILD / "demo"
+    if not (demo / "models" / "tiny-sd" / "model_index.json").exists():
+        save_pipeline(demo / "models" / "tiny-sd", "tiny", seed=0)
+    if not (demo / "dataset").exists():
+        make_style_dataset(demo / "dataset", count=24, seed=0)
+    config = AirflowConfig(home=BUILD / "airflow")
+    os.environ.update(demo_environment())
+    env = prepare(config)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW") or k == "PYTHONPATH"})
+    sys.path[:0] = [str(REPO), str(REPO / "plugins")]
+    return _test_run(demo_conf())
+
+
+def _test_run(conf: dict[str, Any]) -> int:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(REPO / "dags"))
+    if bag.import_errors:
+        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+    dag = bag.get_dag("lora_finetune")
+    run = dag.test(run_conf=conf)
+    results = {ti.task_id: ti.xcom_pull(task_ids=ti.task_id) for ti in run.get_task_instances()}
+    if run.state != "success":
+        failed = [ti.task_id for ti in run.get_task_instances() if ti.state == "failed"]
+        print(f"\nlora_finetune {run.run_id}: {run.state}; failed tasks: {failed}")
+        return 1
+    print(demo_report(results))
+    return 0
+
+
+def demo_report(results: dict[str, Any]) -> str:
+    info, published, evaluated = results["validate_request"], results["publish"], results["evaluate"]
+    filtered, trained = results["filter_content"]["summary"], results["train"]
+    stages = ("validate_request", "scan_dataset", "filter_content", "caption", "check_dataset", "train",
+              "evaluate", "publish")
+    lines = [
+        "",
+        f"lora_finetune succeeded: {info['tenant']}/{info['name']} version {published['version']}",
+        f"  adapter:      {published['uri']} ({published['files']} files, manifest.json last)",
+        f"  intake:       {filtered['kept']} of {filtered['samples']} images kept",
+        f"  train loss:   {trained['train_loss']['first']:.4f} -> {trained['train_loss']['last']:.4f} in "
+        f"{trained['steps']} steps, peak memory {trained['peak_memory_bytes'] / 2**20:.0f} MiB",
+        f"  held-out loss ({evaluated['images']} images never trained on): base {evaluated['base_loss']:.4f} -> "
+        f"with LoRA {evaluated['lora_loss']:.4f} (x{evaluated['loss_ratio']:.3f}, gate x{evaluated['max_loss_ratio']})",
+        "  stage seconds: " + ", ".join(f"{s} {results[s]['seconds']:.1f}" for s in stages if results.get(s)),
+    ]
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lora_airflow.local_stack", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start Airflow in the background")
+    up.add_argument("--port", type=int, default=int(os.environ.get("LORA_AIRFLOW_PORT", "8080")))
+    sub.add_parser("down", help="stop what `up` started")
+    sub.add_parser("demo", help="run lora_finetune once on the tiny model (dag.test)")
+    args = parser.parse_args(argv)
+    home = BUILD / "airflow"
+    if args.command == "demo":
+        return run_demo()
+    if args.command == "down":
+        pids = home / "pids.json"
+        if pids.exists():
+            stop_process_groups(json.loads(pids.read_text()))
+            pids.unlink()
+        print("Airflow stopped")
+        return 0
+    config = AirflowConfig(home=home, port=args.port, db_url=os.environ.get("LORA_AIRFLOW_DB_URL"))
+    os.environ.update(demo_environment())
+    stack = LocalStack(config)
+    stack.start(prepare(config))
+    stack.wait_healthy()
+    print(f"Airflow is up: {config.base_url}  (logins: admin/admin, alice/alice, bob/bob)")
+    print(f"logs: {home}/logs   stop: make down")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""Per-run pool and priority for the train task.
+
+A task's pool and ``priority_weight`` are fixed when the DAG is parsed, but ours depend on
+the run: the job's GPU type picks the pool (``gpu_<type>``, one slot per GPU) and its
+priority class picks the weight. Airflow's ``task_instance_mutation_hook`` runs when a run's
+task instances are created, with the run's conf at hand, and what it sets is what the
+scheduler orders and admits by. It must never raise: a bad conf is refused, with a
+message, by validate_request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+TRAIN_TASKS = {("lora_finetune", "train")}
+
+
+def task_instance_mutation_hook(task_instance: Any) -> None:
+    if (task_instance.dag_id, task_instance.task_id) not in TRAIN_TASKS:
+        return
+    try:
+        dag_run = getattr(task_instance, "dag_run", None)
+    except Exception:  # a detached instance: nothing to go on yet
+        return
+    if dag_run is None:
+        return
+    try:
+        from lora_tasks.gpu_types import load_gpu_types
+        from lora_tasks.request import PRIORITY_WEIGHTS, scheduling_hints
+        from lora_tasks.settings import platform_settings
+
+        settings = platform_settings()
+        priority, gpu_type = scheduling_hints(dag_run.conf, settings.default_gpu_type)
+        if gpu_type not in load_gpu_types(settings.gpu_types_file):
+            gpu_type = settings.default_gpu_type
+        task_instance.pool = f"gpu_{gpu_type}"
+        task_instance.priority_weight = PRIORITY_WEIGHTS[priority]
+    except Exception:
+        log.exception("could not set the pool and priority of %s; keeping the DAG's defaults", task_instance)

@@ -1,0 +1,79 @@
+"""Off-peak window arithmetic with a frozen clock: weekdays, midnight crossings, weekends, DST."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from lora_tasks.errors import LoraTaskError
+from lora_tasks.scheduling.windows import load_calendar, parse_calendar
+
+PARIS = ZoneInfo("Europe/Paris")
+CALENDAR = load_calendar()  # include/scheduling.yaml: weeknights 22:00-06:00, weekends all day
+
+
+def paris(*args: int) -> datetime:
+    return datetime(*args, tzinfo=PARIS)
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (paris(2026, 11, 24, 12, 0), paris(2026, 11, 24, 22, 0)),   # Tuesday noon -> tonight
+        (paris(2026, 11, 24, 23, 0), paris(2026, 11, 24, 23, 0)),   # inside: now
+        (paris(2026, 11, 25, 5, 59), paris(2026, 11, 25, 5, 59)),   # past midnight, still Tuesday's window
+        (paris(2026, 11, 25, 6, 0), paris(2026, 11, 25, 22, 0)),    # the window has just closed
+        (paris(2026, 11, 27, 21, 0), paris(2026, 11, 27, 22, 0)),   # Friday evening
+        (paris(2026, 11, 29, 15, 0), paris(2026, 11, 29, 15, 0)),   # Sunday afternoon
+        (paris(2026, 11, 30, 0, 30), paris(2026, 11, 30, 22, 0)),   # weekend over at Monday 00:00
+    ],
+)
+def test_next_start(now: datetime, expected: datetime) -> None:
+    assert CALENDAR.next_start(now) == expected
+
+
+def test_friday_night_and_the_weekend_are_one_stretch() -> None:
+    start, end = CALENDAR.window_at(paris(2026, 11, 28, 12, 0))
+    assert start == paris(2026, 11, 27, 22, 0) and end == paris(2026, 11, 30, 0, 0)
+
+
+def test_windows_keep_wall_times_across_dst() -> None:
+    """Clocks go back on Sunday 25 October 2026: that weekend lasts an hour longer in real time."""
+    dst_start, dst_end = CALENDAR.window_at(paris(2026, 10, 25, 12, 0))
+    normal_start, normal_end = CALENDAR.window_at(paris(2026, 11, 1, 12, 0))
+    assert dst_end - dst_start == (normal_end - normal_start) + timedelta(hours=1)
+    assert dst_end.astimezone(PARIS).hour == 0 and dst_start.astimezone(PARIS).hour == 22
+    spring_start, spring_end = CALENDAR.window_at(paris(2027, 3, 28, 12, 0))  # clocks go forward
+    assert spring_end - spring_start == (normal_end - normal_start) - timedelta(hours=1)
+
+
+def test_utc_input_and_a_window_inside_one_day() -> None:
+    calendar = parse_calendar({"timezone": "America/New_York",
+                               "off_peak_windows": [{"days": ["wed"], "start": "01:00", "end": "05:00"}]})
+    now = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # Wednesday 02:00 in New York
+    assert calendar.next_start(now) == now
+    assert calendar.next_start(now + timedelta(hours=4)) == datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"timezone": "Mars/Olympus"}, "timezone 'Mars/Olympus' is unknown"),
+        ({"off_peak_windows": [{"days": ["funday"], "start": "01:00", "end": "02:00"}]}, "are not weekdays"),
+        ({"off_peak_windows": [{"start": "25:00", "end": "02:00"}]}, "is not a time of day"),
+        ({"off_peak_windows": [{"start": "03:00", "end": "03:00"}]}, "an empty window"),
+        ({"off_peak_windows": [{"start": "24:00", "end": "03:00"}]}, "cannot start a window"),
+    ],
+)
+def test_bad_calendars_are_refused(data: dict, expected: str) -> None:
+    with pytest.raises(LoraTaskError, match=expected):
+        parse_calendar(data)
+
+
+def test_no_windows_and_naive_times() -> None:
+    with pytest.raises(LoraTaskError, match="no off-peak window"):
+        parse_calendar({"off_peak_windows": []}).next_start(datetime(2026, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        CALENDAR.next_start(datetime(2026, 1, 1))
