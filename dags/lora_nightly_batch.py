@@ -45,9 +45,10 @@ def lora_nightly_batch() -> None:
 
     @task
     def submissions(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The TriggerDagRunOperator arguments of each request."""
         return [{"trigger_run_id": r["trigger_run_id"], "conf": r["conf"]} for r in requests]
 
-    @task
+    @task(trigger_rule="none_failed")  # a request whose run already exists is skipped: still submitted
     def mark_submitted(requests: list[dict[str, Any]]) -> int:
         from lora_tasks.artifacts import open_store
         from lora_tasks.batch import mark_submitted

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,31 @@ import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "plugins"))  # as Airflow does for its plugins folder
+TEST_ROOT = Path(tempfile.mkdtemp(prefix="lora-tests-"))
+atexit.register(shutil.rmtree, TEST_ROOT, ignore_errors=True)
+EICAR_SIGNATURES = TEST_ROOT / "clamav" / "test.hdb"
+EICAR_SIGNATURES.parent.mkdir()
+EICAR_SIGNATURES.write_text("44d88612fea8a8f36de82e1278abb02f:68:Test.EICAR\n")
+
+
+def _configure_airflow_and_platform() -> None:
+    """Airflow reads its configuration at import: set it (and ours) before any test imports it."""
+    from lora_airflow.local_stack import AirflowConfig
+
+    env = AirflowConfig(home=TEST_ROOT / "airflow").env()
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW")})
+    os.environ.update({
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "LORA_WORKSPACE": str(TEST_ROOT / "workspace"),
+        "LORA_ARTIFACT_ROOT": str(TEST_ROOT / "artifacts"),
+        "LORA_CLAMAV_DATABASE": str(EICAR_SIGNATURES),
+    })
+
+
+_configure_airflow_and_platform()
 
 
 @pytest.fixture(scope="session")
@@ -65,17 +94,21 @@ def single_file(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="session")
-def clamav_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def clamav_database() -> Path:
     """A ClamAV signature file that detects the EICAR test string (signatures cannot be downloaded here)."""
-    import shutil
-
-    from tests.lora_tasks.intake_corpus import EICAR, EICAR_MD5
-
     if shutil.which("clamscan") is None:
         pytest.fail("clamscan is missing: `make test` installs Debian's clamav; run it, or apt-get install clamav")
-    path = tmp_path_factory.mktemp("clamav") / "test.hdb"
-    path.write_text(f"{EICAR_MD5}:{len(EICAR)}:Test.EICAR\n")
-    return path
+    return EICAR_SIGNATURES
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """The test Airflow's metadata DB (SQLite), migrated, with the project's pools."""
+    from lora_airflow.local_stack import AirflowConfig, prepare
+
+    config = AirflowConfig(home=TEST_ROOT / "airflow")
+    prepare(config)
+    return config.home
 
 
 @pytest.fixture(scope="session")

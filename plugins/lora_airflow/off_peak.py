@@ -27,8 +27,12 @@ class WaitOffPeakOperator(BaseOperator):
         super().__init__(**kwargs)
         self.priority = priority
 
+    def now(self) -> datetime:
+        """The clock, a method so that tests can freeze it."""
+        return datetime.now(UTC)
+
     def execute(self, context: Any) -> dict[str, Any]:
-        now = datetime.now(UTC)
+        now = self.now()
         if self.priority != "batch":
             return {"waited": False, "reason": f"priority {self.priority} does not wait"}
         target = load_calendar(platform_settings().scheduling_file).next_start(now)
