@@ -30,7 +30,7 @@ from lora_tasks.gpu_types import load_gpu_types
 from lora_tasks.settings import platform_settings
 
 SETTINGS = platform_settings()
-LORA_ADAPTERS = Asset(name="lora_adapters", uri="lora://adapters")
+LORA_ADAPTERS = Asset(name="lora_adapters")
 """One event per published version; its extra says which."""
 CPU = {"pool": "cpu_preprocess"}
 

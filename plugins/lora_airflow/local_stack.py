@@ -214,7 +214,11 @@ class ApiClient:
         response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/"
                                  f"{try_number}")
         response.raise_for_status()
-        return "\n".join(str(entry.get("event", "")) for entry in response.json().get("content", []))
+        lines = []
+        for entry in response.json().get("content", []):
+            lines.append(str(entry.get("event", "")))
+            lines += [f"{e['exc_type']}: {e['exc_value']}" for e in entry.get("error_detail") or []]
+        return "\n".join(lines)
 
     def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
         response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/"
@@ -261,6 +265,7 @@ def run_demo() -> int:
     os.environ.update(demo_environment())
     env = prepare(config)
     os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW") or k == "PYTHONPATH"})
+    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"  # the run's report, not every log line
     sys.path[:0] = [str(REPO), str(REPO / "plugins")]
     return _test_run(demo_conf())
 

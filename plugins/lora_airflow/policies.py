@@ -4,8 +4,9 @@ A task's pool and ``priority_weight`` are fixed when the DAG is parsed, but ours
 the run: the job's GPU type picks the pool (``gpu_<type>``, one slot per GPU) and its
 priority class picks the weight. Airflow's ``task_instance_mutation_hook`` runs when a run's
 task instances are created, with the run's conf at hand, and what it sets is what the
-scheduler orders and admits by. It must never raise: a bad conf is refused, with a
-message, by validate_request.
+scheduler orders and admits by. It must never raise (a bad conf is refused, with a
+message, by validate_request), and never touch the database (it runs inside Airflow's
+own transaction).
 """
 
 from __future__ import annotations
@@ -18,14 +19,9 @@ log = logging.getLogger(__name__)
 TRAIN_TASKS = {("lora_finetune", "train")}
 
 
-def task_instance_mutation_hook(task_instance: Any) -> None:
-    if (task_instance.dag_id, task_instance.task_id) not in TRAIN_TASKS:
-        return
-    try:
-        dag_run = getattr(task_instance, "dag_run", None)
-    except Exception:  # a detached instance: nothing to go on yet
-        return
-    if dag_run is None:
+def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None:
+    """Airflow calls this with the run (``dag_run``) once its instances exist; first without it."""
+    if dag_run is None or (task_instance.dag_id, task_instance.task_id) not in TRAIN_TASKS:
         return
     try:
         from lora_tasks.gpu_types import load_gpu_types

@@ -96,9 +96,11 @@ def results(run) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_a_job_runs_end_to_end(finetune, tiny_model: Path, style_dataset: Path) -> None:
-    run = finetune.test(run_conf={"job_spec": job(tiny_model, style_dataset)})
+    run = finetune.test(run_conf={"job_spec": job(tiny_model, style_dataset, job__priority="interactive")})
     outcome = results(run)
     assert run.state == "success", {k: v[0] for k, v in outcome.items()}
+    train = next(ti for ti in run.get_task_instances() if ti.task_id == "train")
+    assert (train.pool, train.priority_weight) == ("gpu_cpu", 100)  # set for this run by the policy hook
     info, published = outcome["validate_request"][1], outcome["publish"][1]
     store = open_store(platform_settings().artifact_root)
     manifest = verify_version(store, "demo", "e2e-style", published["version"])

@@ -12,9 +12,12 @@ from lora_airflow.policies import task_instance_mutation_hook
 from lora_tasks.request import PRIORITY_WEIGHTS
 
 
-def train_ti(conf: dict | None, task_id: str = "train") -> SimpleNamespace:
-    run = None if conf is None else SimpleNamespace(conf=conf)
-    return SimpleNamespace(dag_id="lora_finetune", task_id=task_id, dag_run=run, pool="gpu_cpu", priority_weight=10)
+def train_ti(task_id: str = "train") -> SimpleNamespace:
+    return SimpleNamespace(dag_id="lora_finetune", task_id=task_id, pool="gpu_cpu", priority_weight=10)
+
+
+def run_of(conf: dict) -> SimpleNamespace:
+    return SimpleNamespace(conf=conf)
 
 
 @pytest.mark.parametrize(
@@ -30,17 +33,17 @@ def train_ti(conf: dict | None, task_id: str = "train") -> SimpleNamespace:
     ],
 )
 def test_train_pool_and_weight_follow_the_run(conf: dict, pool: str, weight: int) -> None:
-    ti = train_ti(conf)
-    task_instance_mutation_hook(ti)
+    ti = train_ti()
+    task_instance_mutation_hook(ti, dag_run=run_of(conf))
     assert (ti.pool, ti.priority_weight) == (pool, weight)
 
 
 def test_other_tasks_and_runless_instances_are_left_alone() -> None:
-    scan = train_ti({"priority": "interactive"}, task_id="scan_dataset")
-    task_instance_mutation_hook(scan)
+    scan = train_ti(task_id="scan_dataset")
+    task_instance_mutation_hook(scan, dag_run=run_of({"priority": "interactive"}))
     assert (scan.pool, scan.priority_weight) == ("gpu_cpu", 10)
-    early = train_ti(None)
-    task_instance_mutation_hook(early)
+    early = train_ti()
+    task_instance_mutation_hook(early, dag_run=None)  # as from TaskInstance.__init__
     assert early.pool == "gpu_cpu"
     assert PRIORITY_WEIGHTS["interactive"] > PRIORITY_WEIGHTS["standard"] > PRIORITY_WEIGHTS["batch"]
 

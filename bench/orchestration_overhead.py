@@ -1,0 +1,101 @@
+"""What Airflow adds to one lora_finetune run: wall time minus the stages' own compute.
+
+Starts the local stack (api-server, scheduler, dag-processor, triggerer; LocalExecutor;
+SQLite, or PostgreSQL with LORA_AIRFLOW_DB_URL), triggers ``lora_finetune`` on the tiny
+model over the REST API ``--runs`` times one after another, and reads each task
+instance's timings and each stage's own ``seconds`` (returned through XCom). Reports per
+run: wall time, compute, overhead, and where it goes (task start-up inside task
+instances, and gaps between them: scheduling and queueing).
+
+    python bench/orchestration_overhead.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+
+STAGES = ["validate_request", "scan_dataset", "filter_content", "caption", "check_dataset", "train", "evaluate",
+          "publish"]
+
+
+def when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def measure(api, conf: dict) -> dict[str, float]:
+    run_id = api.trigger("lora_finetune", conf).json()["dag_run_id"]
+    run = api.wait("lora_finetune", run_id)
+    if run["state"] != "success":
+        raise RuntimeError(f"run {run_id} ended {run['state']}")
+    tis = {ti["task_id"]: ti for ti in api.task_instances("lora_finetune", run_id)}
+    compute = sum(api.xcom("lora_finetune", run_id, s)["seconds"] for s in STAGES)
+    inside = sum((when(ti["end_date"]) - when(ti["start_date"])).total_seconds() for ti in tis.values()
+                 if ti["start_date"] and ti["end_date"])
+    wall = (when(run["end_date"]) - when(run["start_date"])).total_seconds()
+    return {"wall": wall, "compute": compute, "overhead": wall - compute, "task_startup": inside - compute,
+            "between_tasks": wall - inside}
+
+
+def main() -> int:
+    from lora_airflow.local_stack import (
+        LOGINS,
+        AirflowConfig,
+        ApiClient,
+        LocalStack,
+        demo_conf,
+        demo_environment,
+        free_port,
+        prepare,
+    )
+    from lora_tasks.sample_data import make_style_dataset
+    from lora_tasks.tiny import save_pipeline
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    demo = ROOT / "build" / "demo"
+    if not (demo / "models" / "tiny-sd" / "model_index.json").exists():
+        save_pipeline(demo / "models" / "tiny-sd", "tiny", seed=0)
+    if not (demo / "dataset").exists():
+        make_style_dataset(demo / "dataset", count=24, seed=0)
+    work = Path(tempfile.mkdtemp(prefix="orchestration-"))
+    config = AirflowConfig(home=work / "airflow", port=free_port())
+    env = prepare(config)
+    env.update(demo_environment())
+    env.update({"LORA_WORKSPACE": str(work / "workspace"), "LORA_ARTIFACT_ROOT": str(work / "artifacts")})
+    stack = LocalStack(config)
+    stack.start(env)
+    rows = []
+    try:
+        stack.wait_healthy()
+        api = ApiClient(config.base_url, "admin", LOGINS["admin"])
+        while api.http.get("/api/v2/dags/lora_finetune").status_code != 200:
+            time.sleep(1)
+        for i in range(args.runs):
+            conf = demo_conf()
+            conf["job_spec"]["job"]["name"] = f"bench-{i}"
+            rows.append(measure(api, conf))
+    finally:
+        stack.stop()
+    print("| run | wall (s) | stages' compute (s) | overhead (s) | of which task start-up | between tasks |")
+    print("|---|---|---|---|---|---|")
+    for i, row in enumerate(rows, 1):
+        print(f"| {i} | {row['wall']:.1f} | {row['compute']:.1f} | {row['overhead']:.1f} | {row['task_startup']:.1f} "
+              f"| {row['between_tasks']:.1f} |")
+    median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    print(f"overhead {median['overhead']:.1f}")
+    print(f"overhead_share {median['overhead'] / median['wall']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

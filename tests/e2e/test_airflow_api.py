@@ -1,0 +1,151 @@
+"""Real Airflow on loopback (api-server, scheduler, dag-processor, triggerer; LocalExecutor; the
+machine's PostgreSQL when it answers, SQLite otherwise), driven over HTTP as a user would."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lora_airflow.local_stack import LOGINS, AirflowConfig, ApiClient, LocalStack, free_port, prepare
+from lora_tasks.artifacts import open_store
+from lora_tasks.publish import verify_version
+
+pytestmark = pytest.mark.slow
+DAG = "lora_finetune"
+
+
+def postgres_url() -> tuple[str | None, Any]:
+    """A fresh database on the local PostgreSQL, or (None, None) when there is none."""
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            pass
+        import psycopg2
+    except (OSError, ImportError):
+        return None, None
+    name = f"lora_e2e_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}", (admin, name)
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory: pytest.TempPathFactory, clamav_database: Path) -> Iterator[AirflowConfig]:
+    root = tmp_path_factory.mktemp("e2e")
+    url, database = postgres_url()
+    config = AirflowConfig(home=root / "airflow", port=free_port(), db_url=url)
+    calendar = root / "always-off-peak.yaml"  # batch runs must not wait for tonight in a test
+    calendar.write_text("timezone: UTC\noff_peak_windows: [{start: '00:00', end: '24:00'}]\n")
+    env = prepare(config)
+    env.update({"LORA_WORKSPACE": str(root / "workspace"), "LORA_ARTIFACT_ROOT": str(root / "artifacts"),
+                "LORA_CLAMAV_DATABASE": str(clamav_database), "LORA_SCHEDULING_FILE": str(calendar),
+                "HF_HUB_OFFLINE": "1"})
+    stack = LocalStack(config)
+    stack.start(env)
+    try:
+        stack.wait_healthy()
+        config.extra["artifacts"] = str(root / "artifacts")
+        config.extra["database"] = "postgresql" if url else "sqlite"
+        yield config
+    finally:
+        stack.stop()
+        if database:
+            admin, name = database
+            admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.close()
+
+
+def client(config: AirflowConfig, user: str) -> ApiClient:
+    return ApiClient(config.base_url, user, LOGINS[user])
+
+
+def wait_for_dag(api: ApiClient, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while api.http.get(f"/api/v2/dags/{DAG}").status_code != 200:
+        assert time.monotonic() < deadline, "the DAG never appeared"
+        time.sleep(1)
+
+
+def conf(model: Path, dataset: Path, **job: Any) -> dict[str, Any]:
+    return {"job_spec": {
+        "job": {"name": "api-style", "tenant": "demo", **job},
+        "dataset": {"uri": str(dataset), "trigger_word": "sks", "filter": {"min_side": 48},
+                    "checks": {"min_side": 48, "min_images": 5}},
+        "model_config": {"base_model": str(model), "lora_rank": 4},
+        "training_config": {"batch_size": 2, "max_steps": 3, "learning_rate": 5e-3, "resolution": 64},
+        "eval": {"max_loss_ratio": 2.0},
+    }}
+
+
+def states(api: ApiClient, run_id: str) -> dict[str, Any]:
+    return {ti["task_id"]: ti for ti in api.task_instances(DAG, run_id)}
+
+
+def test_a_user_trains_over_http(airflow: AirflowConfig, tiny_model: Path, style_dataset: Path) -> None:
+    alice = client(airflow, "alice")
+    wait_for_dag(alice)
+    response = alice.trigger(DAG, conf(tiny_model, style_dataset))
+    assert response.status_code == 200, response.text
+    run = alice.wait(DAG, response.json()["dag_run_id"])
+    assert run["state"] == "success", {k: v["state"] for k, v in states(alice, run["dag_run_id"]).items()}
+    assert run["triggering_user_name"] == "alice"
+    published = alice.xcom(DAG, run["dag_run_id"], "publish")
+    manifest = verify_version(open_store(airflow.extra["artifacts"]), "demo", "api-style", published["version"])
+    assert "pytorch_lora_weights.safetensors" in manifest["files"]
+
+
+def test_schema_violations_are_refused_at_trigger_time(airflow: AirflowConfig) -> None:
+    response = client(airflow, "alice").trigger(DAG, {"lora_rank": 0})
+    assert response.status_code == 400
+    assert "lora_rank" in response.text and "minimum" in response.text
+
+
+@pytest.mark.parametrize(
+    ("user", "changes", "message"),
+    [
+        ("alice", {"lora_rnak": 4}, "did you mean 'lora_rank'"),
+        ("bob", {}, "user 'bob' may not act for tenant 'demo'"),
+    ],
+)
+def test_bad_requests_fail_in_validate_request(airflow: AirflowConfig, tiny_model: Path, style_dataset: Path,
+                                               user: str, changes: dict, message: str) -> None:
+    api = client(airflow, user)
+    body = conf(tiny_model, style_dataset)
+    body["job_spec"]["model_config"].update(changes)
+    run = api.wait(DAG, api.trigger(DAG, body).json()["dag_run_id"], timeout=300)
+    tasks = states(api, run["dag_run_id"])
+    assert run["state"] == "failed"
+    assert tasks["validate_request"]["state"] == "failed" and tasks["validate_request"]["try_number"] == 1
+    assert tasks["scan_dataset"]["state"] == "upstream_failed"
+    assert message in client(airflow, "admin").log_text(DAG, run["dag_run_id"], "validate_request")
+
+
+def test_interactive_trains_first(airflow: AirflowConfig, tiny_model: Path, style_dataset: Path) -> None:
+    """One GPU slot, three runs queued for it: they train in priority order, not arrival order."""
+    admin = client(airflow, "admin")
+
+    def set_slots(slots: int) -> None:
+        body = {"pool": "gpu_cpu", "slots": slots, "include_deferred": True}
+        response = admin.http.patch("/api/v2/pools/gpu_cpu", params={"update_mask": "slots"}, json=body)
+        assert response.status_code == 200, response.text
+
+    set_slots(0)
+    runs = {}
+    for priority in ("batch", "standard", "interactive"):  # arrival order: worst first
+        body = conf(tiny_model, style_dataset, name=f"order-{priority}", priority=priority)
+        runs[priority] = admin.trigger(DAG, body).json()["dag_run_id"]
+    deadline = time.monotonic() + 600
+    while not all(states(admin, r)["train"]["state"] == "scheduled" for r in runs.values()):
+        assert time.monotonic() < deadline, {p: states(admin, r)["train"]["state"] for p, r in runs.items()}
+        time.sleep(2)
+    set_slots(1)
+    for run_id in runs.values():
+        assert admin.wait(DAG, run_id)["state"] == "success"
+    started = {p: states(admin, r)["train"]["start_date"] for p, r in runs.items()}
+    assert started["interactive"] < started["standard"] < started["batch"], started
