@@ -95,11 +95,14 @@ def lora_finetune() -> None:
             return caption(RunInfo.of(info), filtered["kept"])
 
     @task(**CPU)
-    def check_dataset(info: dict[str, Any], filtered: dict[str, Any], captioned: dict[str, Any]) -> dict[str, Any]:
+    def check_dataset(info: dict[str, Any], filtered: dict[str, Any], captioned: dict[str, Any],
+                      dag_run: Any = None) -> dict[str, Any]:
+        """Great Expectations gate; then the held-out split and the training duration prediction."""
         from lora_tasks.stages import RunInfo, check_dataset
 
         with user_errors_fail_fast():
-            return check_dataset(RunInfo.of(info), captioned["captioned"], filtered["rejected"])
+            return check_dataset(RunInfo.of(info), captioned["captioned"], filtered["rejected"], dag_run.run_id,
+                                 SETTINGS)
 
     @task(**CPU)
     def evaluate(info: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
@@ -122,14 +125,14 @@ def lora_finetune() -> None:
         return result
 
     @task(retries=1)
-    def cleanup(ti: Any = None) -> dict[str, Any]:
+    def cleanup(ti: Any = None, dag_run: Any = None) -> dict[str, Any]:
         """Remove the workspace once published; keep it after a failure, for debugging and resume."""
         from lora_tasks.stages import RunInfo, cleanup
 
         info = ti.xcom_pull(task_ids="validate_request")
         if not info:
             return {"workspace": None}
-        return cleanup(RunInfo.of(info), succeeded=ti.xcom_pull(task_ids="publish") is not None)
+        return cleanup(RunInfo.of(info), ti.xcom_pull(task_ids="publish") is not None, dag_run.run_id, SETTINGS)
 
     info = validate_request()
     wait = WaitOffPeakOperator(task_id="wait_off_peak",

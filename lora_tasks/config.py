@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -71,6 +72,7 @@ class JobSection(SpecModel):
         "standard", description="'interactive', 'standard' or 'batch' (batch waits for off-peak hours)"
     )
     gpu_type: str = Field("auto", description="a GPU type name from the GPU table, or 'auto'")
+    deadline: datetime | None = Field(None, description="when the adapter must be ready (ISO 8601, with a zone)")
 
 
 class FilterSection(SpecModel):

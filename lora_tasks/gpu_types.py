@@ -16,7 +16,15 @@ GPU_TAINT = "nvidia.com/gpu"
 class GpuType:
     name: str
     memory_gib: float
+    tflops: float = 0.0
+    """Dense bf16 (fp16 on GPUs without bf16) tensor throughput: what the duration model scales by."""
+    bf16: bool = False
+    max_count: int = 1
     node_selector: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.memory_gib * 2**30)
 
     @property
     def pool(self) -> str:
@@ -32,7 +40,9 @@ def load_gpu_types(path: Path) -> dict[str, GpuType]:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise LoraTaskError(f"GPU types {path} cannot be read ({exc}). Fix: check LORA_GPU_TYPES_FILE") from None
-    return {name: GpuType(name, float(entry.get("memory_gib", 0)), dict(entry.get("node_selector") or {}))
+    return {name: GpuType(name, float(entry.get("memory_gib", 0)), float(entry.get("tflops", 0)),
+                          bool(entry.get("bf16", False)), int(entry.get("max_count", 1)),
+                          dict(entry.get("node_selector") or {}))
             for name, entry in (data.get("gpu_types") or {}).items()}
 
 

@@ -44,6 +44,11 @@ class PlatformSettings(BaseSettings):
     tenants_file: Path = Field(INCLUDE / "tenants.yaml", description="who may act for which tenant")
     scheduling_file: Path = Field(INCLUDE / "scheduling.yaml", description="off-peak windows and prices")
     gpu_types_file: Path = Field(INCLUDE / "gpu_types.yaml", description="GPU types: memory, nodes, pools")
+    ledger_url: str = Field(f"sqlite:///{INCLUDE.parent / 'build' / 'ledger.db'}",
+                            description="SQLAlchemy URL of the ledger (runs, costs, capacity decisions)")
+    airflow_api_url: str = Field("http://127.0.0.1:8080", description="Airflow's REST API, for pool slots")
+    airflow_api_user: str = Field("admin", description="an Airflow user allowed to edit pools")
+    airflow_api_password: str = Field("admin", description="its password (from a secret in production)")
     trainer_image: str = Field("lora-trainer:0.1.0", description="the training image (Dockerfile) for pods")
     k8s_namespace: str = Field("lora-training", description="namespace of the training pods")
     k8s_workspace_claim: str = Field(

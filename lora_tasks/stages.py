@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,10 @@ from lora_tasks.base_model import BaseModelRef
 from lora_tasks.config import JobSpec, load_job_spec, parse_job_spec
 from lora_tasks.errors import DatasetError, LoraTaskError
 from lora_tasks.gpu_types import load_gpu_types, resolve_gpu_type
+from lora_tasks.ledger.store import open_ledger
+from lora_tasks.recommend import check_fits
 from lora_tasks.request import PRIORITY_WEIGHTS, spec_data_from_conf
+from lora_tasks.scheduling.duration import Prediction
 from lora_tasks.settings import PlatformSettings
 from lora_tasks.tenancy import check_tenant_access, load_tenants
 
@@ -92,6 +95,7 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
         raise LoraTaskError(f"job.gpu_type {gpu.name!r} has no GPU, and this platform trains in GPU pods. Fix: "
                             "choose a GPU type or 'auto'")
     spec, ref, warnings = check_spec_against_model(spec)
+    advice = check_fits(spec, gpu)  # refuses, with the estimate and the fix, a job that would not fit
     key = run_key(run_id, run_after)
     workspace = (settings.workspace / spec.job.tenant / key).resolve()
     resolved = spec.to_yaml_dict()
@@ -100,6 +104,7 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
     if ref.config:
         resolved["model_config"]["base_model_config"] = ref.config
     resolved["output"]["uri"] = str(workspace / "train" / "output")
+    resolved["training_config"].update(advice.settings())  # 'auto' resolved for this GPU type
     if "://" not in spec.dataset.uri:  # a local path: later stages may run in another directory
         resolved["dataset"]["uri"] = str(Path(spec.dataset.uri).expanduser().resolve())
     folder = workspace / "validate"
@@ -107,9 +112,14 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
     (folder / "job.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     info = RunInfo(tenant=spec.job.tenant, name=spec.job.name, priority=spec.job.priority, gpu_type=gpu.name,
                    run_key=key, workspace=str(workspace), spec=str(folder / "job.yaml"))
+    open_ledger(settings.ledger_url).register_run(
+        run_id, tenant=info.tenant, job=info.name, priority=info.priority, gpu_type=gpu.name, submitted_at=run_after,
+        deadline=spec.job.deadline, predicted_peak_bytes=advice.estimate.total_bytes,
+        features={"rank": spec.model.lora_rank, **advice.settings(), "resolution": spec.training.resolution})
     return {**asdict(info), "pool": gpu.pool, "priority_weight": PRIORITY_WEIGHTS[spec.job.priority],
             "dataset_uri": spec.dataset.uri, "warnings": warnings, "resources": pod_resources(ref),
-            "gpu_product": gpu.node_selector.get("nvidia.com/gpu.product", "")}
+            "gpu_product": gpu.node_selector.get("nvidia.com/gpu.product", ""),
+            "estimated_peak_bytes": advice.estimate.total_bytes, "settings": advice.settings()}
 
 
 def pod_resources(ref: BaseModelRef) -> dict[str, str]:
@@ -156,7 +166,8 @@ def caption(info: RunInfo, kept: str) -> dict[str, Any]:
 
 
 @timed
-def check_dataset(info: RunInfo, captioned: str, rejected: str) -> dict[str, Any]:
+def check_dataset(info: RunInfo, captioned: str, rejected: str, run_id: str,
+                  settings: PlatformSettings) -> dict[str, Any]:
     """Run the data checks; on success split off the held-out images the evaluate stage uses."""
     from data_checks import run_checks
     from lora_tasks.evaluate import split_holdout
@@ -174,8 +185,35 @@ def check_dataset(info: RunInfo, captioned: str, rejected: str) -> dict[str, Any
     train_rows, holdout_rows = split_holdout(kept, spec.eval)
     write_rows(folder / "train.jsonl", train_rows)
     write_rows(folder / "holdout.jsonl", holdout_rows or train_rows)
+    prediction = predict_training(info, spec, len(train_rows), run_id, settings)
     return {"train": str(folder / "train.jsonl"), "holdout": str(folder / "holdout.jsonl"),
-            "train_images": len(train_rows), "holdout_images": len(holdout_rows)}
+            "train_images": len(train_rows), "holdout_images": len(holdout_rows),
+            "predicted_seconds": prediction.seconds, "predicted_interval": [prediction.low, prediction.high]}
+
+
+def predict_training(info: RunInfo, spec: JobSpec, images: int, run_id: str,
+                     settings: PlatformSettings) -> Prediction:
+    """Predict the train stage's duration from its workload and the ledger's history; record it."""
+    from lora_tasks.recommend import model_shapes
+    from lora_tasks.scheduling.duration import DurationModel, Workload
+    from lora_tasks.scheduling.memory import forward_flops
+
+    training = spec.training
+    batch = training.batch_size if training.batch_size != "auto" else 1
+    steps = training.max_steps or training.epochs * math.ceil(images / (batch * training.gradient_accumulation_steps))
+    flops = forward_flops(model_shapes(spec), training.resolution, spec.model.lora_rank,
+                          tuple(spec.model.target_modules))
+    work = Workload.of(flops, batch, training.gradient_accumulation_steps, steps, images)
+    ledger = open_ledger(settings.ledger_url)
+    history = [(Workload(r.features["flops"], r.features["images"]), r.actual_seconds)
+               for r in ledger.runs(statuses=("success",), gpu_type=info.gpu_type)
+               if r.actual_seconds and "flops" in r.features]
+    gpu_types = load_gpu_types(settings.gpu_types_file)
+    prediction = DurationModel({info.gpu_type: gpu_types[info.gpu_type]}, {info.gpu_type: history}).predict(
+        info.gpu_type, work)
+    ledger.record_prediction(run_id, seconds=prediction.seconds, low=prediction.low, high=prediction.high,
+                             peak_bytes=None, features={"flops": work.flops, "images": images, "steps": steps})
+    return prediction
 
 
 def train_command(info: RunInfo, dataset: str) -> list[str]:
@@ -236,9 +274,10 @@ def publish(info: RunInfo, adapter: str, eval_report: str, settings: PlatformSet
             "version": info.run_key, "files": len(manifest["files"])}
 
 
-def cleanup(info: RunInfo, succeeded: bool) -> dict[str, Any]:
+def cleanup(info: RunInfo, succeeded: bool, run_id: str, settings: PlatformSettings) -> dict[str, Any]:
     """Remove the run's workspace once published; keep it after a failure, for debugging and resume."""
     if not succeeded:
+        open_ledger(settings.ledger_url).close_run(run_id, "failed", datetime.now(UTC))
         return {"kept_workspace": info.workspace}
     shutil.rmtree(info.workspace, ignore_errors=True)
     return {"removed_workspace": info.workspace}

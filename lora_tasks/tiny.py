@@ -68,6 +68,40 @@ ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
             "hidden_act": "quick_gelu",
         },
     },
+    "tiny-m": {  # twice as wide, deeper: the middle of the memory model's calibration range
+        "unet": {
+            "sample_size": 16, "in_channels": 4, "out_channels": 4, "block_out_channels": [64, 128],
+            "layers_per_block": 2, "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+            "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 64,
+            "attention_head_dim": 8, "norm_num_groups": 32,
+        },
+        "vae": {
+            "sample_size": 64, "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+            "block_out_channels": [32, 64, 64], "layers_per_block": 1, "down_block_types": ["DownEncoderBlock2D"] * 3,
+            "up_block_types": ["UpDecoderBlock2D"] * 3, "norm_num_groups": 32,
+        },
+        "text_encoder": {
+            "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 2,
+            "max_position_embeddings": 77, "projection_dim": 64, "hidden_act": "quick_gelu",
+        },
+    },
+    "tiny-l": {  # three levels and SD-like channel ratios, about 30 M UNet parameters
+        "unet": {
+            "sample_size": 32, "in_channels": 4, "out_channels": 4, "block_out_channels": [128, 256, 256],
+            "layers_per_block": 2, "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+            "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 128,
+            "attention_head_dim": 8, "norm_num_groups": 32,
+        },
+        "vae": {
+            "sample_size": 128, "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+            "block_out_channels": [32, 64, 64], "layers_per_block": 1, "down_block_types": ["DownEncoderBlock2D"] * 3,
+            "up_block_types": ["UpDecoderBlock2D"] * 3, "norm_num_groups": 32,
+        },
+        "text_encoder": {
+            "hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4, "num_hidden_layers": 2,
+            "max_position_embeddings": 77, "projection_dim": 128, "hidden_act": "quick_gelu",
+        },
+    },
     # Stable Diffusion 1.5's published component configs.
     "sd15": {
         "unet": {

@@ -37,6 +37,7 @@ def _configure_airflow_and_platform() -> None:
         "LORA_WORKSPACE": str(TEST_ROOT / "workspace"),
         "LORA_ARTIFACT_ROOT": str(TEST_ROOT / "artifacts"),
         "LORA_CLAMAV_DATABASE": str(EICAR_SIGNATURES),
+        "LORA_LEDGER_URL": f"sqlite:///{TEST_ROOT / 'ledger.db'}",
     })
 
 

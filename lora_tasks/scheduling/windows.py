@@ -9,8 +9,9 @@ The current time is always a parameter: nothing here reads the clock.
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -49,9 +50,17 @@ def _instant(day: date, clock: time, zone: ZoneInfo) -> datetime:
 
 
 @dataclass(frozen=True)
+class Price:
+    peak: float
+    off_peak: float
+    """USD per GPU-hour outside and inside the off-peak windows."""
+
+
+@dataclass(frozen=True)
 class OffPeakCalendar:
     zone: ZoneInfo
     windows: tuple[Window, ...]
+    prices: dict[str, Price] = field(default_factory=dict)
 
     def intervals(self, around: datetime, days_before: int = 7, days_after: int = 8) -> list[Interval]:
         """Merged off-peak intervals from a week before ``around`` to a week after (a merged stretch can span days)."""
@@ -75,6 +84,33 @@ class OffPeakCalendar:
         """Cron expressions (in the calendar's zone) firing at every window start."""
         return sorted({f"{w.start.minute} {w.start.hour} * * {','.join(DAYS[d] for d in w.days)}"
                        for w in self.windows})
+
+    def off_peak_seconds(self, start: datetime, end: datetime) -> float:
+        """How much of [start, end) falls inside off-peak windows."""
+        total, cursor = 0.0, start
+        while cursor < end:  # a week of windows at a time
+            chunk_end = min(end, cursor + timedelta(days=7))
+            for w_start, w_end in self.intervals(cursor):
+                overlap = (min(chunk_end, w_end) - max(cursor, w_start)).total_seconds()
+                total += max(0.0, overlap)
+            cursor = chunk_end
+        return total
+
+    def price(self, gpu_type: str) -> Price:
+        if gpu_type not in self.prices:
+            raise LoraTaskError(f"GPU type {gpu_type!r} has no price in scheduling.yaml. Fix: add it under prices")
+        return self.prices[gpu_type]
+
+    def cost(self, gpu_type: str, start: datetime, end: datetime) -> float:
+        """The cost of one GPU of this type held from start to end, at peak and off-peak prices."""
+        off_peak = self.off_peak_seconds(start, end)
+        peak = (end - start).total_seconds() - off_peak
+        price = self.price(gpu_type)
+        return (peak * price.peak + off_peak * price.off_peak) / 3600
+
+    def price_at(self, gpu_type: str, moment: datetime) -> float:
+        price = self.price(gpu_type)
+        return price.off_peak if self.window_at(moment) else price.peak
 
     def window_at(self, moment: datetime) -> Interval | None:
         return next(((s, e) for s, e in self.intervals(moment) if s <= moment < e), None)
@@ -125,7 +161,35 @@ def parse_calendar(data: dict, source: str = "scheduling.yaml") -> OffPeakCalend
             raise LoraTaskError(f"{where}: start and end are both {start:%H:%M}, an empty window. Fix: use "
                                 "00:00 to 24:00 for a whole day")
         windows.append(Window(tuple(sorted({DAYS.index(str(d).lower()[:3]) for d in days})), start, end))
-    return OffPeakCalendar(zone, tuple(windows))
+    _refuse_overlaps(windows, zone, source)
+    return OffPeakCalendar(zone, tuple(windows), _prices(data.get("prices") or {}, source))
+
+
+def _refuse_overlaps(windows: list[Window], zone: ZoneInfo, source: str) -> None:
+    """Windows may meet end to start, but not overlap: overlapping prices would be ambiguous."""
+    week = date(2026, 1, 5)  # a Monday; wall-clock overlaps do not depend on the week chosen
+    spans = [(window.on(week + timedelta(days=d), zone), i) for i, window in enumerate(windows)
+             for d in range(8) if (week + timedelta(days=d)).weekday() in window.days]
+    spans.sort()
+    for ((_, end_a), i), ((start_b, _), j) in itertools.pairwise(spans):
+        if start_b < end_a and i != j:
+            when = start_b.astimezone(zone)
+            raise LoraTaskError(f"{source}: off_peak_windows[{min(i, j)}] and [{max(i, j)}] overlap on "
+                                f"{DAYS[when.weekday()]} from {when:%H:%M}. Fix: merge them, or let one end where "
+                                "the other starts")
+
+
+def _prices(data: dict, source: str) -> dict[str, Price]:
+    prices = {}
+    for gpu, entry in data.items():
+        try:
+            price = Price(float(entry["peak"]), float(entry["off_peak"]))
+        except (KeyError, TypeError, ValueError):
+            raise LoraTaskError(f"{source}: prices.{gpu} needs numbers peak and off_peak (USD per GPU-hour)") from None
+        if price.peak < 0 or price.off_peak < 0:
+            raise LoraTaskError(f"{source}: prices.{gpu} has a negative price")
+        prices[gpu] = price
+    return prices
 
 
 def load_calendar(path: Path | None = None) -> OffPeakCalendar:

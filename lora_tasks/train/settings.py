@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 
-from lora_tasks.config import TrainingSection
+from lora_tasks.config import JobSpec
 from lora_tasks.errors import JobSpecError, Problem
 
-SMALL_GPU_BYTES = 16 << 30
-"""Below this much GPU memory, ``auto`` turns gradient checkpointing on and keeps batches small."""
-
+log = logging.getLogger(__name__)
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -27,23 +26,30 @@ class RunSettings:
         return DTYPES[self.precision]
 
 
-def resolve_settings(cfg: TrainingSection, device: torch.device) -> RunSettings:
+def resolve_settings(spec: JobSpec, device: torch.device) -> RunSettings:
     """Concrete batch size, checkpointing and precision for this device.
 
-    ``auto`` rules: CPU trains in fp32, batch 1, no checkpointing; a GPU uses bf16 where
-    supported (else fp16), and a GPU under 16 GiB gets checkpointing and batch 1 (else 4).
+    On a GPU, ``auto`` values come from the memory model (lora_tasks.recommend) for this
+    GPU's memory. On a CPU: fp32, batch 1, no checkpointing. (A job run through the DAG
+    arrives with these already resolved for its GPU type by validate_request.)
     """
-    gpu_memory = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0
-    small = gpu_memory < SMALL_GPU_BYTES
-    precision = cfg.mixed_precision
-    if precision == "auto":
-        precision = "no" if device.type != "cuda" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-    elif precision == "fp16" and device.type != "cuda":
+    cfg = spec.training
+    if cfg.mixed_precision == "fp16" and device.type != "cuda":
         raise JobSpecError([Problem("training_config.mixed_precision",
-                                    f"{precision!r} needs a CUDA GPU but this run is on {device.type}",
+                                    f"'fp16' needs a CUDA GPU but this run is on {device.type}",
                                     "use 'bf16', 'no' or 'auto'")])
-    batch_size = cfg.batch_size if cfg.batch_size != "auto" else (1 if small else 4)
-    checkpointing = cfg.gradient_checkpointing
-    if checkpointing == "auto":
-        checkpointing = device.type == "cuda" and small
+    autos = "auto" in (cfg.batch_size, cfg.gradient_checkpointing, cfg.mixed_precision)
+    if device.type == "cuda" and autos:
+        from lora_tasks.gpu_types import GpuType
+        from lora_tasks.recommend import recommend
+
+        props = torch.cuda.get_device_properties(device)
+        advice = recommend(spec, GpuType("local", props.total_memory / 2**30, bf16=torch.cuda.is_bf16_supported()))
+        if not advice.fits:
+            log.warning("the memory model expects this job not to fit: %s", advice.advice)
+        shape = advice.shape
+        return RunSettings(shape.batch_size, shape.gradient_checkpointing, shape.precision)
+    precision = "no" if cfg.mixed_precision == "auto" else cfg.mixed_precision
+    batch_size = 1 if cfg.batch_size == "auto" else cfg.batch_size
+    checkpointing = False if cfg.gradient_checkpointing == "auto" else cfg.gradient_checkpointing
     return RunSettings(batch_size=batch_size, gradient_checkpointing=checkpointing, precision=precision)

@@ -77,7 +77,7 @@ class LoraTrainer:
         self.dataset_dir = Path(str(dataset).removeprefix("file://")).expanduser()
         self.output_dir = Path(output_dir) if output_dir else self.spec.output_dir()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.settings: RunSettings = resolve_settings(self.cfg, self.device)
+        self.settings: RunSettings = resolve_settings(self.spec, self.device)
         self.checkpoint_dir = self.output_dir / "checkpoints"
         self.metrics_path = self.output_dir / "metrics.jsonl"
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from lora_airflow.billing import attempt_failed, attempt_started, attempt_succeeded
 from lora_tasks.settings import PlatformSettings
 
 XCOM = "ti.xcom_pull(task_ids='validate_request')"
@@ -21,6 +22,9 @@ COMMON: dict[str, Any] = {
     "weight_rule": "absolute",
     "retries": 2,
     "retry_delay": timedelta(seconds=30),
+    "on_execute_callback": attempt_started,
+    "on_success_callback": attempt_succeeded,
+    "on_failure_callback": attempt_failed,
 }
 
 

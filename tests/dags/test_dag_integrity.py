@@ -24,7 +24,7 @@ def dagbag():
 
 def test_every_dag_imports(dagbag) -> None:
     assert not dagbag.import_errors
-    assert set(dagbag.dag_ids) == {"lora_finetune", "lora_nightly_batch"}
+    assert set(dagbag.dag_ids) == {"lora_finetune", "lora_nightly_batch", "gpu_capacity_planner"}
 
 
 def test_house_rules(dagbag) -> None:
@@ -71,6 +71,13 @@ def test_gpu_work_is_in_gpu_pools_and_cpu_work_is_not(dagbag) -> None:
     for task_id in ("scan_dataset", "filter_content", "caption", "check_dataset", "evaluate"):
         assert finetune.get_task(task_id).pool == "cpu_preprocess"
     assert all(pools[name]["include_deferred"] for name in pools if name.startswith("gpu_"))
+
+
+def test_capacity_planner_runs_every_five_minutes(dagbag) -> None:
+    planner = dagbag.dags["gpu_capacity_planner"]
+    assert planner.catchup is False and planner.max_active_runs == 1
+    assert planner.timetable.expression == "*/5 * * * *"
+    assert {t.task_id for t in planner.tasks} == {"decide", "apply"}
 
 
 def test_trigger_form_params(dagbag) -> None:

@@ -12,6 +12,7 @@ import yaml
 
 from lora_tasks.artifacts import open_store
 from lora_tasks.errors import JobSpecError, LoraTaskError
+from lora_tasks.ledger.store import open_ledger
 from lora_tasks.publish import verify_version
 from lora_tasks.settings import PlatformSettings, platform_settings
 from lora_tasks.stages import validate_request
@@ -108,6 +109,9 @@ def test_a_job_runs_end_to_end(finetune, tiny_model: Path, style_dataset: Path) 
             "training_summary.json"} <= set(manifest["files"])
     assert manifest["eval"]["images"] >= 1 and manifest["run_id"] == run.run_id
     assert not Path(info["workspace"]).exists()  # cleaned up once published
+    [billed] = [r for r in open_ledger(platform_settings().ledger_url).runs() if r.run_id == run.run_id]
+    assert billed.status == "success" and billed.gpu_seconds > 0 and billed.actual_seconds > 0
+    assert billed.predicted_seconds > 0 and billed.predicted_peak_bytes > 0 and billed.features["flops"] > 0
     assert all(outcome[s][1]["seconds"] >= 0 for s in ("scan_dataset", "train", "evaluate", "publish"))
 
 

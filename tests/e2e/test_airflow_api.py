@@ -41,10 +41,12 @@ def airflow(tmp_path_factory: pytest.TempPathFactory, clamav_database: Path) -> 
     url, database = postgres_url()
     config = AirflowConfig(home=root / "airflow", port=free_port(), db_url=url)
     calendar = root / "always-off-peak.yaml"  # batch runs must not wait for tonight in a test
-    calendar.write_text("timezone: UTC\noff_peak_windows: [{start: '00:00', end: '24:00'}]\n")
+    calendar.write_text("timezone: UTC\noff_peak_windows: [{start: '00:00', end: '24:00'}]\n"
+                        "prices: {cpu: {peak: 0.0, off_peak: 0.0}}\n")
     env = prepare(config)
     env.update({"LORA_WORKSPACE": str(root / "workspace"), "LORA_ARTIFACT_ROOT": str(root / "artifacts"),
                 "LORA_CLAMAV_DATABASE": str(clamav_database), "LORA_SCHEDULING_FILE": str(calendar),
+                "LORA_LEDGER_URL": f"sqlite:///{root / 'ledger.db'}",
                 "HF_HUB_OFFLINE": "1"})
     stack = LocalStack(config)
     stack.start(env)

@@ -27,7 +27,8 @@ def paris(*args: int) -> datetime:
         (paris(2026, 11, 25, 6, 0), paris(2026, 11, 25, 22, 0)),    # the window has just closed
         (paris(2026, 11, 27, 21, 0), paris(2026, 11, 27, 22, 0)),   # Friday evening
         (paris(2026, 11, 29, 15, 0), paris(2026, 11, 29, 15, 0)),   # Sunday afternoon
-        (paris(2026, 11, 30, 0, 30), paris(2026, 11, 30, 22, 0)),   # weekend over at Monday 00:00
+        (paris(2026, 11, 30, 0, 30), paris(2026, 11, 30, 0, 30)),   # Sunday night runs to Monday 06:00
+        (paris(2026, 11, 30, 6, 30), paris(2026, 11, 30, 22, 0)),   # weekend over
     ],
 )
 def test_next_start(now: datetime, expected: datetime) -> None:
@@ -36,7 +37,7 @@ def test_next_start(now: datetime, expected: datetime) -> None:
 
 def test_friday_night_and_the_weekend_are_one_stretch() -> None:
     start, end = CALENDAR.window_at(paris(2026, 11, 28, 12, 0))
-    assert start == paris(2026, 11, 27, 22, 0) and end == paris(2026, 11, 30, 0, 0)
+    assert start == paris(2026, 11, 27, 22, 0) and end == paris(2026, 11, 30, 6, 0)
 
 
 def test_windows_keep_wall_times_across_dst() -> None:
@@ -44,7 +45,7 @@ def test_windows_keep_wall_times_across_dst() -> None:
     dst_start, dst_end = CALENDAR.window_at(paris(2026, 10, 25, 12, 0))
     normal_start, normal_end = CALENDAR.window_at(paris(2026, 11, 1, 12, 0))
     assert dst_end - dst_start == (normal_end - normal_start) + timedelta(hours=1)
-    assert dst_end.astimezone(PARIS).hour == 0 and dst_start.astimezone(PARIS).hour == 22
+    assert dst_end.astimezone(PARIS).hour == 6 and dst_start.astimezone(PARIS).hour == 22
     spring_start, spring_end = CALENDAR.window_at(paris(2027, 3, 28, 12, 0))  # clocks go forward
     assert spring_end - spring_start == (normal_end - normal_start) - timedelta(hours=1)
 
@@ -77,3 +78,24 @@ def test_no_windows_and_naive_times() -> None:
         parse_calendar({"off_peak_windows": []}).next_start(datetime(2026, 1, 1, tzinfo=UTC))
     with pytest.raises(ValueError, match="timezone-aware"):
         CALENDAR.next_start(datetime(2026, 1, 1))
+
+
+def test_overlapping_windows_are_refused() -> None:
+    with pytest.raises(LoraTaskError, match=r"off_peak_windows\[0\] and \[1\] overlap on sat from 22:00"):
+        parse_calendar({"off_peak_windows": [{"days": ["sat"], "start": "00:00", "end": "24:00"},
+                                             {"days": ["sat"], "start": "22:00", "end": "23:00"}]})
+    touching = parse_calendar({"off_peak_windows": [{"days": ["fri"], "start": "22:00", "end": "24:00"},
+                                                    {"days": ["sat"], "start": "00:00", "end": "06:00"}]})
+    assert touching.window_at(paris(2026, 11, 28, 1, 0)) is not None
+
+
+def test_prices_split_at_window_edges() -> None:
+    start, end = paris(2026, 11, 24, 20, 0), paris(2026, 11, 25, 8, 0)  # 12 h: 2 peak, 8 off-peak, 2 peak
+    assert CALENDAR.off_peak_seconds(start, end) == 8 * 3600
+    price = CALENDAR.price("l4")
+    assert CALENDAR.cost("l4", start, end) == pytest.approx(4 * price.peak + 8 * price.off_peak)
+    assert CALENDAR.price_at("l4", paris(2026, 11, 24, 23, 0)) == price.off_peak
+    with pytest.raises(LoraTaskError, match="no price"):
+        CALENDAR.price("tpu-v9")
+    with pytest.raises(LoraTaskError, match="needs numbers peak and off_peak"):
+        parse_calendar({"prices": {"l4": {"peak": "cheap"}}})

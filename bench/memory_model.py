@@ -1,0 +1,97 @@
+"""The memory model against measured peaks of real training runs.
+
+Each configuration trains for a few steps in a fresh process on this machine's CPU; its
+peak (the process's peak RSS, from the trainer's metrics log) is compared with
+``estimate_peak_memory`` for the same settings. ``--fit`` also solves for the two
+calibrated constants (runtime bytes and activation factor) by least squares and prints
+them. On a GPU, run with ``--device cuda``: the measured figure is then torch's peak
+allocation, and the comparison calibrates GPU_RUNTIME_BYTES the same way.
+
+    python bench/memory_model.py [--fit] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIGS = [  # (architecture, resolution, batch size)
+    ("tiny", 64, 2),
+    ("tiny-m", 64, 2),
+    ("tiny-l", 128, 2),
+    ("sd15", 128, 1),
+    ("sd15", 256, 1),
+]
+TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+def measure(arch: str, resolution: int, batch: int, device: str, work: Path) -> int:
+    from lora_tasks.sample_data import make_style_dataset
+    from lora_tasks.tiny import save_pipeline
+
+    model = ROOT / "build" / "bench" / "models" / arch
+    if not (model / "model_index.json").exists():
+        save_pipeline(model, arch, seed=0)
+    data = work / "data"
+    if not data.exists():
+        make_style_dataset(data, count=8, seed=0)
+    job = {"model_config": {"base_model": str(model), "lora_rank": 8, "target_modules": list(TARGETS)},
+           "training_config": {"batch_size": batch, "resolution": resolution, "bucketing": False, "max_steps": 3,
+                               "save_steps": 1000, "mixed_precision": "no" if device == "cpu" else "auto"}}
+    spec = work / f"{arch}-{resolution}.yaml"
+    spec.write_text(yaml.safe_dump(job))
+    out = work / f"out-{arch}-{resolution}"
+    subprocess.run([sys.executable, "-m", "lora_tasks.train", "--config", str(spec), "--dataset", str(data),
+                    "--output", str(out), "--device", device], check=True, capture_output=True)
+    return max(json.loads(line)["peak_memory_bytes"] for line in (out / "metrics.jsonl").read_text().splitlines())
+
+
+def main() -> int:
+    from lora_tasks.scheduling import memory
+    from lora_tasks.scheduling.memory import ModelShapes, TrainingShape, estimate_peak_memory
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fit", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="memory-model-"))
+    rows = []
+    for arch, resolution, batch in CONFIGS:
+        measured = measure(arch, resolution, batch, args.device, work)
+        shapes = ModelShapes.from_folder(ROOT / "build" / "bench" / "models" / arch)
+        shape = TrainingShape(resolution, batch, "no" if args.device == "cpu" else "bf16", False, 8, TARGETS, images=8)
+        estimate = estimate_peak_memory(shapes, shape, args.device)
+        rows.append((arch, resolution, batch, measured, estimate))
+    if args.fit:
+        import numpy as np
+
+        # measured = runtime + factor * raw_activations + everything else, solved for runtime and factor
+        raw = [e.parts.get("activations", 0) / memory.ACTIVATION_FACTOR for *_, e in rows]
+        rest = [e.total_bytes - e.parts.get("activations", 0) - e.parts["runtime"] for *_, e in rows]
+        target = np.array([m - r for (*_, m, _), r in zip(rows, rest, strict=True)], dtype=float)
+        design = np.column_stack([np.ones(len(rows)), raw])
+        (runtime, factor), *_ = np.linalg.lstsq(design, target, rcond=None)
+        print(f"fit: CPU_RUNTIME_BYTES = {runtime / 2**30:.3f} GiB, ACTIVATION_FACTOR = {factor:.2f}")
+    print("| model | px | batch | measured peak | estimate | error |")
+    print("|---|---|---|---|---|---|")
+    worst = 0.0
+    for arch, resolution, batch, measured, estimate in rows:
+        error = estimate.total_bytes / measured - 1
+        worst = max(worst, abs(error))
+        print(f"| {arch} | {resolution} | {batch} | {measured / 2**20:.0f} MiB "
+              f"| {estimate.total_bytes / 2**20:.0f} MiB | {error:+.1%} |")
+    print(f"max_error {worst:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""The ledger's tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class Run(Base):
+    """One lora_finetune run: what was asked, predicted, used and billed."""
+
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    job: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[str] = mapped_column(String(16))
+    gpu_type: Mapped[str] = mapped_column(String(32), index=True)
+    features: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    submitted_at: Mapped[datetime]
+    deadline: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)
+    predicted_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    predicted_low: Mapped[float | None] = mapped_column(Float, default=None)
+    predicted_high: Mapped[float | None] = mapped_column(Float, default=None)
+    actual_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    predicted_peak_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    actual_peak_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    off_peak_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class TrainAttempt(Base):
+    """One try of the train task: the unit of GPU time billed (retries are billed too)."""
+
+    __tablename__ = "train_attempts"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True)
+    try_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    peak_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    off_peak_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class StageTiming(Base):
+    __tablename__ = "stage_timings"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float)
+
+
+class CapacityDecision(Base):
+    """What the capacity planner decided, and from what."""
+
+    __tablename__ = "capacity_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decided_at: Mapped[datetime] = mapped_column(index=True)
+    gpu_type: Mapped[str] = mapped_column(String(32))
+    current: Mapped[int] = mapped_column(Integer)
+    desired: Mapped[int] = mapped_column(Integer)
+    applied: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(500))
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)

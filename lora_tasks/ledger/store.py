@@ -1,0 +1,183 @@
+"""Reading and writing the ledger. Every write is idempotent: rows are keyed by run id (and
+try number, and stage), so a retried task writes nothing twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from lora_tasks.errors import LoraTaskError
+from lora_tasks.ledger.models import CapacityDecision, Run, StageTiming, TrainAttempt
+from lora_tasks.scheduling.windows import OffPeakCalendar
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def migrate(url: str) -> None:
+    """Bring the schema to the newest revision (Alembic)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+@lru_cache(maxsize=8)
+def open_ledger(url: str) -> Ledger:
+    """The ledger at ``url``, its schema brought up to date once per process."""
+    migrate(url)
+    return Ledger(url)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything here is UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+@dataclass(frozen=True)
+class BillLine:
+    run_id: str
+    job: str
+    gpu_type: str
+    status: str
+    gpu_hours: float
+    off_peak_share: float
+    cost: float
+
+
+class Ledger:
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine = create_engine(url, future=True)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions.begin() as session:
+            yield session
+
+    # ------------------------------------------------------------------------ runs
+
+    def register_run(self, run_id: str, *, tenant: str, job: str, priority: str, gpu_type: str,
+                     submitted_at: datetime, features: dict[str, Any] | None = None,
+                     deadline: datetime | None = None, predicted_peak_bytes: int | None = None) -> None:
+        """Create the run's row (a retried validate_request finds it and changes nothing)."""
+        with self.session() as session:
+            if session.get(Run, run_id) is None:
+                session.add(Run(run_id=run_id, tenant=tenant, job=job, priority=priority, gpu_type=gpu_type,
+                                submitted_at=submitted_at, features=features or {}, deadline=deadline,
+                                predicted_peak_bytes=predicted_peak_bytes))
+
+    def record_prediction(self, run_id: str, *, seconds: float, low: float, high: float, peak_bytes: int | None,
+                          features: dict[str, Any]) -> None:
+        with self.session() as session:
+            run = self._run(session, run_id)
+            run.predicted_seconds, run.predicted_low, run.predicted_high = seconds, low, high
+            if peak_bytes is not None:
+                run.predicted_peak_bytes = peak_bytes
+            run.features = {**run.features, **features}
+
+    def record_stage(self, run_id: str, stage: str, seconds: float) -> None:
+        with self.session() as session:
+            self._run(session, run_id)
+            timing = session.get(StageTiming, (run_id, stage))
+            if timing is None:
+                session.add(StageTiming(run_id=run_id, stage=stage, seconds=seconds))
+            else:
+                timing.seconds = seconds
+
+    def attempt_started(self, run_id: str, try_number: int, started_at: datetime) -> None:
+        with self.session() as session:
+            run = self._run(session, run_id)
+            if session.get(TrainAttempt, (run_id, try_number)) is None:
+                session.add(TrainAttempt(run_id=run_id, try_number=try_number, started_at=started_at))
+            run.status = "running"
+            run.started_at = min(aware(run.started_at) or started_at, started_at)
+
+    def attempt_finished(self, run_id: str, try_number: int, *, started_at: datetime, finished_at: datetime,
+                         succeeded: bool, peak_bytes: int | None, calendar: OffPeakCalendar) -> None:
+        """Bill one try of the train task, once; the run's totals are the sum of its tries."""
+        with self.session() as session:
+            run = self._run(session, run_id)
+            attempt = session.get(TrainAttempt, (run_id, try_number))
+            if attempt is None:
+                attempt = TrainAttempt(run_id=run_id, try_number=try_number, started_at=started_at)
+                session.add(attempt)
+            elif attempt.finished_at is not None:
+                return  # already billed: a callback that ran twice
+            attempt.finished_at, attempt.status, attempt.peak_bytes = finished_at, \
+                "success" if succeeded else "failed", peak_bytes
+            start = aware(attempt.started_at)
+            attempt.gpu_seconds = (finished_at - start).total_seconds()
+            attempt.off_peak_seconds = calendar.off_peak_seconds(start, finished_at)
+            attempt.cost = calendar.cost(run.gpu_type, start, finished_at)
+            session.flush()
+            attempts = session.scalars(select(TrainAttempt).where(TrainAttempt.run_id == run_id)).all()
+            run.gpu_seconds = sum(a.gpu_seconds for a in attempts)
+            run.off_peak_seconds = sum(a.off_peak_seconds for a in attempts)
+            run.cost = sum(a.cost for a in attempts)
+            run.finished_at, run.status = finished_at, "success" if succeeded else "failed"
+            if succeeded:
+                run.actual_seconds = attempt.gpu_seconds
+                run.actual_peak_bytes = peak_bytes
+
+    def close_run(self, run_id: str, status: str, finished_at: datetime) -> None:
+        """Mark a run that ended outside training (refused data, a failed stage) so it leaves the queue."""
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            if run is not None and run.status in {"submitted", "running"}:
+                run.status, run.finished_at = status, finished_at
+
+    @staticmethod
+    def _run(session: Session, run_id: str) -> Run:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise LoraTaskError(f"run {run_id!r} is not in the ledger (validate_request registers every run)")
+        return run
+
+    # ---------------------------------------------------------------------- reading
+
+    def runs(self, *, statuses: tuple[str, ...] | None = None, gpu_type: str | None = None) -> list[Run]:
+        query = select(Run).order_by(Run.submitted_at)
+        if statuses:
+            query = query.where(Run.status.in_(statuses))
+        if gpu_type:
+            query = query.where(Run.gpu_type == gpu_type)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def bill(self, tenant: str, month: str) -> list[BillLine]:
+        """Every run of ``tenant`` finished in ``month`` (YYYY-MM), with GPU hours and cost."""
+        try:
+            start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+        except ValueError:
+            raise LoraTaskError(f"--month {month!r} is not YYYY-MM") from None
+        end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+        with self.session() as session:
+            runs = session.scalars(select(Run).where(Run.tenant == tenant, Run.finished_at >= start,
+                                                     Run.finished_at < end).order_by(Run.finished_at)).all()
+        return [BillLine(r.run_id, r.job, r.gpu_type, r.status, r.gpu_seconds / 3600,
+                         r.off_peak_seconds / r.gpu_seconds if r.gpu_seconds else 0.0, r.cost) for r in runs]
+
+    def record_decision(self, decision: CapacityDecision) -> None:
+        with self.session() as session:
+            session.add(decision)
+
+    def decisions(self, gpu_type: str | None = None) -> list[CapacityDecision]:
+        query = select(CapacityDecision).order_by(CapacityDecision.decided_at, CapacityDecision.id)
+        if gpu_type:
+            query = query.where(CapacityDecision.gpu_type == gpu_type)
+        with self.session() as session:
+            return list(session.scalars(query))

@@ -1,0 +1,131 @@
+"""Peak training memory, estimated before a GPU is spent on the job.
+
+Peak = frozen weights (in their dtype) + LoRA weights, gradients and AdamW states (fp32,
+16 bytes a parameter) + activations (what autograd keeps, read off the architecture by
+``profile.py``, times the batch; halved under fp16/bf16 autocast; unit inputs plus one
+recomputed unit under gradient checkpointing) + the latent cache + what the process itself
+holds. On a GPU the VAE and text encoder leave the device after caching, so the peak is
+the larger of the caching phase (all three models, the VAE encoding a batch of images) and
+the training phase. On a CPU (where the figure is the process's peak RSS) everything
+stays in memory.
+
+Two constants are calibrated against measured peaks (``bench/memory_model.py``):
+``ACTIVATION_FACTOR`` (backward keeps activation gradients and temporaries beside the
+saved tensors) and ``CPU_RUNTIME_BYTES`` (Python, torch and the libraries). On a GPU,
+``GPU_RUNTIME_BYTES`` covers the CUDA context and allocator slack that
+``torch.cuda.max_memory_allocated`` does not see; calibrating it on a GPU is the same
+bench with ``--device cuda`` comparing ``nvidia-smi``'s peak with the estimate.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lora_tasks.scheduling.profile import parameter_count, profile_unet
+
+ACTIVATION_FACTOR = 1.31
+CPU_RUNTIME_BYTES = int(0.456 * 2**30)
+GPU_RUNTIME_BYTES = int(1.0 * 2**30)
+ENCODE_BATCH = 8
+"""Images the trainer encodes at once when caching latents (lora_tasks.train.cache)."""
+SD15_FALLBACK = "sd15"
+"""Architecture assumed when a base model's configs cannot be read (a hub id not cached here)."""
+
+
+@dataclass(frozen=True)
+class ModelShapes:
+    """The configs of a Stable Diffusion pipeline's three networks."""
+
+    unet: dict[str, Any]
+    vae: dict[str, Any]
+    text_encoder: dict[str, Any]
+    assumed: bool = False
+    """True when the configs are Stable Diffusion 1.5's, assumed for lack of the real ones."""
+
+    @property
+    def vae_factor(self) -> int:
+        return 2 ** (len(self.vae["block_out_channels"]) - 1)
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> ModelShapes:
+        def config(part: str) -> dict[str, Any]:
+            return json.loads((folder / part / "config.json").read_text())
+
+        return cls(config("unet"), config("vae"), config("text_encoder"))
+
+    @classmethod
+    def assumed_sd15(cls) -> ModelShapes:
+        from lora_tasks.tiny import ARCHITECTURES
+
+        arch = ARCHITECTURES[SD15_FALLBACK]
+        return cls(arch["unet"], arch["vae"], arch["text_encoder"], assumed=True)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    total_bytes: int
+    parts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gib(self) -> float:
+        return self.total_bytes / 2**30
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{name} {value / 2**30:.2f}" for name, value in self.parts.items() if value)
+        return f"{self.gib:.2f} GiB ({parts})"
+
+
+@dataclass(frozen=True)
+class TrainingShape:
+    """The settings that decide memory, with auto values already resolved."""
+
+    resolution: int
+    batch_size: int
+    precision: str
+    gradient_checkpointing: bool
+    rank: int
+    target_modules: tuple[str, ...]
+    images: int = 100
+    latent_cache: str = "memory"
+
+
+def estimate_peak_memory(shapes: ModelShapes, shape: TrainingShape, device: str) -> MemoryEstimate:
+    """Peak bytes of a training run: device memory on 'cuda', process RSS on 'cpu'."""
+    side = max(1, shape.resolution // shapes.vae_factor)
+    profile = profile_unet(shapes.unet, (side, side), shape.rank, shape.target_modules)
+    half = shape.precision in {"fp16", "bf16"}
+    weight_bytes = 2 if half else 4
+    per_sample = profile.checkpointed_bytes if shape.gradient_checkpointing else profile.activation_bytes
+    text_params = parameter_count("text_encoder", shapes.text_encoder)
+    vae_params = parameter_count("vae", shapes.vae)
+    latent_bytes = 4 * side * side * 4
+    cache = shape.images * latent_bytes + shape.images * 77 * shapes.text_encoder["hidden_size"] * 4 \
+        if shape.latent_cache == "memory" else 0
+    training = {
+        "unet_weights": profile.unet_params * weight_bytes,
+        "lora_state": profile.lora_params * 16,
+        "activations": int(per_sample * shape.batch_size * (0.5 if half else 1.0) * ACTIVATION_FACTOR),
+    }
+    encoders = {"text_encoder": text_params * weight_bytes, "vae": vae_params * 4}
+    encoding = int(min(ENCODE_BATCH, shape.images) * 3 * shapes.vae["block_out_channels"][0]
+                   * shape.resolution ** 2 * 4)  # three full-resolution feature maps of the first VAE block
+    if device == "cpu":  # everything stays in RAM; the encoding burst and training come one after the other
+        learning = {"lora_state": training["lora_state"], "activations": training["activations"]}
+        burst = learning if sum(learning.values()) >= encoding else {"vae_encoding": encoding}
+        parts = {"unet_weights": training["unet_weights"], **encoders, "latent_cache": cache, **burst,
+                 "runtime": CPU_RUNTIME_BYTES}
+    else:  # the encoders leave the GPU after caching: the peak is one phase or the other
+        train_phase = {**training, "latent_cache": cache, "runtime": GPU_RUNTIME_BYTES}
+        cache_phase = {"unet_weights": training["unet_weights"], **encoders, "vae_encoding": encoding,
+                       "runtime": GPU_RUNTIME_BYTES}
+        parts = max(train_phase, cache_phase, key=lambda p: sum(p.values()))
+    return MemoryEstimate(sum(parts.values()), parts)
+
+
+def forward_flops(shapes: ModelShapes, resolution: int, rank: int, targets: tuple[str, ...]) -> int:
+    """FLOPs of one UNet forward for one sample at this resolution."""
+    side = max(1, resolution // shapes.vae_factor)
+    return profile_unet(shapes.unet, (side, side), rank, targets).forward_flops

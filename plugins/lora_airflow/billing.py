@@ -1,0 +1,62 @@
+"""Bill every try of the train task in the ledger, whichever runner ran it.
+
+Task callbacks: the start of a try is recorded when it begins (so the capacity planner
+sees it running), its end and cost when it succeeds or fails. Rows are keyed by run and
+try number, so a callback that fires twice bills once; a failing ledger is logged, never
+allowed to fail the training it describes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _peak_bytes(workspace: str) -> int | None:
+    metrics = Path(workspace) / "train" / "output" / "metrics.jsonl"
+    try:
+        return max(json.loads(line)["peak_memory_bytes"] for line in metrics.read_text().splitlines() if line)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def attempt_started(context: Any) -> None:
+    from lora_tasks.ledger.store import open_ledger
+    from lora_tasks.settings import platform_settings
+
+    try:
+        ti = context["ti"]
+        open_ledger(platform_settings().ledger_url).attempt_started(context["run_id"], ti.try_number,
+                                                                     ti.start_date or datetime.now(UTC))
+    except Exception:
+        log.exception("could not record the start of this training attempt in the ledger")
+
+
+def _finished(context: Any, succeeded: bool) -> None:
+    from lora_tasks.ledger.store import open_ledger
+    from lora_tasks.scheduling.windows import load_calendar
+    from lora_tasks.settings import platform_settings
+
+    try:
+        settings = platform_settings()
+        ti = context["ti"]
+        info = ti.xcom_pull(task_ids="validate_request") or {}
+        open_ledger(settings.ledger_url).attempt_finished(
+            context["run_id"], ti.try_number, started_at=ti.start_date or datetime.now(UTC),
+            finished_at=datetime.now(UTC), succeeded=succeeded, peak_bytes=_peak_bytes(info.get("workspace", "")),
+            calendar=load_calendar(settings.scheduling_file))
+    except Exception:
+        log.exception("could not bill this training attempt in the ledger")
+
+
+def attempt_succeeded(context: Any) -> None:
+    _finished(context, succeeded=True)
+
+
+def attempt_failed(context: Any) -> None:
+    _finished(context, succeeded=False)

@@ -1,0 +1,95 @@
+"""The ledger on SQLite and on the machine's PostgreSQL: idempotent writes, billing, the bill CLI."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lora_tasks.errors import LoraTaskError
+from lora_tasks.ledger import Ledger
+from lora_tasks.ledger.__main__ import main
+from lora_tasks.ledger.store import migrate
+from lora_tasks.scheduling.windows import load_calendar
+
+CALENDAR = load_calendar()
+TUESDAY_8PM = datetime(2026, 11, 24, 19, 0, tzinfo=UTC)  # 20:00 in Paris, two hours before off-peak
+
+
+def postgres() -> Iterator[str]:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            pass
+        import psycopg2
+    except (OSError, ImportError):
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    name = f"lora_ledger_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+        migrate(url)
+        yield Ledger(url)
+    else:
+        for url in postgres():
+            migrate(url)
+            yield Ledger(url)
+
+
+def register(ledger: Ledger, run_id: str = "r1", tenant: str = "acme", gpu: str = "l4") -> None:
+    ledger.register_run(run_id, tenant=tenant, job="cats", priority="standard", gpu_type=gpu,
+                        submitted_at=TUESDAY_8PM, features={"rank": 8})
+
+
+def test_retries_are_billed_once_each_and_summed(ledger: Ledger) -> None:
+    register(ledger)
+    register(ledger)  # a retried validate_request
+    ledger.attempt_started("r1", 1, TUESDAY_8PM)
+    first_end = TUESDAY_8PM + timedelta(hours=1)
+    for _ in range(2):  # a callback that runs twice bills once
+        ledger.attempt_finished("r1", 1, started_at=TUESDAY_8PM, finished_at=first_end, succeeded=False,
+                                peak_bytes=None, calendar=CALENDAR)
+    second_start = TUESDAY_8PM + timedelta(hours=2)  # 22:00 Paris: off-peak from here
+    ledger.attempt_started("r1", 2, second_start)
+    ledger.attempt_finished("r1", 2, started_at=second_start, finished_at=second_start + timedelta(hours=1),
+                            succeeded=True, peak_bytes=20 * 2**30, calendar=CALENDAR)
+    [run] = ledger.runs()
+    price = CALENDAR.price("l4")
+    assert run.status == "success" and run.gpu_seconds == 7200 and run.off_peak_seconds == 3600
+    assert run.cost == pytest.approx(price.peak + price.off_peak)
+    assert run.actual_seconds == 3600 and run.actual_peak_bytes == 20 * 2**30  # above 2**31: a BIGINT
+
+
+def test_bill_for_a_month(ledger: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
+    for run_id, tenant in (("r1", "acme"), ("r2", "acme"), ("r3", "other")):
+        register(ledger, run_id, tenant)
+        ledger.attempt_finished(run_id, 1, started_at=TUESDAY_8PM, finished_at=TUESDAY_8PM + timedelta(hours=3),
+                                succeeded=True, peak_bytes=1, calendar=CALENDAR)
+    lines = ledger.bill("acme", "2026-11")
+    assert [line.run_id for line in lines] == ["r1", "r2"]
+    assert lines[0].gpu_hours == pytest.approx(3) and 0 < lines[0].off_peak_share < 1
+    assert ledger.bill("acme", "2026-12") == []
+    with pytest.raises(LoraTaskError, match="not YYYY-MM"):
+        ledger.bill("acme", "November")
+    assert main(["--url", ledger.url, "usage", "--tenant", "acme", "--month", "2026-11"]) == 0
+    out = capsys.readouterr().out
+    assert "r1" in out and "r3" not in out and out.strip().splitlines()[-1].startswith("total")
+
+
+def test_unknown_runs_are_refused(ledger: Ledger) -> None:
+    with pytest.raises(LoraTaskError, match="not in the ledger"):
+        ledger.attempt_started("ghost", 1, TUESDAY_8PM)

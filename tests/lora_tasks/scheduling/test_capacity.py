@@ -1,0 +1,80 @@
+"""The capacity planner over a real ledger: demand, decisions with their inputs, hysteresis across runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+from lora_airflow.capacity import available_gpus, placeholder_replicas
+from lora_tasks.gpu_types import GpuType
+from lora_tasks.ledger.store import Ledger, migrate
+from lora_tasks.scheduling.capacity import main, plan
+from lora_tasks.scheduling.planner import PlannerConfig
+from lora_tasks.scheduling.windows import load_calendar
+
+CALENDAR = load_calendar()
+NOON = datetime(2026, 11, 24, 12, 0, tzinfo=ZoneInfo("Europe/Paris")).astimezone(UTC)
+TYPES = {"l4": GpuType("l4", 22, 121, True, 16), "cpu": GpuType("cpu", 0, 0.05, False, 1)}
+CONFIG = PlannerConfig(cooldown=timedelta(minutes=10), max_step_down=4)
+
+
+def ledger(tmp_path: Path) -> Ledger:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    migrate(url)
+    return Ledger(url)
+
+
+def queue(book: Ledger, run_id: str, priority: str, seconds: float, at: datetime = NOON) -> None:
+    book.register_run(run_id, tenant="acme", job=run_id, priority=priority, gpu_type="l4",
+                      submitted_at=at - timedelta(minutes=1))
+    book.record_prediction(run_id, seconds=seconds, low=seconds / 2, high=seconds * 2, peak_bytes=None, features={})
+
+
+def test_decisions_follow_the_queue_and_are_recorded(tmp_path: Path) -> None:
+    book = ledger(tmp_path)
+    for i in range(3):
+        queue(book, f"std-{i}", "standard", 7200)
+    queue(book, "int-0", "interactive", 600)
+    book.register_run("not-checked-yet", tenant="acme", job="x", priority="standard", gpu_type="l4",
+                      submitted_at=NOON)  # no prediction yet: still in intake, not demand
+    [decision] = plan(book, CALENDAR, TYPES, NOON, CONFIG)
+    assert (decision.gpu_type, decision.current, decision.applied) == ("l4", 0, decision.desired)
+    assert decision.desired == 4 + 1  # 3 h of standard work due within the hour, 1 interactive, 1 warm
+    assert decision.inputs["queued"] == 4 and "GPU-hours due" in decision.reason
+    assert [d.applied for d in book.decisions("l4")] == [5]
+
+
+def test_hysteresis_survives_between_runs(tmp_path: Path) -> None:
+    book = ledger(tmp_path)
+    for i in range(4):
+        queue(book, f"std-{i}", "standard", 3600)
+    assert plan(book, CALENDAR, TYPES, NOON, CONFIG)[0].applied == 4
+    for i in range(4):  # the work finished
+        book.close_run(f"std-{i}", "success", NOON + timedelta(minutes=2))
+    later = [plan(book, CALENDAR, TYPES, NOON + timedelta(minutes=m), CONFIG)[0].applied for m in (5, 10, 16)]
+    assert later == [4, 4, 0]  # held through the cool-down, then released
+    assert book.decisions("l4")[-1].desired == 0
+
+
+def test_kubernetes_levers() -> None:
+    def node(ready: str, gpus: str, unschedulable: bool = False) -> SimpleNamespace:
+        return SimpleNamespace(status=SimpleNamespace(conditions=[SimpleNamespace(type="Ready", status=ready)],
+                                                      allocatable={"nvidia.com/gpu": gpus}),
+                               spec=SimpleNamespace(unschedulable=unschedulable))
+
+    assert available_gpus([node("True", "8"), node("False", "8"), node("True", "4", unschedulable=True)]) == 8
+    assert placeholder_replicas(decided=6, running=4) == 2 and placeholder_replicas(decided=2, running=4) == 0
+
+
+def test_cli(tmp_path: Path, monkeypatch, capsys) -> None:
+    from lora_tasks.settings import platform_settings
+
+    monkeypatch.setenv("LORA_LEDGER_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    platform_settings.cache_clear()
+    try:
+        assert main(["plan", "--now", NOON.isoformat()]) == 0
+    finally:
+        platform_settings.cache_clear()
+    assert "a100-80g" in capsys.readouterr().out
