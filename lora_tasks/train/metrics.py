@@ -20,6 +20,18 @@ def peak_memory_bytes(device: torch.device) -> int:
     """Peak GPU memory allocated by torch on CUDA; peak resident set size of the process on CPU."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
+    return peak_rss_bytes()
+
+
+def peak_rss_bytes() -> int:
+    """This process's own peak RSS. On Linux that is ``VmHWM``, not ``ru_maxrss``: a child that
+    ``subprocess`` starts by vfork + exec inherits its parent's peak in ``ru_maxrss`` (the
+    Airflow worker's, or pytest's), while ``VmHWM`` belongs to the new address space alone."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
