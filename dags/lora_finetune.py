@@ -33,6 +33,8 @@ SETTINGS = platform_settings()
 LORA_ADAPTERS = Asset(name="lora_adapters")
 """One event per published version; its extra says which."""
 CPU = {"pool": "cpu_preprocess"}
+STAGES = ("validate_request", "scan_dataset", "filter_content", "caption", "check_dataset", "train", "evaluate",
+          "publish")
 
 PARAMS = {
     "dataset_uri": Param("", type="string", title="Dataset", description="Folder, file:// or s3:// URI of the upload"),
@@ -132,7 +134,9 @@ def lora_finetune() -> None:
         info = ti.xcom_pull(task_ids="validate_request")
         if not info:
             return {"workspace": None}
-        return cleanup(RunInfo.of(info), ti.xcom_pull(task_ids="publish") is not None, dag_run.run_id, SETTINGS)
+        results = {stage: ti.xcom_pull(task_ids=stage) for stage in STAGES}
+        seconds = {stage: r["seconds"] for stage, r in results.items() if isinstance(r, dict) and "seconds" in r}
+        return cleanup(RunInfo.of(info), results["publish"] is not None, dag_run.run_id, SETTINGS, seconds)
 
     info = validate_request()
     wait = WaitOffPeakOperator(task_id="wait_off_peak",

@@ -274,10 +274,15 @@ def publish(info: RunInfo, adapter: str, eval_report: str, settings: PlatformSet
             "version": info.run_key, "files": len(manifest["files"])}
 
 
-def cleanup(info: RunInfo, succeeded: bool, run_id: str, settings: PlatformSettings) -> dict[str, Any]:
-    """Remove the run's workspace once published; keep it after a failure, for debugging and resume."""
+def cleanup(info: RunInfo, succeeded: bool, run_id: str, settings: PlatformSettings,
+            stage_seconds: dict[str, float]) -> dict[str, Any]:
+    """Record the stages' timings; remove the run's workspace once published, keep it after a
+    failure (for debugging and resume) and take the run out of the planner's queue."""
+    ledger = open_ledger(settings.ledger_url)
+    for stage, seconds in stage_seconds.items():
+        ledger.record_stage(run_id, stage, seconds)
     if not succeeded:
-        open_ledger(settings.ledger_url).close_run(run_id, "failed", datetime.now(UTC))
+        ledger.close_run(run_id, "failed", datetime.now(UTC))
         return {"kept_workspace": info.workspace}
     shutil.rmtree(info.workspace, ignore_errors=True)
     return {"removed_workspace": info.workspace}

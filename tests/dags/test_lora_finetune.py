@@ -12,6 +12,7 @@ import yaml
 
 from lora_tasks.artifacts import open_store
 from lora_tasks.errors import JobSpecError, LoraTaskError
+from lora_tasks.ledger.models import StageTiming
 from lora_tasks.ledger.store import open_ledger
 from lora_tasks.publish import verify_version
 from lora_tasks.settings import PlatformSettings, platform_settings
@@ -70,6 +71,8 @@ def test_form_fields_alone_make_a_job(tiny_model: Path, style_dataset: Path) -> 
         ({"model_config__lora_rnak": 4}, "alice", JobSpecError, "did you mean 'lora_rank'"),
         ({"model_config__target_modules": ["query"]}, "alice", JobSpecError, "to_q, to_k, to_v, to_out.0"),
         ({"dataset__uri": ""}, "alice", LoraTaskError, "names no dataset"),
+        ({"job__gpu_type": "t4", "training_config__batch_size": 64, "training_config__resolution": 1024}, "alice",
+         LoraTaskError, "exceeds t4's 15 GiB"),
     ],
 )
 def test_bad_requests_fail_with_the_reason(tiny_model: Path, style_dataset: Path, changes: dict, user: str,
@@ -112,6 +115,9 @@ def test_a_job_runs_end_to_end(finetune, tiny_model: Path, style_dataset: Path) 
     [billed] = [r for r in open_ledger(platform_settings().ledger_url).runs() if r.run_id == run.run_id]
     assert billed.status == "success" and billed.gpu_seconds > 0 and billed.actual_seconds > 0
     assert billed.predicted_seconds > 0 and billed.predicted_peak_bytes > 0 and billed.features["flops"] > 0
+    with open_ledger(platform_settings().ledger_url).session() as session:
+        stages = {t.stage for t in session.query(StageTiming).filter_by(run_id=run.run_id)}
+    assert {"scan_dataset", "train", "evaluate", "publish"} <= stages
     assert all(outcome[s][1]["seconds"] >= 0 for s in ("scan_dataset", "train", "evaluate", "publish"))
 
 
