@@ -14,6 +14,7 @@ import argparse
 import logging
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ from lora_tasks.config import CaptionSection, JobSpec, load_job_spec
 from lora_tasks.errors import LoraTaskError, ModelLoadError
 from lora_tasks.manifest import ManifestRow, read_rows, write_rows
 from lora_tasks.sniff import IMAGE_TYPES
+from lora_tasks.storage import refuse_writing_among
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +105,16 @@ def _images(source: Path, work: Path, caption_extension: str) -> list[ManifestRo
 
 
 def write_sidecars(rows: list[ManifestRow], folder: Path, caption_extension: str) -> None:
-    """One caption file per image under ``folder``, mirroring the dataset's paths."""
+    """One caption file per image under ``folder``, mirroring the dataset's paths (kohya's
+    ``photo.png`` -> ``photo.txt``; ``photo.png.txt`` when a ``photo.jpg`` sits beside it)."""
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
+    stems = Counter(PurePosixPath(row.path).with_suffix("") for row in rows)
     for row in rows:
-        target = partial / PurePosixPath(row.path).with_suffix(caption_extension)
+        path = PurePosixPath(row.path)
+        name = path.with_suffix(caption_extension) if stems[path.with_suffix("")] == 1 else \
+            path.with_name(path.name + caption_extension)
+        target = partial / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f"{row.caption}\n", encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
@@ -137,6 +144,7 @@ def auto_label(source: Path, out_dir: Path, caption: CaptionSection, trigger: st
                captioner: Captioner | None = None) -> list[ManifestRow]:
     """Caption the images of ``source`` into ``out_dir`` (captioned.jsonl and captions/)."""
     rows = _images(source, out_dir, caption_extension)
+    refuse_writing_among((r.source for r in rows), out_dir, ["captions"])
     if captioner is None and caption.model and any(not r.caption for r in rows):
         captioner = BlipCaptioner(caption.model, caption.max_new_tokens, caption.batch_size)
     caption_rows(rows, captioner, trigger, tokenizer)

@@ -34,6 +34,7 @@ from lora_tasks.nsfw import NsfwDetector, nsfw_detector
 from lora_tasks.scan import parallel_map, unlimited_pixels
 from lora_tasks.settings import platform_settings
 from lora_tasks.sniff import ARCHIVE_TYPES, IMAGE_TYPES, TEXT_TYPE, claimed_type, describe
+from lora_tasks.storage import refuse_writing_among
 
 log = logging.getLogger(__name__)
 
@@ -288,9 +289,11 @@ def filter_manifest(manifest: Path, out_dir: Path, options: FilterSection, task:
                     detector: NsfwDetector | None = None) -> FilterResult:
     """Filter ``manifest`` into ``out_dir`` (kept.jsonl, rejected.jsonl, summary.json)."""
     settings = platform_settings()
+    rows = read_rows(manifest)
+    refuse_writing_among((r.source for r in rows), out_dir)
     result = ManifestFilter(options, task, antivirus or antivirus_from(settings),
                             detector or nsfw_detector(options.nsfw_detector),
-                            workers or settings.worker_count).run(read_rows(manifest))
+                            workers or settings.worker_count).run(rows)
     write_rows(out_dir / "rejected.jsonl", result.rejected)
     write_rows(out_dir / "kept.jsonl", result.kept)
     tmp = out_dir / ".summary.json.tmp"

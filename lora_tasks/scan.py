@@ -28,12 +28,14 @@ from lora_tasks.errors import DatasetError, LoraTaskError
 from lora_tasks.manifest import ManifestRow, write_rows
 from lora_tasks.settings import platform_settings
 from lora_tasks.sniff import ARCHIVE_TYPES, HEAD_BYTES, IMAGE_TYPES, TEXT_TYPE, sniff
-from lora_tasks.storage import DatasetSource, SourceObject, open_dataset
+from lora_tasks.storage import DatasetSource, SourceObject, open_dataset, refuse_overlap
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 20
 MAX_CAPTION_BYTES = 64 * 1024
+REWRITTEN = ("objects", "expanded")
+"""The stage's copies of S3 objects and of archive members, rebuilt by every run."""
 INLINE_BELOW = 64
 """Fewer files than this are described in-process: a pool would cost more than it saves."""
 
@@ -171,10 +173,12 @@ def scan_dataset(uri: str, out: Path, caption_extension: str = ".txt", workers: 
     workers = workers or settings.worker_count
     stage = out.parent
     source = open_dataset(uri, settings.s3_endpoint_url)
+    if source.local_root is not None:
+        refuse_overlap(source.local_root, stage, REWRITTEN)
     objects = source.list()
     if not objects:
         raise DatasetError(f"dataset {source.uri} is empty. Fix: upload images (or texts) there first")
-    for leftover in ("objects", "expanded"):  # a rerun rebuilds its copies from the source
+    for leftover in REWRITTEN:  # a rerun rebuilds its copies from the source
         shutil.rmtree(stage / leftover, ignore_errors=True)
     readable = [o for o in objects if o.problem is None]
     rows = [ManifestRow(path=o.relpath, source=source.uri_of(o.relpath), size=o.size, error=o.problem,

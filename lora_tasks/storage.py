@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -30,6 +30,8 @@ class SourceObject:
 
 class DatasetSource(Protocol):
     uri: str
+    local_root: Path | None
+    """The dataset's folder on this machine; None for remote sources."""
 
     def list(self) -> list[SourceObject]: ...
 
@@ -52,7 +54,7 @@ def safe_relpath(relpath: str) -> bool:
 
 class LocalSource:
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = self.local_root = root
         self.uri = root.as_uri()
 
     def list(self) -> list[SourceObject]:
@@ -96,6 +98,7 @@ class S3Source:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}"
         self.client = s3_client(endpoint_url)
+        self.local_root: Path | None = None
 
     def list(self) -> list[SourceObject]:
         from botocore.exceptions import ClientError
@@ -136,6 +139,29 @@ class S3Source:
 
     def uri_of(self, relpath: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}/{relpath}" if self.prefix else f"s3://{self.bucket}/{relpath}"
+
+
+def refuse_overlap(dataset: Path, stage: Path, rewritten: Iterable[str] = ()) -> None:
+    """Stages write into their own folder and replace some of its subfolders on every run, so
+    that folder must not lie inside the user's dataset, and no replaced subfolder may hold it."""
+    dataset, stage = dataset.resolve(), stage.resolve()
+    if stage.is_relative_to(dataset):
+        raise DatasetError(f"the stage folder {stage} is inside the dataset {dataset}; stages never write into a "
+                           "user's data. Fix: choose an output folder outside the dataset")
+    for name in rewritten:
+        if dataset.is_relative_to(stage / name):
+            raise DatasetError(f"the dataset {dataset} is inside {stage / name}, which this stage replaces on "
+                               "every run. Fix: move the dataset or choose another output folder")
+
+
+def refuse_writing_among(sources: Iterable[str], stage: Path, rewritten: Iterable[str] = ()) -> None:
+    """``refuse_overlap`` for a stage that reads a manifest: the folder common to the local files
+    its rows came from (their ``file://`` sources; an archive member's is its archive's) stands
+    for the dataset."""
+    folders = [str(Path(unquote(urlparse(uri.split("#", 1)[0]).path)).parent) for uri in sources
+               if uri.startswith("file://")]
+    if folders:
+        refuse_overlap(Path(os.path.commonpath(folders)), stage, rewritten)
 
 
 def s3_client(endpoint_url: str | None) -> Any:

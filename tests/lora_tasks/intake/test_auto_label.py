@@ -10,7 +10,7 @@ from transformers import CLIPTokenizer
 
 from lora_tasks.auto_label import BlipCaptioner, auto_label, main
 from lora_tasks.config import CaptionSection
-from lora_tasks.errors import ModelLoadError
+from lora_tasks.errors import DatasetError, ModelLoadError
 from lora_tasks.manifest import read_rows
 
 
@@ -83,3 +83,24 @@ def test_cli_on_a_filtered_manifest(style_dataset: Path, blip: Path, tiny_model:
     assert main([str(tmp_path / "scan" / "manifest.jsonl"), "--out", str(tmp_path / "caption"), "--model",
                  str(blip), "--tokenizer", str(tiny_model), "--trigger-word", "sks"]) == 0
     assert "captioned 12 images: 8 sidecar, 4 auto, 0 filename" in capsys.readouterr().out
+
+
+def test_images_sharing_a_stem_get_their_own_caption_files(tmp_path: Path) -> None:
+    from tests.lora_tasks.intake_corpus import photo
+
+    data = tmp_path / "data"
+    data.mkdir()
+    photo(0).save(data / "cat.jpg")
+    photo(1).save(data / "cat.png")
+    photo(2).save(data / "dog.png")
+    rows = {r.path: r for r in auto_label(data, tmp_path / "out", CaptionSection(), "sks")}
+    captions = tmp_path / "out" / "captions"
+    assert sorted(p.name for p in captions.iterdir()) == ["cat.jpg.txt", "cat.png.txt", "dog.txt"]
+    assert (captions / "cat.png.txt").read_text().strip() == rows["cat.png"].caption
+
+
+def test_captions_are_never_written_into_the_dataset(style_dataset: Path, tmp_path: Path) -> None:
+    before = tree(style_dataset)
+    with pytest.raises(DatasetError, match="inside the dataset"):
+        auto_label(style_dataset, style_dataset / "captioned", CaptionSection(), "sks")
+    assert tree(style_dataset) == before and not (style_dataset / "captioned").exists()

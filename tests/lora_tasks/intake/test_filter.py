@@ -196,3 +196,22 @@ def test_cli(image_manifest: Path, clamav_database: Path, tmp_path: Path, monkey
     out = capsys.readouterr().out
     assert "kept" in out and "too_small" in out
     assert read_rows(tmp_path / "kept.jsonl")
+
+
+def test_the_near_duplicate_threshold_decides(filtered: Path, image_manifest: Path, tmp_path: Path) -> None:
+    message = by_path(filtered / "rejected.jsonl")["bad/photo_1_resaved.jpg"]["message"]
+    distance = int(message.split("distance ")[1].split(" ")[0])
+    strict = FilterSection(**{**FILTER_OPTIONS, "near_duplicate_distance": distance - 1}) if distance else None
+    off = FilterSection(**{**FILTER_OPTIONS, "near_duplicate_distance": None})
+    for options in filter(None, (strict, off)):
+        result = filter_manifest(image_manifest, tmp_path / str(options.near_duplicate_distance), options,
+                                 antivirus=NoAntivirus(), detector=RedDetector())
+        assert "bad/photo_1_resaved.jpg" in {r.path for r in result.kept}
+        assert "bad/copy_of_photo_0.jpg" not in {r.path for r in result.kept}  # exact copies still go
+
+
+def test_the_filter_writes_nothing_into_the_dataset(image_manifest: Path, image_corpus: Path) -> None:
+    with pytest.raises(LoraTaskError, match="inside the dataset"):
+        filter_manifest(image_manifest, image_corpus / "good" / "filtered", FilterSection(**FILTER_OPTIONS),
+                        antivirus=NoAntivirus())
+    assert not (image_corpus / "good" / "filtered").exists()

@@ -13,10 +13,13 @@ from pathlib import Path
 import boto3
 import pytest
 
+from lora_tasks.antivirus import ClamScan, NoAntivirus
+from lora_tasks.config import FilterSection
 from lora_tasks.errors import DatasetError
+from lora_tasks.filter import filter_manifest
 from lora_tasks.manifest import read_rows
 from lora_tasks.scan import main, scan_dataset
-from tests.lora_tasks.intake_corpus import WEIRD_NAME, jpeg_bytes, photo
+from tests.lora_tasks.intake_corpus import FILTER_OPTIONS, WEIRD_NAME, jpeg_bytes, photo
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
@@ -74,6 +77,30 @@ def test_source_is_untouched_and_rerun_is_identical(scanned: dict, image_corpus:
     assert snapshot(image_corpus) == scanned["before"]
 
 
+@pytest.mark.parametrize(
+    ("data", "out", "message"),
+    [
+        ("data", "data/work/manifest.jsonl", "inside the dataset"),
+        ("data", "data/manifest.jsonl", "inside the dataset"),
+        ("stage/expanded/data", "stage/manifest.jsonl", "which this stage replaces"),
+    ],
+)
+def test_the_stage_folder_stays_out_of_the_dataset(tmp_path: Path, data: str, out: str, message: str) -> None:
+    root = tmp_path / data
+    (root / "expanded").mkdir(parents=True)
+    photo(0).save(root / "expanded" / "keep.jpg")  # a user's folder that happens to share a stage's name
+    before = snapshot(root)
+    with pytest.raises(DatasetError, match=message):
+        scan_dataset(str(root), tmp_path / out)
+    assert snapshot(root) == before
+
+
+def test_a_manifest_beside_the_dataset_is_fine(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    photo(0).save(tmp_path / "data" / "a.jpg")
+    assert [r.path for r in scan_dataset(str(tmp_path / "data"), tmp_path / "manifest.jsonl")] == ["a.jpg"]
+
+
 def test_file_uri_and_cli(image_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([image_corpus.as_uri(), "--out", str(tmp_path / "m.jsonl"), "--workers", "1"]) == 0
     assert len(read_rows(tmp_path / "m.jsonl")) > 20
@@ -126,6 +153,11 @@ def test_unreadable_file_is_recorded_not_fatal(tmp_path: Path) -> None:
         assert rows["secret.jpg"].error == "unreadable" and "Permission denied" in rows["secret.jpg"].error_detail
         assert rows["locked"].error == "unreadable"
         assert rows["ok.jpg"].sha256 and rows["ok.jpg"].error is None
+        result = filter_manifest(out, base / "filter", FilterSection(**FILTER_OPTIONS), antivirus=NoAntivirus())
+        rejected = {r.path: r for r in result.rejected}
+        assert [r.path for r in result.kept] == ["ok.jpg"]
+        assert rejected["secret.jpg"].reason == rejected["locked"].reason == "unreadable"
+        assert "secret.jpg" in rejected["secret.jpg"].message
     finally:
         for path in base.rglob("*"):
             path.chmod(0o755)
@@ -133,16 +165,19 @@ def test_unreadable_file_is_recorded_not_fatal(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ten_thousand_tiny_files(tmp_path: Path) -> None:
+def test_ten_thousand_tiny_files(tmp_path: Path, clamav_database: Path) -> None:
     root = tmp_path / "many"
     tiny = jpeg_bytes(photo(0, (8, 8)))
     for i in range(10_000):
         folder = root / f"{i // 1000:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{i:05d}.jpg").write_bytes(tiny + i.to_bytes(4, "big"))
-    rows = scan_dataset(str(root), tmp_path / "out" / "manifest.jsonl", workers=2)
+    rows = scan_dataset(str(root), tmp_path / "scan" / "manifest.jsonl", workers=2)
     assert len(rows) == 10_000
     assert all(r.type == "jpg" and r.width == 8 for r in rows)
+    result = filter_manifest(tmp_path / "scan" / "manifest.jsonl", tmp_path / "filter", FilterSection(), workers=2,
+                             antivirus=ClamScan(clamav_database))
+    assert result.kept == [] and result.summary["reasons"] == {"too_small": 10_000}
 
 
 def test_s3_dataset_is_copied_into_the_stage(s3_endpoint: str, tmp_path: Path,
