@@ -2,7 +2,8 @@
 
 Two batches are validated: the kept samples (enough of them, captioned, large enough) and
 every sample of the upload (not mostly duplicates, not mostly rejected). Great
-Expectations' ``mostly`` ignores missing values, so text columns are filled with '' first.
+Expectations' ``mostly`` ignores missing values, so text columns are filled with '' first. A
+caption made from the file name (the caption stage's last resort) does not count as one.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _frames(kept: list[ManifestRow], rejected: list[ManifestRow]) -> dict[str, A
 
     kept_frame = pd.DataFrame({
         "path": [r.path for r in kept],
-        "caption": [r.caption or "" for r in kept],
+        "caption": [r.caption or "" if r.caption_source != "filename" else "" for r in kept],  # names don't count
         "min_side": [r.min_side or 0 for r in kept],
     }, columns=["path", "caption", "min_side"])
     samples = [r for r in rejected if r.role == "sample"]
@@ -89,8 +90,9 @@ def _sentence(what: str, kwargs: dict[str, Any], result: dict[str, Any], passed:
     total, bad = result.get("element_count", 0), result.get("unexpected_count", 0)
     share = bad / total if total else 0.0
     if what == "caption coverage":
-        return (f"{what}: {1 - share:.0%} of kept samples have a caption ({bad} of {total} without), at least "
-                f"{kwargs['mostly']:.0%} needed ({verdict})"), round(1 - share, 4)
+        return (f"{what}: {1 - share:.0%} of kept samples have a caption of their own ({bad} of {total} have none "
+                f"or only words from the file name), at least {kwargs['mostly']:.0%} needed ({verdict})"), \
+            round(1 - share, 4)
     if what == "minimum resolution":
         examples = ", ".join(str(v) for v in result.get("partial_unexpected_list", [])[:5])
         return (f"{what}: {bad} of {total} kept images have a short side under {int(kwargs['min_value'])} px"

@@ -104,7 +104,9 @@ class CaptionSection(SpecModel):
 class ChecksSection(SpecModel):
     min_images: Int = Field(5, ge=1, description="fewest kept samples worth training on")
     min_caption_coverage: Float = Field(
-        0.9, ge=0.0, le=1.0, description="share of kept samples that must have a non-empty caption"
+        0.5, ge=0.0, le=1.0,
+        description="share of kept samples that must have a caption of their own (a sidecar file or the "
+                    "auto-captioner's; words from the file name do not count)"
     )
     min_side: Int = Field(256, ge=1, description="shortest image side every kept image must have")
     max_duplicate_share: Float = Field(0.5, ge=0.0, le=1.0, description="largest share of duplicates in the upload")

@@ -141,3 +141,18 @@ def test_bad_conf_fails_in_validate_request(finetune, tiny_model: Path, style_da
     states = {k: v[0] for k, v in results(run).items()}
     assert run.state == "failed"
     assert states["validate_request"] == "failed" and states["scan_dataset"] == "upstream_failed"
+
+
+@pytest.mark.slow
+def test_failed_data_checks_stop_the_run_before_training(finetune, tiny_model: Path, style_dataset: Path) -> None:
+    run = finetune.test(run_conf={"job_spec": job(tiny_model, style_dataset, dataset__checks={"min_images": 500},
+                                                  job__name="too-few")})
+    outcome = results(run)
+    assert run.state == "failed"
+    assert outcome["check_dataset"][0] == "failed" and outcome["train"][0] == "upstream_failed"
+    workspace = Path(outcome["cleanup"][1]["kept_workspace"])
+    report = (workspace / "check" / "report.txt").read_text()
+    assert "kept samples" in report and "at least 500" in report
+    assert not (workspace / "train").exists()
+    [ledger_row] = [r for r in open_ledger(platform_settings().ledger_url).runs() if r.run_id == run.run_id]
+    assert ledger_row.status == "failed" and ledger_row.gpu_seconds == 0
