@@ -75,11 +75,23 @@ def test_lora_lowers_the_loss_on_its_style(trained: TrainResult) -> None:
 
 def test_diffusers_file_loads_cleanly_and_changes_the_image(trained: TrainResult, pipe: Any,
                                                             caplog: pytest.LogCaptureFixture) -> None:
+    from diffusers.utils import logging as diffusers_logging
+    from peft.utils import get_peft_model_state_dict
+
     before = generate(pipe)
-    with caplog.at_level(logging.WARNING):
-        pipe.load_lora_weights(trained.adapter_dir, weight_name="pytorch_lora_weights.safetensors", adapter_name="d")
-    assert "led to unexpected keys" not in caplog.text
-    assert "led to missing keys" not in caplog.text
+    diffusers_logging.enable_propagation()  # diffusers' logger does not reach caplog by itself
+    try:
+        with caplog.at_level(logging.WARNING):
+            pipe.load_lora_weights(trained.adapter_dir, weight_name="pytorch_lora_weights.safetensors",
+                                   adapter_name="d")
+    finally:
+        diffusers_logging.disable_propagation()
+    assert "unexpected keys" not in caplog.text and "missing keys" not in caplog.text
+    exported = {k.removeprefix("unet.").replace(".lora.down.", ".lora_A.").replace(".lora.up.", ".lora_B."): v
+                for k, v in load_file(trained.adapter_dir / "pytorch_lora_weights.safetensors").items()}
+    loaded = get_peft_model_state_dict(pipe.unet, adapter_name="d")
+    assert set(exported) == set(loaded)  # every LoRA layer landed, and nothing else was in the file
+    assert all(torch.equal(exported[k], v) for k, v in loaded.items())
     after = generate(pipe)
     pipe.unload_lora_weights()
     assert np.abs(after - before).mean() > 1e-3
@@ -94,6 +106,24 @@ def test_kohya_file_gives_the_same_image_as_diffusers(trained: TrainResult, pipe
     via_kohya = generate(pipe)
     pipe.unload_lora_weights()
     np.testing.assert_allclose(via_kohya, via_diffusers, atol=1e-6)
+
+
+def test_an_alpha_other_than_the_rank_scales_the_same_in_both_formats(tiny_model: Path, style_dataset: Path,
+                                                                      tmp_path: Path, pipe: Any) -> None:
+    result = train(tiny_model, style_dataset, tmp_path / "out", model_config={"lora_alpha": 2},
+                   training_config={"max_steps": 6, "learning_rate": 5e-2, "save_steps": 100})
+    images = {}
+    for name in ("pytorch_lora_weights.safetensors", "test-style.safetensors"):
+        pipe.load_lora_weights(result.adapter_dir, weight_name=name, adapter_name=name.split(".")[0].replace("-", "_"))
+        images[name] = generate(pipe)
+        pipe.unload_lora_weights()
+    with safe_open(result.adapter_dir / "test-style.safetensors", "pt") as f:
+        assert f.metadata()["ss_network_alpha"] == "2.0"
+        alphas = [f.get_tensor(k).item() for k in list(f.keys()) if k.endswith(".alpha")]
+    assert alphas and set(alphas) == {2.0}
+    np.testing.assert_allclose(images["test-style.safetensors"], images["pytorch_lora_weights.safetensors"],
+                               atol=1e-6)
+    assert np.abs(images["test-style.safetensors"] - generate(pipe)).mean() > 1e-4  # the adapter did something
 
 
 def test_kohya_keys_and_training_metadata(trained: TrainResult, tiny_model: Path) -> None:
