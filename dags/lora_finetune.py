@@ -69,11 +69,13 @@ def lora_finetune() -> None:
     @task(retries=0)
     def validate_request(params: Any = None, dag_run: Any = None) -> dict[str, Any]:
         """Refuse a bad spec, an unknown tenant or a missing base model with the reason, at once."""
+        from lora_airflow.users import user_roles
         from lora_tasks import stages
 
+        user = dag_run.triggering_user_name
         with user_errors_fail_fast():
-            return stages.validate_request(dict(params), dag_run.triggering_user_name, dag_run.run_id,
-                                           dag_run.run_after, SETTINGS)
+            return stages.validate_request(dict(params), user, dag_run.run_id, dag_run.run_after, SETTINGS,
+                                           user_roles(user))
 
     @task(**CPU)
     def scan_dataset(info: dict[str, Any]) -> dict[str, Any]:

@@ -34,12 +34,19 @@ CALENDAR = load_calendar(SETTINGS.scheduling_file)
 )
 def lora_nightly_batch() -> None:
     @task
-    def collect_requests() -> list[dict[str, Any]]:
-        """Valid requests to submit; malformed ones are moved to rejected/ with the reason."""
+    def collect_requests(dag_run: Any = None) -> list[dict[str, Any]]:
+        """Valid requests to submit; malformed ones are moved to rejected/ with the reason. A run
+        triggered by hand takes only the tenants its user may act for: the runs it creates carry
+        that user, and would fail the tenant check for everyone else's requests."""
+        from lora_airflow.users import user_roles
         from lora_tasks.artifacts import open_store
         from lora_tasks.batch import collect_requests
+        from lora_tasks.tenancy import load_tenants, may_act
 
-        requests, rejected = collect_requests(open_store(SETTINGS.artifact_root, SETTINGS.s3_endpoint_url))
+        user, tenants = dag_run.triggering_user_name, load_tenants(SETTINGS.tenants_file)
+        roles = user_roles(user)
+        requests, rejected = collect_requests(open_store(SETTINGS.artifact_root, SETTINGS.s3_endpoint_url),
+                                              lambda t: t not in tenants or may_act(tenants[t], user, roles))
         print(f"{len(requests)} request(s) to submit, {len(rejected)} rejected")
         return [{"trigger_run_id": r.run_id, "conf": r.conf, "key": r.key} for r in requests]
 

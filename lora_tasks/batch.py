@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -47,12 +48,14 @@ def submit_request(store: ArtifactStore, tenant: str, spec_text: str, filename: 
     return key
 
 
-def collect_requests(store: ArtifactStore) -> tuple[list[BatchRequest], list[str]]:
-    """Valid pending requests, and the keys of those just moved to rejected/ (with a reason file)."""
+def collect_requests(store: ArtifactStore, allowed: Callable[[str], bool] = lambda tenant: True,
+                     ) -> tuple[list[BatchRequest], list[str]]:
+    """Valid pending requests of the ``allowed`` tenants, and the keys of those just moved to
+    rejected/ (with a reason file); other tenants' requests stay in the inbox."""
     requests, rejected = [], []
     for key in store.list(INBOX):
         parts = PurePosixPath(key).parts
-        if len(parts) != 3 or not key.endswith(SPEC_SUFFIXES):
+        if len(parts) != 3 or not key.endswith(SPEC_SUFFIXES) or not allowed(parts[1]):
             continue
         tenant = parts[1]
         try:

@@ -81,12 +81,13 @@ def run_key(run_id: str, run_after: datetime) -> str:
 
 @timed
 def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_after: datetime,
-                     settings: PlatformSettings) -> dict[str, Any]:
-    """Parse and check the request before any data is read: spec, tenant, GPU type, base model."""
+                     settings: PlatformSettings, roles: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Parse and check the request before any data is read: spec, tenant (for ``user``, who has
+    ``roles``), GPU type, base model."""
     from lora_tasks.base_model import check_spec_against_model
 
     spec = parse_job_spec(spec_data_from_conf(conf), "dag run conf")
-    check_tenant_access(load_tenants(settings.tenants_file), spec.job.tenant, user)
+    check_tenant_access(load_tenants(settings.tenants_file), spec.job.tenant, user, roles)
     gpu = resolve_gpu_type(spec.job.gpu_type, load_gpu_types(settings.gpu_types_file), settings.default_gpu_type)
     if not spec.dataset.uri:
         raise DatasetError("the run names no dataset. Fix: set dataset_uri in the trigger form (or dataset.uri "

@@ -25,15 +25,18 @@ def load_tenants(path: Path) -> dict[str, Tenant]:
             for name, entry in (data.get("tenants") or {}).items()}
 
 
+def may_act(tenant: Tenant, user: str | None, roles: frozenset[str] = frozenset()) -> bool:
+    """Whether ``user`` (with ``roles``) may act for ``tenant``. A run without a user was created by
+    Airflow itself: its tenant came from where the request was stored."""
+    return user is None or user in tenant.users or bool(roles & tenant.roles)
+
+
 def check_tenant_access(tenants: dict[str, Tenant], tenant: str, user: str | None,
                         roles: frozenset[str] = frozenset()) -> None:
     """Refuse a run whose triggering user may not act for its tenant (before any data is read)."""
     if tenant not in tenants:
         raise LoraTaskError(f"tenant {tenant!r} is not known to this platform. Fix: use one of "
                             f"{', '.join(sorted(tenants))}, or ask an operator to add it to tenants.yaml")
-    if user is None:  # created by Airflow itself: the tenant came from where the request was stored
-        return
-    entry = tenants[tenant]
-    if user not in entry.users and not roles & entry.roles:
+    if not may_act(tenants[tenant], user, roles):
         raise LoraTaskError(f"user {user!r} may not act for tenant {tenant!r}. Fix: trigger the run as a member of "
                             f"{tenant!r}, or ask an operator to add {user!r} to that tenant in tenants.yaml")

@@ -24,6 +24,8 @@ DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "include" / "scheduling.yaml"
 Interval = tuple[datetime, datetime]
+REFERENCE_MONDAY = date(2026, 1, 5)
+"""A week without DST changes: how wall-clock windows meet does not depend on the week chosen."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,19 @@ class OffPeakCalendar:
         return merged
 
     def crons(self) -> list[str]:
-        """Cron expressions (in the calendar's zone) firing at every window start."""
-        return sorted({f"{w.start.minute} {w.start.hour} * * {','.join(DAYS[d] for d in w.days)}"
-                       for w in self.windows})
+        """Cron expressions (in the calendar's zone) firing where an off-peak stretch begins. A
+        window that continues another (Saturday 00:00 after Friday night) begins nothing; a
+        calendar that is off-peak all week fires where its windows start."""
+        monday = datetime.combine(REFERENCE_MONDAY, time(0), tzinfo=self.zone)
+        starts: dict[time, set[int]] = {}
+        for start, _ in self.intervals(monday + timedelta(days=3)):
+            local = start.astimezone(self.zone)
+            if monday <= local < monday + timedelta(days=7):
+                starts.setdefault(local.time(), set()).add(local.weekday())
+        if not starts:
+            starts = {w.start: set(w.days) for w in self.windows}
+        return sorted(f"{at.minute} {at.hour} * * {','.join(DAYS[d] for d in sorted(days))}"
+                      for at, days in starts.items())
 
     def off_peak_seconds(self, start: datetime, end: datetime) -> float:
         """How much of [start, end) falls inside off-peak windows."""
@@ -167,7 +179,7 @@ def parse_calendar(data: dict, source: str = "scheduling.yaml") -> OffPeakCalend
 
 def _refuse_overlaps(windows: list[Window], zone: ZoneInfo, source: str) -> None:
     """Windows may meet end to start, but not overlap: overlapping prices would be ambiguous."""
-    week = date(2026, 1, 5)  # a Monday; wall-clock overlaps do not depend on the week chosen
+    week = REFERENCE_MONDAY
     spans = [(window.on(week + timedelta(days=d), zone), i) for i, window in enumerate(windows)
              for d in range(8) if (week + timedelta(days=d)).weekday() in window.days]
     spans.sort()

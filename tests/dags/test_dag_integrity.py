@@ -80,10 +80,32 @@ def test_capacity_planner_runs_every_five_minutes(dagbag) -> None:
     assert {t.task_id for t in planner.tasks} == {"decide", "apply"}
 
 
+def test_nightly_batch_fires_when_the_off_peak_stretch_begins(dagbag) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    nightly = dagbag.dags["lora_nightly_batch"]
+    assert nightly.catchup is False and nightly.max_active_runs == 1
+    timetable = decode_timetable(encode_timetable(nightly.timetable))  # what the scheduler runs
+    friday_noon = datetime(2026, 11, 27, 11, 0, tzinfo=UTC)
+    restriction = TimeRestriction(earliest=None, latest=None, catchup=True)  # a sequence, not "now"
+    fired = []
+    last = DataInterval(friday_noon, friday_noon)
+    for _ in range(4):  # Friday 22:00, then Monday to Wednesday 22:00: nothing inside the weekend
+        info = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+        fired.append(info.run_after.astimezone(ZoneInfo("Europe/Paris")).strftime("%a %H:%M"))
+        last = info.data_interval
+    assert fired == ["Fri 22:00", "Mon 22:00", "Tue 22:00", "Wed 22:00"]
+
+
 def test_trigger_form_params(dagbag) -> None:
     params = dagbag.dags["lora_finetune"].params
-    for name in ("dataset_uri", "tenant", "job_name", "task", "priority", "lora_rank", "max_steps", "gpu_type",
-                 "job_spec"):
+    for name in ("dataset_uri", "tenant", "job_name", "task", "priority", "lora_rank", "max_steps", "epochs",
+                 "gpu_type", "job_spec"):
         assert name in params, name
     assert params.get_param("priority").schema["enum"] == ["interactive", "standard", "batch"]
     assert params.get_param("lora_rank").schema["minimum"] == 1

@@ -38,9 +38,10 @@ def job(model: Path, dataset: Path, **changes: Any) -> dict[str, Any]:
     return spec
 
 
-def validate(conf: dict[str, Any], user: str | None = "alice", **settings: Any) -> dict[str, Any]:
+def validate(conf: dict[str, Any], user: str | None = "alice", roles: frozenset[str] = frozenset(),
+             **settings: Any) -> dict[str, Any]:
     base = platform_settings().model_dump()
-    return validate_request(conf, user, "manual__1", NOW, PlatformSettings(**{**base, **settings}))
+    return validate_request(conf, user, "manual__1", NOW, PlatformSettings(**{**base, **settings}), roles)
 
 
 def test_a_good_request_is_resolved(tiny_model: Path, style_dataset: Path) -> None:
@@ -79,6 +80,18 @@ def test_bad_requests_fail_with_the_reason(tiny_model: Path, style_dataset: Path
                                            error: type, message: str) -> None:
     with pytest.raises(error, match=message.replace("(", r"\(").replace(".", r"\.")):
         validate({"job_spec": job(tiny_model, style_dataset, **changes)}, user)
+
+
+def test_a_role_named_by_the_tenant_lets_its_users_act(tiny_model: Path, style_dataset: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from lora_airflow.users import user_roles
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "root:admin,carol:user")
+    acme = {"job_spec": job(tiny_model, style_dataset, job__tenant="acme")}
+    assert user_roles("root") == {"admin"} and user_roles("carol") == {"user"} and user_roles(None) == set()
+    assert validate(acme, "root", user_roles("root"))["tenant"] == "acme"
+    with pytest.raises(LoraTaskError, match="user 'carol' may not act for tenant 'acme'"):
+        validate(acme, "carol", user_roles("carol"))
 
 
 def test_scheduled_runs_carry_no_user_and_kubernetes_needs_a_gpu(tiny_model: Path, style_dataset: Path) -> None:

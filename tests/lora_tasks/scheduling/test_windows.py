@@ -99,3 +99,19 @@ def test_prices_split_at_window_edges() -> None:
         CALENDAR.price("tpu-v9")
     with pytest.raises(LoraTaskError, match="needs numbers peak and off_peak"):
         parse_calendar({"prices": {"l4": {"peak": "cheap"}}})
+
+
+@pytest.mark.parametrize(
+    ("windows", "crons"),
+    [
+        (None, ["0 22 * * mon,tue,wed,thu,fri"]),  # the weekend continues Friday night: no 00:00 firing
+        ([{"start": "00:00", "end": "24:00"}], ["0 0 * * mon,tue,wed,thu,fri,sat,sun"]),  # always off-peak
+        ([{"days": ["sat"], "start": "01:00", "end": "05:00"}, {"days": ["mon"], "start": "22:30", "end": "02:00"}],
+         ["0 1 * * sat", "30 22 * * mon"]),
+    ],
+)
+def test_the_nightly_batch_fires_where_a_stretch_begins(windows: list | None, crons: list[str]) -> None:
+    calendar = CALENDAR if windows is None else parse_calendar({"timezone": "Europe/Paris",
+                                                                "off_peak_windows": windows})
+    assert calendar.crons() == crons
+
