@@ -10,6 +10,8 @@ import yaml
 from lora_tasks.errors import LoraTaskError
 
 GPU_TAINT = "nvidia.com/gpu"
+DEFAULT_TOLERATIONS: tuple[dict[str, str], ...] = ({"key": GPU_TAINT, "operator": "Exists", "effect": "NoSchedule"},)
+"""The taint NVIDIA's GPU operator and most clouds put on GPU nodes."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class GpuType:
     bf16: bool = False
     max_count: int = 1
     node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, str], ...] = DEFAULT_TOLERATIONS
+    """Taints of this type's nodes that its training pods tolerate (Kubernetes field names)."""
 
     @property
     def memory_bytes(self) -> int:
@@ -42,7 +46,8 @@ def load_gpu_types(path: Path) -> dict[str, GpuType]:
         raise LoraTaskError(f"GPU types {path} cannot be read ({exc}). Fix: check LORA_GPU_TYPES_FILE") from None
     return {name: GpuType(name, float(entry.get("memory_gib", 0)), float(entry.get("tflops", 0)),
                           bool(entry.get("bf16", False)), int(entry.get("max_count", 1)),
-                          dict(entry.get("node_selector") or {}))
+                          dict(entry.get("node_selector") or {}),
+                          tuple(dict(t) for t in entry.get("tolerations", DEFAULT_TOLERATIONS)))
             for name, entry in (data.get("gpu_types") or {}).items()}
 
 

@@ -54,6 +54,11 @@ class PlatformSettings(BaseSettings):
     k8s_workspace_claim: str = Field(
         "lora-workspace", description="ReadWriteMany PVC holding the workspace, mounted at the same path in pods"
     )
+    shared_data: Path | None = Field(
+        None, description="folder of base models and uploaded datasets that workers and training pods both mount "
+        "(kubernetes runner: the PVC k8s_data_claim, read-only in pods, at this same path)"
+    )
+    k8s_data_claim: str = Field("lora-data", description="PVC holding shared_data")
     k8s_credentials_secret: str = Field(
         "lora-trainer-credentials", description="Secret whose keys become the trainer's environment (S3 keys)"
     )

@@ -24,11 +24,11 @@ from typing import Any
 
 import yaml
 
-from lora_tasks.base_model import BaseModelRef
 from lora_tasks.config import JobSpec, load_job_spec, parse_job_spec
 from lora_tasks.errors import DatasetError, LoraTaskError
 from lora_tasks.gpu_types import load_gpu_types, resolve_gpu_type
 from lora_tasks.ledger.store import open_ledger
+from lora_tasks.pods import check_reachable_from_pods, pod_resources
 from lora_tasks.recommend import check_fits
 from lora_tasks.request import PRIORITY_WEIGHTS, spec_data_from_conf
 from lora_tasks.scheduling.duration import Prediction
@@ -96,6 +96,8 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
         raise LoraTaskError(f"job.gpu_type {gpu.name!r} has no GPU, and this platform trains in GPU pods. Fix: "
                             "choose a GPU type or 'auto'")
     spec, ref, warnings = check_spec_against_model(spec)
+    if settings.runner == "kubernetes":
+        check_reachable_from_pods(ref, spec.dataset.uri, settings)
     advice = check_fits(spec, gpu)  # refuses, with the estimate and the fix, a job that would not fit
     key = run_key(run_id, run_after)
     workspace = (settings.workspace / spec.job.tenant / key).resolve()
@@ -118,19 +120,9 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
         deadline=spec.job.deadline, predicted_peak_bytes=advice.estimate.total_bytes,
         features={"rank": spec.model.lora_rank, **advice.settings(), "resolution": spec.training.resolution})
     return {**asdict(info), "pool": gpu.pool, "priority_weight": PRIORITY_WEIGHTS[spec.job.priority],
-            "dataset_uri": spec.dataset.uri, "warnings": warnings, "resources": pod_resources(ref),
-            "gpu_product": gpu.node_selector.get("nvidia.com/gpu.product", ""),
+            "dataset_uri": spec.dataset.uri, "warnings": warnings, "resources": pod_resources(ref, advice.estimate),
+            "gpu_product": gpu.node_selector.get("nvidia.com/gpu.product", ""), "tolerations": list(gpu.tolerations),
             "estimated_peak_bytes": advice.estimate.total_bytes, "settings": advice.settings()}
-
-
-def pod_resources(ref: BaseModelRef) -> dict[str, str]:
-    """Host CPU and memory for a training pod: the frozen weights twice over (load, then
-    move to the GPU) plus room for the data cache and the process; 8 GiB at least."""
-    from lora_tasks.base_model import weight_files
-
-    weights = sum(path.stat().st_size for path in weight_files(ref))
-    gib = max(8, math.ceil(2 * weights / 2**30 + 6))
-    return {"cpu": "4", "memory": f"{gib}Gi"}
 
 
 @timed

@@ -251,8 +251,8 @@ def demo_conf() -> dict[str, Any]:
     return {"job_spec": spec}
 
 
-def run_demo() -> int:
-    """Build the tiny model and data, then run lora_finetune with dag.test() and report."""
+def build_demo_inputs() -> None:
+    """The tiny base model and the sample dataset the demo job and the trigger form point at."""
     from lora_tasks.sample_data import make_style_dataset
     from lora_tasks.tiny import save_pipeline
 
@@ -261,6 +261,11 @@ def run_demo() -> int:
         save_pipeline(demo / "models" / "tiny-sd", "tiny", seed=0)
     if not (demo / "dataset").exists():
         make_style_dataset(demo / "dataset", count=24, seed=0)
+
+
+def run_demo() -> int:
+    """Build the tiny model and data, then run lora_finetune with dag.test() and report."""
+    build_demo_inputs()
     config = AirflowConfig(home=BUILD / "airflow")
     os.environ.update(demo_environment())
     env = prepare(config)
@@ -328,11 +333,13 @@ def main(argv: list[str] | None = None) -> int:
         print("Airflow stopped")
         return 0
     config = AirflowConfig(home=home, port=args.port, db_url=os.environ.get("LORA_AIRFLOW_DB_URL"))
+    build_demo_inputs()  # what the trigger form proposes must exist
     os.environ.update(demo_environment())
     stack = LocalStack(config)
     stack.start(prepare(config))
     stack.wait_healthy()
     print(f"Airflow is up: {config.base_url}  (logins: admin/admin, alice/alice, bob/bob)")
+    print(f"sample dataset: {BUILD / 'demo' / 'dataset'}   base model: {BUILD / 'demo' / 'models' / 'tiny-sd'}")
     print(f"logs: {home}/logs   stop: make down")
     return 0
 

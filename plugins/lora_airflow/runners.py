@@ -62,6 +62,18 @@ def training_pod_operator(settings: PlatformSettings) -> Any:
 
     workspace = str(settings.workspace.resolve())
     user = 10001
+    resources = {"cpu": f"{{{{ {XCOM}['resources']['cpu'] }}}}", "memory": f"{{{{ {XCOM}['resources']['memory'] }}}}",
+                 "nvidia.com/gpu": "1"}
+    volumes = [k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource()),
+               k8s.V1Volume(name="workspace", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                   claim_name=settings.k8s_workspace_claim))]
+    mounts = [k8s.V1VolumeMount(name="scratch", mount_path="/tmp"),
+              k8s.V1VolumeMount(name="workspace", mount_path=workspace)]
+    if settings.shared_data:  # base models and local datasets, at the path the workers see them
+        volumes.append(k8s.V1Volume(name="shared-data", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+            claim_name=settings.k8s_data_claim, read_only=True)))
+        mounts.append(k8s.V1VolumeMount(name="shared-data", mount_path=str(settings.shared_data.resolve()),
+                                        read_only=True))
     return LoraTrainPodOperator(
         **COMMON,
         pool=f"gpu_{settings.default_gpu_type}",
@@ -74,13 +86,9 @@ def training_pod_operator(settings: PlatformSettings) -> Any:
                    "--output", f"{{{{ {XCOM}['workspace'] }}}}/train/output"],
         labels={"app.kubernetes.io/name": "lora-trainer", "lora/tenant": f"{{{{ {XCOM}['tenant'] }}}}",
                 "lora/priority": f"{{{{ {XCOM}['priority'] }}}}"},
-        container_resources=k8s.V1ResourceRequirements(
-            requests={"cpu": f"{{{{ {XCOM}['resources']['cpu'] }}}}",
-                      "memory": f"{{{{ {XCOM}['resources']['memory'] }}}}", "nvidia.com/gpu": "1"},
-            limits={"memory": f"{{{{ {XCOM}['resources']['memory'] }}}}", "nvidia.com/gpu": "1"},
-        ),
+        container_resources=k8s.V1ResourceRequirements(requests=resources, limits=resources),
         node_selector={"nvidia.com/gpu.product": f"{{{{ {XCOM}['gpu_product'] }}}}"},
-        tolerations=[k8s.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+        gpu_tolerations=f"{{{{ {XCOM}['tolerations'] | tojson }}}}",
         priority_class_name=f"lora-{{{{ {XCOM}['priority'] }}}}",
         security_context=k8s.V1PodSecurityContext(
             run_as_non_root=True, run_as_user=user, run_as_group=user, fs_group=user,
@@ -95,11 +103,8 @@ def training_pod_operator(settings: PlatformSettings) -> Any:
         env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=settings.k8s_credentials_secret))],
         env_vars=[k8s.V1EnvVar(name="HF_HOME", value="/tmp/huggingface"),
                   k8s.V1EnvVar(name="HF_HUB_DISABLE_TELEMETRY", value="1")],
-        volumes=[k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource()),
-                 k8s.V1Volume(name="workspace", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
-                     claim_name=settings.k8s_workspace_claim))],
-        volume_mounts=[k8s.V1VolumeMount(name="scratch", mount_path="/tmp"),
-                       k8s.V1VolumeMount(name="workspace", mount_path=workspace)],
+        volumes=volumes,
+        volume_mounts=mounts,
         deferrable=True,
         on_finish_action="delete_succeeded_pod",
         get_logs=True,

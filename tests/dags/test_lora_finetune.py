@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,16 @@ def test_scheduled_runs_carry_no_user_and_kubernetes_needs_a_gpu(tiny_model: Pat
     assert validate({"job_spec": job(tiny_model, style_dataset, job__tenant="acme")}, user=None)["tenant"] == "acme"
     with pytest.raises(LoraTaskError, match="has no GPU"):
         validate({"job_spec": job(tiny_model, style_dataset)}, runner="kubernetes")
+
+
+def test_kubernetes_runs_need_files_their_pod_can_read(tiny_model: Path, style_dataset: Path) -> None:
+    on_l4 = {"job_spec": job(tiny_model, style_dataset, job__gpu_type="l4")}
+    with pytest.raises(LoraTaskError, match="is on this worker only"):
+        validate(on_l4, runner="kubernetes")
+    shared = Path(os.path.commonpath([tiny_model, style_dataset]))
+    info = validate(on_l4, runner="kubernetes", shared_data=shared)
+    assert info["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert info["resources"] == {"cpu": "4", "memory": "8Gi"} and info["gpu_product"] == "NVIDIA-L4"
 
 
 @pytest.fixture(scope="module")

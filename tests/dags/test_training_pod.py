@@ -19,7 +19,11 @@ WORKSPACE = Path("/srv/lora/workspace")
 INFO = {"tenant": "acme", "name": "cats", "priority": "interactive", "gpu_type": "l4", "run_key": "20261129T0000Z-ab",
         "workspace": f"{WORKSPACE}/acme/20261129T0000Z-ab",
         "spec": f"{WORKSPACE}/acme/20261129T0000Z-ab/validate/job.yaml",
-        "resources": {"cpu": "4", "memory": "14Gi"}, "gpu_product": "NVIDIA-L4"}
+        "resources": {"cpu": "4", "memory": "14Gi"}, "gpu_product": "NVIDIA-L4",
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                        {"key": "pool", "operator": "Equal", "value": "l4-spot", "effect": "NoExecute",
+                         "tolerationSeconds": 300}]}
+SHARED = Path("/srv/lora/data")
 CHECKED = {"train": f"{WORKSPACE}/acme/20261129T0000Z-ab/check/train.jsonl"}
 
 
@@ -36,7 +40,8 @@ def operator():
 
     from lora_airflow.runners import training_pod_operator
 
-    settings = PlatformSettings(runner="kubernetes", workspace=WORKSPACE, trainer_image="registry/lora-trainer:0.1.0")
+    settings = PlatformSettings(runner="kubernetes", workspace=WORKSPACE, trainer_image="registry/lora-trainer:0.1.0",
+                                shared_data=SHARED)
     with DAG("lora_finetune", schedule=None):
         return training_pod_operator(settings)
 
@@ -68,6 +73,9 @@ def test_runs_the_trainer_on_the_shared_workspace(manifest: dict[str, Any]) -> N
     volumes = {v["name"]: v for v in manifest["spec"]["volumes"]}
     assert volumes[mounts[str(WORKSPACE)]]["persistentVolumeClaim"]["claimName"] == "lora-workspace"
     assert "emptyDir" in volumes[mounts["/tmp"]]
+    shared = next(m for m in container["volumeMounts"] if m["mountPath"] == str(SHARED))
+    assert shared["readOnly"] is True
+    assert volumes[shared["name"]]["persistentVolumeClaim"] == {"claimName": "lora-data", "readOnly": True}
 
 
 def test_gpu_resources_placement_and_priority(manifest: dict[str, Any]) -> None:
@@ -75,9 +83,9 @@ def test_gpu_resources_placement_and_priority(manifest: dict[str, Any]) -> None:
     resources = container["resources"]
     assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
     assert resources["requests"]["memory"] == resources["limits"]["memory"] == "14Gi"
-    assert resources["requests"]["cpu"] == "4"
+    assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == "4"
     assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    assert spec["tolerations"] == INFO["tolerations"]  # the GPU type's, from the run
     assert spec["priorityClassName"] == "lora-interactive"
     classes = {d["metadata"]["name"] for d in yaml.safe_load_all((REPO / "include/k8s/priority-classes.yaml").open())}
     assert spec["priorityClassName"] in classes
