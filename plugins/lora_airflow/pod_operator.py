@@ -8,8 +8,13 @@ from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-TOLERATION_FIELDS = {"key": "key", "operator": "operator", "value": "value", "effect": "effect",
-                     "tolerationSeconds": "toleration_seconds"}
+
+def toleration(fields: dict[str, Any]) -> Any:
+    """A ``V1Toleration`` from its manifest form (``tolerationSeconds``, as gpu_types.yaml writes it)."""
+    from kubernetes.client import models as k8s
+
+    return k8s.V1Toleration(**{"".join(f"_{c.lower()}" if c.isupper() else c for c in k): v
+                               for k, v in fields.items()})
 
 
 class LoraTrainPodOperator(KubernetesPodOperator):
@@ -24,10 +29,7 @@ class LoraTrainPodOperator(KubernetesPodOperator):
         self.gpu_tolerations = gpu_tolerations
 
     def build_pod_request_obj(self, context: Any = None) -> Any:
-        from kubernetes.client import models as k8s
-
         pod = super().build_pod_request_obj(context)
-        extra = [k8s.V1Toleration(**{TOLERATION_FIELDS[k]: v for k, v in t.items()})
-                 for t in json.loads(self.gpu_tolerations)]
+        extra = [toleration(t) for t in json.loads(self.gpu_tolerations)]
         pod.spec.tolerations = [*(pod.spec.tolerations or []), *extra]
         return pod

@@ -151,3 +151,38 @@ def test_interactive_trains_first(airflow: AirflowConfig, tiny_model: Path, styl
         assert admin.wait(DAG, run_id)["state"] == "success"
     started = {p: states(admin, r)["train"]["start_date"] for p, r in runs.items()}
     assert started["interactive"] < started["standard"] < started["batch"], started
+
+
+def test_capacity_decisions_set_pool_slots_and_placeholders(airflow: AirflowConfig) -> None:
+    """In Kubernetes mode: the GPU pool gets the ready GPUs (real Airflow API), the placeholder
+    deployment the GPUs wanted beyond the running jobs (Kubernetes API stand-in on loopback)."""
+    import kubernetes_validate
+    from kubernetes import client as k8s
+
+    from lora_airflow.capacity import apply_kubernetes
+    from lora_tasks.settings import PlatformSettings
+    from tests.e2e.kube_api import KubeApi, gpu_node
+
+    cluster = KubeApi([gpu_node("l4-a", "NVIDIA-L4", 4), gpu_node("l4-b", "NVIDIA-L4", 4),
+                       gpu_node("l4-booting", "NVIDIA-L4", 4, ready=False), gpu_node("t4-a", "Tesla-T4", 1)])
+    api = k8s.ApiClient(k8s.Configuration(host=cluster.url))
+    core, apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
+    settings = PlatformSettings(runner="kubernetes", k8s_namespace="lora-training")
+    admin = client(airflow, "admin")
+    try:
+        first = apply_kubernetes([{"gpu_type": "l4", "applied": 6, "running": 2}], settings, core, apps, admin)
+        assert (first[0]["pool_slots"], first[0]["placeholders"]) == (8, 4)
+        pool = admin.http.get("/api/v2/pools/gpu_l4").json()
+        assert pool["slots"] == 8 and pool["include_deferred"] is True
+        created = cluster.deployments[("lora-training", "lora-placeholder-l4")]
+        kubernetes_validate.validate(created, "1.30", strict=True)
+        assert created["spec"]["replicas"] == 4
+        assert created["spec"]["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
+        apply_kubernetes([{"gpu_type": "l4", "applied": 3, "running": 3}], settings, core, apps, admin)
+        assert created["spec"]["replicas"] == 0  # scaled down in place, not created again
+        assert [r for r in cluster.requests if r[0] == "POST"] == [
+            ("POST", "/apis/apps/v1/namespaces/lora-training/deployments")]
+    finally:
+        admin.http.patch("/api/v2/pools/gpu_l4", params={"update_mask": "slots"},
+                         json={"pool": "gpu_l4", "slots": 8, "include_deferred": True})
+        cluster.shutdown()

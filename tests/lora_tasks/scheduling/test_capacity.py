@@ -7,13 +7,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from lora_airflow.capacity import available_gpus, placeholder_replicas
-from lora_tasks.gpu_types import GpuType
+import kubernetes_validate
+import pytest
+import yaml
+
+from lora_airflow.capacity import available_gpus, placeholder_deployment, placeholder_replicas
+from lora_tasks.gpu_types import GpuType, load_gpu_types
 from lora_tasks.ledger.store import Ledger, migrate
 from lora_tasks.scheduling.capacity import main, plan
 from lora_tasks.scheduling.planner import PlannerConfig
 from lora_tasks.scheduling.windows import load_calendar
 
+REPO = Path(__file__).resolve().parents[3]
 CALENDAR = load_calendar()
 NOON = datetime(2026, 11, 24, 12, 0, tzinfo=ZoneInfo("Europe/Paris")).astimezone(UTC)
 TYPES = {"l4": GpuType("l4", 22, 121, True, 16), "cpu": GpuType("cpu", 0, 0.05, False, 1)}
@@ -78,3 +83,19 @@ def test_cli(tmp_path: Path, monkeypatch, capsys) -> None:
     finally:
         platform_settings.cache_clear()
     assert "a100-80g" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("gpu", [g for g in load_gpu_types(REPO / "include" / "gpu_types.yaml").values() if g.is_gpu],
+                         ids=lambda g: g.name)
+def test_placeholders_are_valid_and_placed_like_training_pods(gpu: GpuType) -> None:
+    from kubernetes.client import ApiClient
+
+    body = ApiClient().sanitize_for_serialization(placeholder_deployment(gpu, "lora-training", 3))
+    kubernetes_validate.validate(body, "1.30", strict=True)
+    pod = body["spec"]["template"]["spec"]
+    assert body["metadata"]["name"] == f"lora-placeholder-{gpu.name}" and body["spec"]["replicas"] == 3
+    assert pod["nodeSelector"] == gpu.node_selector and pod["tolerations"] == list(gpu.tolerations)
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    classes = {d["metadata"]["name"]: d for d in yaml.safe_load_all((REPO / "include/k8s/gpu-placeholders.yaml")
+                                                                    .read_text()) if d["kind"] == "PriorityClass"}
+    assert -10 < classes[pod["priorityClassName"]]["value"] < 0  # triggers scale-up, yields to every real pod
