@@ -114,7 +114,8 @@ def lora_finetune() -> None:
 
         run = RunInfo.of(info)
         with user_errors_fail_fast():
-            return evaluate(run, f"{run.workspace}/train/output/adapter", checked["holdout"])
+            return evaluate(run, f"{run.workspace}/train/output/adapter", checked["holdout"],
+                            checked["holdout_images"] > 0)
 
     @task(outlets=[LORA_ADAPTERS])
     def publish(info: dict[str, Any], evaluated: dict[str, Any], dag_run: Any = None,

@@ -39,8 +39,10 @@ def split_holdout(rows: list[ManifestRow], options: EvalSection) -> tuple[list[M
 
 
 def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Path,
-                     device: str | None = None) -> dict[str, Any]:
-    """Write ``out_dir/eval_report.json``; raise QualityGateError when the gate fails."""
+                     device: str | None = None, held_out: bool = True) -> dict[str, Any]:
+    """Write ``out_dir/eval_report.json``; raise QualityGateError when the gate fails. ``held_out``
+    is False when the dataset was too small to hold images out and ``images`` are training ones:
+    the report says so, since such a loss flatters the adapter."""
     import torch
     from diffusers import StableDiffusionPipeline
 
@@ -70,7 +72,7 @@ def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Pa
     models.unet.enable_adapters()
     lora = fixed_noise_loss(models.unet, models.noise_scheduler, batches, spec.training.seed)
     ratio = lora / base
-    report = {"images": len(items), "base_loss": base, "lora_loss": lora, "loss_ratio": ratio,
+    report = {"images": len(items), "held_out": held_out, "base_loss": base, "lora_loss": lora, "loss_ratio": ratio,
               "max_loss_ratio": spec.eval.max_loss_ratio, "passed": ratio <= spec.eval.max_loss_ratio}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))

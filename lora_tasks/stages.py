@@ -242,11 +242,11 @@ def training_result(info: RunInfo) -> dict[str, Any]:
 
 
 @timed
-def evaluate(info: RunInfo, adapter: str, holdout: str) -> dict[str, Any]:
+def evaluate(info: RunInfo, adapter: str, holdout: str, held_out: bool = True) -> dict[str, Any]:
     from lora_tasks.evaluate import evaluate_adapter
 
     folder = info.stage("evaluate")
-    report = evaluate_adapter(info.load_spec(), Path(adapter), Path(holdout), folder)
+    report = evaluate_adapter(info.load_spec(), Path(adapter), Path(holdout), folder, held_out=held_out)
     return {"report": str(folder / "eval_report.json"), **report}
 
 

@@ -304,7 +304,9 @@ def demo_report(results: dict[str, Any]) -> str:
         f"  intake:       {filtered['kept']} of {filtered['samples']} images kept",
         f"  train loss:   {trained['train_loss']['first']:.4f} -> {trained['train_loss']['last']:.4f} in "
         f"{trained['steps']} steps, peak memory {trained['peak_memory_bytes'] / 2**20:.0f} MiB",
-        f"  held-out loss ({evaluated['images']} images never trained on): base {evaluated['base_loss']:.4f} -> "
+        f"  held-out loss ({evaluated['images']} images "
+        f"{'never trained on' if evaluated['held_out'] else 'trained on: too few to hold out'}): "
+        f"base {evaluated['base_loss']:.4f} -> "
         f"with LoRA {evaluated['lora_loss']:.4f} (x{evaluated['loss_ratio']:.3f}, gate x{evaluated['max_loss_ratio']})",
         "  stage seconds: " + ", ".join(f"{s} {results[s]['seconds']:.1f}" for s in stages if results.get(s)),
     ]

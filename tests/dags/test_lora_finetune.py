@@ -134,7 +134,8 @@ def test_a_job_runs_end_to_end(finetune, tiny_model: Path, style_dataset: Path) 
     manifest = verify_version(store, "demo", "e2e-style", published["version"])
     assert {"pytorch_lora_weights.safetensors", "e2e-style.safetensors", "job.yaml", "eval_report.json",
             "training_summary.json"} <= set(manifest["files"])
-    assert manifest["eval"]["images"] >= 1 and manifest["run_id"] == run.run_id
+    assert manifest["eval"]["images"] >= 1 and manifest["eval"]["held_out"] is True
+    assert manifest["run_id"] == run.run_id
     assert not Path(info["workspace"]).exists()  # cleaned up once published
     [billed] = [r for r in open_ledger(platform_settings().ledger_url).runs() if r.run_id == run.run_id]
     assert billed.status == "success" and billed.gpu_seconds > 0 and billed.actual_seconds > 0
