@@ -72,9 +72,9 @@ def main() -> int:
         started = datetime.now(UTC)
         ledger.register_run(run_id, tenant="bench", job=arch, priority="standard", gpu_type="cpu",
                             submitted_at=started)
+        work = Workload.of(flops, batch, 1, steps, images)
         ledger.record_prediction(run_id, seconds=0, low=0, high=0, peak_bytes=None,
-                                 features={"flops": Workload.of(flops, batch, 1, steps, images).flops,
-                                           "images": images})
+                                 features={"flops": work.flops, "images": images, "steps": steps})
         clock = time.perf_counter()
         subprocess.run([sys.executable, "-m", "lora_tasks.train", "--config", str(config), "--dataset", str(data),
                         "--output", str(work / f"out-{i}"), "--device", "cpu"], check=True, capture_output=True)
@@ -83,7 +83,7 @@ def main() -> int:
                                 peak_bytes=None, calendar=calendar)
     runs = ledger.runs(statuses=("success",))
     testing = held_out([r.run_id for r in runs])
-    pairs = [(r.run_id, Workload(r.features["flops"], r.features["images"]), r.actual_seconds) for r in runs]
+    pairs = [(r.run_id, Workload.from_features(r.features), r.actual_seconds) for r in runs]
     history = [(w, s) for run_id, w, s in pairs if run_id not in testing]
     cpu = load_gpu_types(ROOT / "include" / "gpu_types.yaml")["cpu"]
     model = DurationModel({"cpu": cpu}, {"cpu": history})
@@ -93,8 +93,8 @@ def main() -> int:
     print(f"{len(runs)} runs, {len(history)} to fit, {len(fitted)} held out; actual seconds "
           f"{min(s for *_, s in pairs):.1f}-{max(s for *_, s in pairs):.1f}")
     print(f"fitted: startup {coefficients.startup:.1f} s, {coefficients.seconds_per_tflop:.2f} s per TFLOP, "
-          f"{coefficients.seconds_per_image:.3f} s per image; 90% interval x{1 + coefficients.error_low:.2f}"
-          f"-x{1 + coefficients.error_high:.2f}")
+          f"{coefficients.seconds_per_image:.3f} s per image, {coefficients.seconds_per_step:.3f} s per step; "
+          f"90% interval x{1 + coefficients.error_low:.2f}-x{1 + coefficients.error_high:.2f}")
     print("| predictor | held-out runs | median absolute % error |")
     print("|---|---|---|")
     print(f"| cold start (GPU table) | {len(cold)} | {median_absolute_percentage_error(cold):.1%} |")

@@ -198,7 +198,7 @@ def predict_training(info: RunInfo, spec: JobSpec, images: int, run_id: str,
                           tuple(spec.model.target_modules))
     work = Workload.of(flops, batch, training.gradient_accumulation_steps, steps, images)
     ledger = open_ledger(settings.ledger_url)
-    history = [(Workload(r.features["flops"], r.features["images"]), r.actual_seconds)
+    history = [(Workload.from_features(r.features), r.actual_seconds)
                for r in ledger.runs(statuses=("success",), gpu_type=info.gpu_type)
                if r.actual_seconds and "flops" in r.features]
     gpu_types = load_gpu_types(settings.gpu_types_file)

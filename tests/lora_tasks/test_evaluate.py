@@ -13,7 +13,7 @@ def rows(n: int) -> list[ManifestRow]:
 
 def test_the_split_depends_on_paths_only() -> None:
     train, held = split_holdout(rows(40), EvalSection())
-    again_train, again_held = split_holdout(list(reversed(rows(40))), EvalSection())
+    _, again_held = split_holdout(list(reversed(rows(40))), EvalSection())
     assert {r.path for r in held} == {r.path for r in again_held} and len(held) == max(EvalSection().holdout_min, 4)
     assert not {r.path for r in train} & {r.path for r in held} and len(train) + len(held) == 40
 

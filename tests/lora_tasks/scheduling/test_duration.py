@@ -32,14 +32,15 @@ def test_cold_start_scales_with_work_and_gpu_speed() -> None:
 
 def test_fit_recovers_the_machine_and_its_interval() -> None:
     rng = random.Random(0)
-    truth = (45.0, 3.0, 0.2)  # startup s, s per TFLOP, s per image
+    truth = (45.0, 3.0, 0.2, 0.05)  # startup s, s per TFLOP, s per image, s per step
     history = []
     for _ in range(40):
-        work = Workload(rng.uniform(5e13, 5e15), rng.randrange(10, 400))
-        seconds = (truth[0] + truth[1] * work.flops / 1e12 + truth[2] * work.images) * rng.uniform(0.95, 1.05)
+        work = Workload(rng.uniform(5e13, 5e15), rng.randrange(10, 400), rng.randrange(200, 4000))
+        seconds = sum(t * x for t, x in zip(truth, work.terms(), strict=True)) * rng.uniform(0.95, 1.05)
         history.append((work, seconds))
     coefficients = fit(history)
     assert coefficients.seconds_per_tflop == pytest.approx(3.0, rel=0.1)
+    assert coefficients.seconds_per_step == pytest.approx(0.05, rel=0.3)
     assert -0.1 < coefficients.error_low < 0 < coefficients.error_high < 0.1
     model = DurationModel({"a100-80g": A100, "h100-80g": H100}, {"a100-80g": history})
     assert model.coefficients["a100-80g"].source.startswith("history")
@@ -56,3 +57,8 @@ def test_error_measures() -> None:
     assert median_absolute_percentage_error([(110, 100), (90, 100), (100, 100)]) == pytest.approx(0.10)
     runs = [f"run-{i}" for i in range(20)]
     assert held_out(runs) == held_out(list(reversed(runs))) and len(held_out(runs)) == 6
+
+
+def test_ledger_rows_without_steps_still_count() -> None:
+    assert Workload.from_features({"flops": 2e12, "images": 10}) == Workload(2e12, 10, 0)
+    assert Workload.from_features({"flops": 2e12, "images": 10, "steps": 50}).terms() == [1.0, 2.0, 10.0, 50.0]
