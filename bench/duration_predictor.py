@@ -72,9 +72,9 @@ def main() -> int:
         started = datetime.now(UTC)
         ledger.register_run(run_id, tenant="bench", job=arch, priority="standard", gpu_type="cpu",
                             submitted_at=started)
-        work = Workload.of(flops, batch, 1, steps, images)
+        workload = Workload.of(flops, batch, 1, steps, images)
         ledger.record_prediction(run_id, seconds=0, low=0, high=0, peak_bytes=None,
-                                 features={"flops": work.flops, "images": images, "steps": steps})
+                                 features={"flops": workload.flops, "images": images, "steps": steps})
         clock = time.perf_counter()
         subprocess.run([sys.executable, "-m", "lora_tasks.train", "--config", str(config), "--dataset", str(data),
                         "--output", str(work / f"out-{i}"), "--device", "cpu"], check=True, capture_output=True)
