@@ -72,9 +72,10 @@ def main() -> int:
         started = datetime.now(UTC)
         ledger.register_run(run_id, tenant="bench", job=arch, priority="standard", gpu_type="cpu",
                             submitted_at=started)
-        workload = Workload.of(flops, batch, 1, steps, images)
+        workload = Workload.of(flops, batch, 1, steps, images, resolution)
         ledger.record_prediction(run_id, seconds=0, low=0, high=0, peak_bytes=None,
-                                 features={"flops": workload.flops, "images": images, "steps": steps})
+                                 features={"flops": workload.flops, "images": images, "steps": steps,
+                                           "resolution": resolution})
         clock = time.perf_counter()
         subprocess.run([sys.executable, "-m", "lora_tasks.train", "--config", str(config), "--dataset", str(data),
                         "--output", str(work / f"out-{i}"), "--device", "cpu"], check=True, capture_output=True)
@@ -93,7 +94,8 @@ def main() -> int:
     print(f"{len(runs)} runs, {len(history)} to fit, {len(fitted)} held out; actual seconds "
           f"{min(s for *_, s in pairs):.1f}-{max(s for *_, s in pairs):.1f}")
     print(f"fitted: startup {coefficients.startup:.1f} s, {coefficients.seconds_per_tflop:.2f} s per TFLOP, "
-          f"{coefficients.seconds_per_image:.3f} s per image, {coefficients.seconds_per_step:.3f} s per step; "
+          f"{coefficients.seconds_per_megapixel:.2f} s per megapixel cached, {coefficients.seconds_per_step:.3f} s per "
+          "step; "
           f"90% interval x{1 + coefficients.error_low:.2f}-x{1 + coefficients.error_high:.2f}")
     print("| predictor | held-out runs | median absolute % error |")
     print("|---|---|---|")

@@ -196,7 +196,7 @@ def predict_training(info: RunInfo, spec: JobSpec, images: int, run_id: str,
     steps = training.max_steps or training.epochs * math.ceil(images / (batch * training.gradient_accumulation_steps))
     flops = forward_flops(model_shapes(spec), training.resolution, spec.model.lora_rank,
                           tuple(spec.model.target_modules))
-    work = Workload.of(flops, batch, training.gradient_accumulation_steps, steps, images)
+    work = Workload.of(flops, batch, training.gradient_accumulation_steps, steps, images, training.resolution)
     ledger = open_ledger(settings.ledger_url)
     history = [(Workload.from_features(r.features), r.actual_seconds)
                for r in ledger.runs(statuses=("success",), gpu_type=info.gpu_type)
@@ -205,7 +205,8 @@ def predict_training(info: RunInfo, spec: JobSpec, images: int, run_id: str,
     prediction = DurationModel({info.gpu_type: gpu_types[info.gpu_type]}, {info.gpu_type: history}).predict(
         info.gpu_type, work)
     ledger.record_prediction(run_id, seconds=prediction.seconds, low=prediction.low, high=prediction.high,
-                             peak_bytes=None, features={"flops": work.flops, "images": images, "steps": steps})
+                             peak_bytes=None, features={"flops": work.flops, "images": images, "steps": steps,
+                                                        "resolution": training.resolution})
     return prediction
 
 

@@ -2,12 +2,13 @@
 
 The work is counted, not guessed: ``flops = 3 x forward FLOPs per sample x batch x steps``
 (backward costs about twice the forward), from the architecture (``profile.py``), plus the
-images whose latents are cached once and the optimizer steps (each has a cost of its own:
-the optimizer, clipping, the Python around it). A run's seconds are then ``startup +
-flops / rate + images x per-image + steps x per-step``:
+pixels the VAE encodes once to cache latents (images x resolution², which is also what the
+final evaluation decodes) and the optimizer steps (each has a cost of its own: the
+optimizer, clipping, the Python around it). A run's seconds are then ``startup + flops /
+rate + megapixels x per-megapixel + steps x per-step``:
 
 - cold start (no history for the GPU type): the rate is the GPU table's TFLOPs times an
-  efficiency, startup, per-image and per-step costs are defaults, and the interval is wide
+  efficiency, startup, per-megapixel and per-step costs are defaults, and the interval is wide
   (x0.5-x2);
 - with history (``MIN_HISTORY`` finished runs of the type in the ledger): the four
   coefficients are fitted to those runs by non-negative least squares, and the interval
@@ -30,7 +31,7 @@ COLD_EFFICIENCY = 0.10
 """Share of a GPU's peak tensor throughput a LoRA step reaches: SD 1.5 at 512 px, batch 4, runs at
 about 3 steps a second on an A100 (memory-bound normalisation and attention, the optimizer, Python)."""
 COLD_STARTUP_SECONDS = 60.0
-COLD_SECONDS_PER_IMAGE = 0.05
+COLD_SECONDS_PER_MEGAPIXEL = 0.2
 COLD_SECONDS_PER_STEP = 0.02
 
 
@@ -42,20 +43,22 @@ class Workload:
     images: int
     steps: int = 0
     """Optimizer steps (0 in ledger rows written before steps were recorded)."""
+    resolution: int = 512
 
     @classmethod
     def of(cls, forward_flops_per_sample: float, batch_size: int, accumulation: int, steps: int,
-           images: int) -> Workload:
-        return cls(3.0 * forward_flops_per_sample * batch_size * accumulation * steps, images, steps)
+           images: int, resolution: int) -> Workload:
+        return cls(3.0 * forward_flops_per_sample * batch_size * accumulation * steps, images, steps, resolution)
 
     @classmethod
     def from_features(cls, features: dict[str, float]) -> Workload:
         """The workload a ledger row's features describe."""
-        return cls(features["flops"], int(features["images"]), int(features.get("steps", 0)))
+        return cls(features["flops"], int(features["images"]), int(features.get("steps", 0)),
+                   int(features.get("resolution", 512)))
 
     def terms(self) -> list[float]:
-        """The quantities the coefficients multiply: 1, TFLOPs, images, steps."""
-        return [1.0, self.flops / 1e12, float(self.images), float(self.steps)]
+        """The quantities the coefficients multiply: 1, TFLOPs, megapixels cached, steps."""
+        return [1.0, self.flops / 1e12, self.images * self.resolution**2 / 1e6, float(self.steps)]
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class Prediction:
 class Coefficients:
     startup: float
     seconds_per_tflop: float
-    seconds_per_image: float
+    seconds_per_megapixel: float
     seconds_per_step: float
     error_low: float
     error_high: float
@@ -78,19 +81,19 @@ class Coefficients:
     source: str
 
     def predict(self, work: Workload) -> Prediction:
-        rates = (self.startup, self.seconds_per_tflop, self.seconds_per_image, self.seconds_per_step)
+        rates = (self.startup, self.seconds_per_tflop, self.seconds_per_megapixel, self.seconds_per_step)
         seconds = sum(rate * term for rate, term in zip(rates, work.terms(), strict=True))
         return Prediction(seconds, seconds * (1 + self.error_low), seconds * (1 + self.error_high), self.source)
 
 
 def cold_start(gpu: GpuType) -> Coefficients:
     rate = max(gpu.tflops, 1e-6) * COLD_EFFICIENCY  # TFLOP/s actually achieved
-    return Coefficients(COLD_STARTUP_SECONDS, 1.0 / rate, COLD_SECONDS_PER_IMAGE, COLD_SECONDS_PER_STEP, -0.5, 1.0,
+    return Coefficients(COLD_STARTUP_SECONDS, 1.0 / rate, COLD_SECONDS_PER_MEGAPIXEL, COLD_SECONDS_PER_STEP, -0.5, 1.0,
                         "cold-start")
 
 
 def fit(history: Sequence[tuple[Workload, float]]) -> Coefficients:
-    """Fit startup, seconds per TFLOP, per image and per step to (workload, actual seconds) pairs."""
+    """Fit startup, seconds per TFLOP, per megapixel and per step to (workload, actual seconds) pairs."""
     from scipy.optimize import nnls
 
     design = np.array([w.terms() for w, _ in history])

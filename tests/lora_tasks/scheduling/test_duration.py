@@ -22,7 +22,7 @@ H100 = GpuType("h100-80g", 79, 989, True, 4)
 
 
 def test_cold_start_scales_with_work_and_gpu_speed() -> None:
-    work = Workload.of(8e11, batch_size=4, accumulation=1, steps=1500, images=40)
+    work = Workload.of(8e11, batch_size=4, accumulation=1, steps=1500, images=40, resolution=512)
     assert work.flops == pytest.approx(3 * 8e11 * 4 * 1500)
     on_a100, on_h100 = cold_start(A100).predict(work), cold_start(H100).predict(work)
     assert on_h100.seconds < on_a100.seconds
@@ -32,10 +32,11 @@ def test_cold_start_scales_with_work_and_gpu_speed() -> None:
 
 def test_fit_recovers_the_machine_and_its_interval() -> None:
     rng = random.Random(0)
-    truth = (45.0, 3.0, 0.2, 0.05)  # startup s, s per TFLOP, s per image, s per step
+    truth = (45.0, 3.0, 0.2, 0.05)  # startup s, s per TFLOP, s per megapixel cached, s per step
     history = []
     for _ in range(40):
-        work = Workload(rng.uniform(5e13, 5e15), rng.randrange(10, 400), rng.randrange(200, 4000))
+        work = Workload(rng.uniform(5e13, 5e15), rng.randrange(10, 400), rng.randrange(200, 4000),
+                        rng.choice([512, 768, 1024]))
         seconds = sum(t * x for t, x in zip(truth, work.terms(), strict=True)) * rng.uniform(0.95, 1.05)
         history.append((work, seconds))
     coefficients = fit(history)
@@ -60,5 +61,6 @@ def test_error_measures() -> None:
 
 
 def test_ledger_rows_without_steps_still_count() -> None:
-    assert Workload.from_features({"flops": 2e12, "images": 10}) == Workload(2e12, 10, 0)
-    assert Workload.from_features({"flops": 2e12, "images": 10, "steps": 50}).terms() == [1.0, 2.0, 10.0, 50.0]
+    assert Workload.from_features({"flops": 2e12, "images": 10}) == Workload(2e12, 10, 0, 512)
+    assert Workload.from_features({"flops": 2e12, "images": 10, "steps": 50, "resolution": 1000}).terms() == \
+        [1.0, 2.0, 10.0, 50.0]
