@@ -92,11 +92,17 @@ def measure(arch: str) -> dict[str, Any]:
                         work / "cache", "")
     batch = cached.batch(trainer.stream.order[0])
     step = 0
+    walls: dict[str, list[float]] = {"trainer": [], "no_cache": []}
 
-    def trainer_steps(source: Any, count: int) -> list[float]:
+    def trainer_steps(source: Any, count: int, kind: str = "") -> list[float]:
+        """Per-step times from the loop, and the whole call's wall time (a call's last step
+        writes its metrics and maybe a checkpoint after its own timer stops)."""
         nonlocal step
         trainer.source = source
+        start = time.perf_counter()
         times = trainer.loop(step, step + count)
+        if kind:
+            walls[kind].append(time.perf_counter() - start)
         step += count
         return times
 
@@ -106,10 +112,10 @@ def measure(arch: str) -> dict[str, Any]:
     for round_ in range(rounds):  # alternate who goes first, so drift in machine speed cancels
         if round_ % 2:
             results["bare"] += bare_steps(trainer, batch, per_round)
-        results["trainer"] += trainer_steps(cached, per_round)
+        results["trainer"] += trainer_steps(cached, per_round, "trainer")
         if not round_ % 2:
             results["bare"] += bare_steps(trainer, batch, per_round)
-        results["no_cache"] += trainer_steps(live, max(1, per_round // 2))
+        results["no_cache"] += trainer_steps(live, max(1, per_round // 2), "no_cache")
     trainer.metrics.close()
     records = [json.loads(line) for line in (work / "out" / "metrics.jsonl").read_text().splitlines()]
     return {
@@ -119,7 +125,8 @@ def measure(arch: str) -> dict[str, Any]:
         "unet_params_m": sum(p.numel() for p in trainer.models.unet.parameters()) / 1e6,
         "prepare_seconds": prepare_seconds,
         "median": {k: statistics.median(v) for k, v in results.items()},
-        "mean": {k: statistics.fmean(v) for k, v in results.items()},
+        "mean": {"bare": statistics.fmean(results["bare"]),
+                 **{k: sum(walls[k]) / len(results[k]) for k in walls}},
         "steps": {k: len(v) for k, v in results.items()},
         "peak_memory_bytes": max(r["peak_memory_bytes"] for r in records),
         "process_peak_bytes": peak_memory_bytes(trainer.device),
