@@ -47,6 +47,9 @@ bench: setup clamav
 	$(PY) bench/intake_throughput.py
 	$(PY) bench/dag_parse.py
 	$(PY) bench/orchestration_overhead.py
+	$(PY) bench/scheduling_policies.py
+	$(PY) bench/memory_model.py
+	$(PY) bench/duration_predictor.py
 
 clean:
 	rm -rf build output
