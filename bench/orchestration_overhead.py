@@ -51,22 +51,16 @@ def main() -> int:
         AirflowConfig,
         ApiClient,
         LocalStack,
+        build_demo_inputs,
         demo_conf,
         demo_environment,
         free_port,
         prepare,
     )
-    from lora_tasks.sample_data import make_style_dataset
-    from lora_tasks.tiny import save_pipeline
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    demo = ROOT / "build" / "demo"
-    if not (demo / "models" / "tiny-sd" / "model_index.json").exists():
-        save_pipeline(demo / "models" / "tiny-sd", "tiny", seed=0)
-    if not (demo / "dataset").exists():
-        make_style_dataset(demo / "dataset", count=24, seed=0)
+    build_demo_inputs()
     work = Path(tempfile.mkdtemp(prefix="orchestration-"))
     config = AirflowConfig(home=work / "airflow", port=free_port())
     env = prepare(config)
