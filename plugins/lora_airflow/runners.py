@@ -24,7 +24,8 @@ COMMON: dict[str, Any] = {
     "retry_delay": timedelta(seconds=30),
     "on_execute_callback": attempt_started,
     "on_success_callback": attempt_succeeded,
-    "on_failure_callback": attempt_failed,
+    "on_failure_callback": attempt_failed,  # the last try
+    "on_retry_callback": attempt_failed,  # every earlier one: Airflow calls only this for them
 }
 
 

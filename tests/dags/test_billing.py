@@ -1,0 +1,64 @@
+"""The train task's callbacks bill every try once, retried ones included, whichever runner ran it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lora_airflow.billing import attempt_failed, attempt_started, attempt_succeeded
+from lora_airflow.runners import COMMON
+from lora_tasks.ledger.store import open_ledger
+from lora_tasks.settings import platform_settings
+
+START = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+@dataclass
+class TryOfTrain:
+    """What Airflow hands a callback: the task instance of one try, and the run's XComs."""
+
+    try_number: int
+    start_date: datetime
+    workspace: str
+
+    def xcom_pull(self, task_ids: str, **_: Any) -> dict[str, Any]:
+        assert task_ids == "validate_request"
+        return {"workspace": self.workspace}
+
+
+@pytest.fixture
+def ledger_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    monkeypatch.setenv("LORA_LEDGER_URL", url)
+    platform_settings.cache_clear()
+    yield url
+    platform_settings.cache_clear()
+
+
+def test_a_retried_try_is_billed_as_well_as_the_last(ledger_url: str, tmp_path: Path) -> None:
+    assert COMMON["on_retry_callback"] is attempt_failed and COMMON["on_failure_callback"] is attempt_failed
+    ledger = open_ledger(ledger_url)
+    ledger.register_run("r1", tenant="acme", job="cats", priority="standard", gpu_type="cpu", submitted_at=START)
+    metrics = tmp_path / "train" / "output" / "metrics.jsonl"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text('{"step": 1, "peak_memory_bytes": 123}\n')
+    first = TryOfTrain(1, START, str(tmp_path))
+    attempt_started({"ti": first, "run_id": "r1"})
+    COMMON["on_retry_callback"]({"ti": first, "run_id": "r1"})  # what Airflow calls when a try will be retried
+    COMMON["on_retry_callback"]({"ti": first, "run_id": "r1"})  # a callback that ran twice bills once
+    second = TryOfTrain(2, START + timedelta(minutes=1), str(tmp_path))
+    attempt_started({"ti": second, "run_id": "r1"})
+    attempt_succeeded({"ti": second, "run_id": "r1"})
+    with ledger.session() as session:
+        from lora_tasks.ledger.models import TrainAttempt
+
+        tries = {a.try_number: a for a in session.query(TrainAttempt).filter_by(run_id="r1")}
+    assert tries[1].status == "failed" and tries[1].gpu_seconds > 0 and tries[1].finished_at is not None
+    assert tries[2].status == "success" and tries[2].peak_bytes == 123
+    [run] = ledger.runs()
+    assert run.status == "success" and run.gpu_seconds == pytest.approx(tries[1].gpu_seconds + tries[2].gpu_seconds)
