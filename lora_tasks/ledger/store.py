@@ -39,11 +39,6 @@ def open_ledger(url: str) -> Ledger:
     return Ledger(url)
 
 
-def aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything here is UTC."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
 @dataclass(frozen=True)
 class BillLine:
     run_id: str
@@ -104,7 +99,7 @@ class Ledger:
             if session.get(TrainAttempt, (run_id, try_number)) is None:
                 session.add(TrainAttempt(run_id=run_id, try_number=try_number, started_at=started_at))
             run.status = "running"
-            run.started_at = min(aware(run.started_at) or started_at, started_at)
+            run.started_at = min(run.started_at or started_at, started_at)
 
     def attempt_finished(self, run_id: str, try_number: int, *, started_at: datetime, finished_at: datetime,
                          succeeded: bool, peak_bytes: int | None, calendar: OffPeakCalendar) -> None:
@@ -119,7 +114,7 @@ class Ledger:
                 return  # already billed: a callback that ran twice
             attempt.finished_at, attempt.status, attempt.peak_bytes = finished_at, \
                 "success" if succeeded else "failed", peak_bytes
-            start = aware(attempt.started_at)
+            start = attempt.started_at
             attempt.gpu_seconds = (finished_at - start).total_seconds()
             attempt.off_peak_seconds = calendar.off_peak_seconds(start, finished_at)
             attempt.cost = calendar.cost(run.gpu_type, start, finished_at)
@@ -174,6 +169,12 @@ class Ledger:
     def record_decision(self, decision: CapacityDecision) -> None:
         with self.session() as session:
             session.add(decision)
+
+    def last_decision(self, gpu_type: str) -> CapacityDecision | None:
+        query = select(CapacityDecision).where(CapacityDecision.gpu_type == gpu_type) \
+            .order_by(CapacityDecision.decided_at.desc(), CapacityDecision.id.desc()).limit(1)
+        with self.session() as session:
+            return session.scalars(query).first()
 
     def decisions(self, gpu_type: str | None = None) -> list[CapacityDecision]:
         query = select(CapacityDecision).order_by(CapacityDecision.decided_at, CapacityDecision.id)

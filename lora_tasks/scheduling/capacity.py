@@ -13,12 +13,11 @@ placeholder pods) is the Airflow side's job: lora_airflow.capacity.
 from __future__ import annotations
 
 import argparse
-import itertools
 from datetime import UTC, datetime, timedelta
 
 from lora_tasks.gpu_types import GpuType, load_gpu_types
 from lora_tasks.ledger.models import CapacityDecision
-from lora_tasks.ledger.store import Ledger, aware, open_ledger
+from lora_tasks.ledger.store import Ledger, open_ledger
 from lora_tasks.scheduling.planner import Hysteresis, Job, PlannerConfig, desired_gpus, interactive_forecast
 from lora_tasks.scheduling.windows import OffPeakCalendar, load_calendar
 
@@ -26,44 +25,42 @@ STALE_AFTER = timedelta(days=2)
 """A run queued this long without starting is someone else's problem (cleanup marks failed runs)."""
 
 
-def _hysteresis(previous: list[CapacityDecision], config: PlannerConfig) -> tuple[int, Hysteresis]:
-    """The current GPU count and the hysteresis state implied by the earlier decisions."""
-    if not previous:
+def _hysteresis(previous: CapacityDecision | None, config: PlannerConfig) -> tuple[int, Hysteresis]:
+    """The current GPU count and the hysteresis state the last decision left (stored in its
+    inputs, so the DAG's runs behave exactly like one long-lived ``Hysteresis``)."""
+    if previous is None:
         return 0, Hysteresis(config)
-    current = previous[-1].applied
-    lower_since = None
-    for decision in reversed(previous):
-        if decision.desired >= decision.applied:
-            break
-        lower_since = aware(decision.decided_at)
-    last_change = None
-    for earlier, later in itertools.pairwise(previous):
-        if later.applied != earlier.applied:
-            last_change = aware(later.decided_at)
-    return current, Hysteresis(config, lower_since, last_change)
+
+    def moment(key: str) -> datetime | None:
+        value = previous.inputs.get(key)
+        return datetime.fromisoformat(value) if value else None
+
+    return previous.applied, Hysteresis(config, moment("lower_since"), moment("last_change"))
 
 
 def plan(ledger: Ledger, calendar: OffPeakCalendar, gpu_types: dict[str, GpuType], now: datetime,
          config: PlannerConfig | None = None) -> list[CapacityDecision]:
     config = config or PlannerConfig()
     open_runs = [r for r in ledger.runs(statuses=("submitted", "running"))
-                 if r.predicted_seconds is not None and now - aware(r.submitted_at) < STALE_AFTER]
+                 if r.predicted_seconds is not None and now - r.submitted_at < STALE_AFTER]
     week = timedelta(days=8)
-    recent = [r for r in ledger.runs() if r.priority == "interactive" and now - aware(r.submitted_at) < week]
+    recent = [r for r in ledger.runs() if r.priority == "interactive" and now - r.submitted_at < week]
     decisions = []
     for name, gpu in gpu_types.items():
         if not gpu.is_gpu:
             continue
-        jobs = [Job(r.run_id, r.priority, aware(r.submitted_at), float(r.predicted_seconds), aware(r.deadline),
-                    aware(r.started_at) if r.status == "running" else None)
+        jobs = [Job(r.run_id, r.priority, r.submitted_at, float(r.predicted_seconds), r.deadline,
+                    r.started_at if r.status == "running" else None)
                 for r in open_runs if r.gpu_type == name]
-        forecast = interactive_forecast(sorted(aware(r.submitted_at) for r in recent if r.gpu_type == name), now,
-                                        calendar)
+        forecast = interactive_forecast(sorted(r.submitted_at for r in recent if r.gpu_type == name), now, calendar)
         wish = desired_gpus(jobs, now, calendar, config, forecast, gpu.max_count)
-        current, hysteresis = _hysteresis(ledger.decisions(name), config)
+        current, hysteresis = _hysteresis(ledger.last_decision(name), config)
         applied = hysteresis.decide(current, wish.gpus, now)
+        state = {"lower_since": hysteresis.lower_since, "last_change": hysteresis.last_change}
         decision = CapacityDecision(decided_at=now, gpu_type=name, current=current, desired=wish.gpus, applied=applied,
-                                    reason=wish.reason[:500], inputs={**wish.inputs, "forecast_per_hour": forecast})
+                                    reason=wish.reason[:500],
+                                    inputs={**wish.inputs, "forecast_per_hour": forecast,
+                                            **{k: v.isoformat() if v else None for k, v in state.items()}})
         ledger.record_decision(decision)
         decisions.append(decision)
     return decisions

@@ -93,3 +93,14 @@ def test_bill_for_a_month(ledger: Ledger, capsys: pytest.CaptureFixture[str]) ->
 def test_unknown_runs_are_refused(ledger: Ledger) -> None:
     with pytest.raises(LoraTaskError, match="not in the ledger"):
         ledger.attempt_started("ghost", 1, TUESDAY_8PM)
+
+
+def test_instants_keep_their_moment_whatever_their_zone(ledger: Ledger) -> None:
+    paris_evening = datetime.fromisoformat("2026-11-24T18:00:00+01:00")
+    ledger.register_run("r1", tenant="acme", job="cats", priority="batch", gpu_type="l4", submitted_at=TUESDAY_8PM,
+                        deadline=paris_evening)
+    [run] = ledger.runs()
+    assert run.deadline == paris_evening and run.deadline.utcoffset() == timedelta(0)  # 17:00 UTC, aware
+    with pytest.raises(Exception, match="no time zone"):
+        ledger.register_run("r2", tenant="acme", job="cats", priority="batch", gpu_type="l4",
+                            submitted_at=datetime(2026, 11, 24, 18, 0))

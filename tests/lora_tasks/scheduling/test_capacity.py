@@ -99,3 +99,23 @@ def test_placeholders_are_valid_and_placed_like_training_pods(gpu: GpuType) -> N
     classes = {d["metadata"]["name"]: d for d in yaml.safe_load_all((REPO / "include/k8s/gpu-placeholders.yaml")
                                                                     .read_text()) if d["kind"] == "PriorityClass"}
     assert -10 < classes[pod["priorityClassName"]]["value"] < 0  # triggers scale-up, yields to every real pod
+
+
+def test_the_dag_decides_like_one_long_lived_hysteresis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each planner run rebuilds its state from the ledger; the simulator keeps one object. Both
+    must turn the same wishes into the same decisions."""
+    from lora_tasks.scheduling import capacity
+    from lora_tasks.scheduling.planner import Hysteresis, Wish
+
+    wishes = [10, 6, 6, 3, 3, 3, 0, 0, 0, 2, 2, 1]
+    times = [NOON + timedelta(minutes=5 * i) for i in range(len(wishes))]
+    memory = Hysteresis(CONFIG)
+    expected, current = [], 0
+    for at, wish in zip(times, wishes, strict=True):
+        current = memory.decide(current, wish, at)
+        expected.append(current)
+    script = iter(wishes)
+    monkeypatch.setattr(capacity, "desired_gpus", lambda *_: Wish(next(script), "scripted"))
+    book = ledger(tmp_path)
+    got = [plan(book, CALENDAR, {"l4": TYPES["l4"]}, at, CONFIG)[0].applied for at in times]
+    assert got == expected
