@@ -4,8 +4,11 @@ Each configuration trains for a few steps in a fresh process on this machine's C
 peak (the process's peak RSS, from the trainer's metrics log) is compared with
 ``estimate_peak_memory`` for the same settings. ``--fit`` also solves for the two
 calibrated constants (runtime bytes and activation factor) by least squares and prints
-them. On a GPU, run with ``--device cuda``: the measured figure is then torch's peak
-allocation, and the comparison calibrates GPU_RUNTIME_BYTES the same way.
+them, and a leave-one-out error per row: the constants fitted on the other rows, so the
+figure is out of sample. On a GPU, run with ``--device cuda``: the measured figure is then
+torch's peak allocation, which leaves out the CUDA context and the allocator's slack, so
+it is compared with the estimate without its ``runtime`` part; that constant
+(GPU_RUNTIME_BYTES) is what ``nvidia-smi``'s peak during the run adds on top.
 
     python bench/memory_model.py [--fit] [--device cpu]
 """
@@ -18,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -55,6 +59,32 @@ def measure(arch: str, resolution: int, batch: int, device: str, work: Path) -> 
     return max(json.loads(line)["peak_memory_bytes"] for line in (out / "metrics.jsonl").read_text().splitlines())
 
 
+def solve(measured: list[int], estimates: list[Any], activation_factor: float) -> tuple[float, float]:
+    """Runtime bytes and activation factor that best explain ``measured`` (least squares):
+    measured = runtime + factor x raw activations + everything else."""
+    import numpy as np
+
+    raw = [e.parts.get("activations", 0) / activation_factor for e in estimates]
+    rest = [e.total_bytes - e.parts.get("activations", 0) - e.parts["runtime"] for e in estimates]
+    design = np.column_stack([np.ones(len(estimates)), raw])
+    (runtime, factor), *_ = np.linalg.lstsq(design, np.array(measured, float) - rest, rcond=None)
+    return float(runtime), float(factor)
+
+
+def leave_one_out(measured: list[int], estimates: list[Any], memory: Any) -> list[float]:
+    """Each row's error with the constants fitted on the other rows."""
+    runtime, factor = solve(measured, estimates, memory.ACTIVATION_FACTOR)
+    print(f"fit: CPU_RUNTIME_BYTES = {runtime / 2**30:.3f} GiB, ACTIVATION_FACTOR = {factor:.2f}")
+    errors = []
+    for i, (m, e) in enumerate(zip(measured, estimates, strict=True)):
+        runtime, factor = solve(measured[:i] + measured[i + 1:], estimates[:i] + estimates[i + 1:],
+                                memory.ACTIVATION_FACTOR)
+        raw = e.parts.get("activations", 0) / memory.ACTIVATION_FACTOR
+        predicted = e.total_bytes - e.parts.get("activations", 0) - e.parts["runtime"] + runtime + factor * raw
+        errors.append(predicted / m - 1)
+    return errors
+
+
 def main() -> int:
     from lora_tasks.scheduling import memory
     from lora_tasks.scheduling.memory import ModelShapes, TrainingShape, estimate_peak_memory
@@ -71,24 +101,17 @@ def main() -> int:
         shape = TrainingShape(resolution, batch, "no" if args.device == "cpu" else "bf16", False, 8, TARGETS, images=8)
         estimate = estimate_peak_memory(shapes, shape, args.device)
         rows.append((arch, resolution, batch, measured, estimate))
-    if args.fit:
-        import numpy as np
-
-        # measured = runtime + factor * raw_activations + everything else, solved for runtime and factor
-        raw = [e.parts.get("activations", 0) / memory.ACTIVATION_FACTOR for *_, e in rows]
-        rest = [e.total_bytes - e.parts.get("activations", 0) - e.parts["runtime"] for *_, e in rows]
-        target = np.array([m - r for (*_, m, _), r in zip(rows, rest, strict=True)], dtype=float)
-        design = np.column_stack([np.ones(len(rows)), raw])
-        (runtime, factor), *_ = np.linalg.lstsq(design, target, rcond=None)
-        print(f"fit: CPU_RUNTIME_BYTES = {runtime / 2**30:.3f} GiB, ACTIVATION_FACTOR = {factor:.2f}")
-    print("| model | px | batch | measured peak | estimate | error |")
-    print("|---|---|---|---|---|---|")
+    compared = [e.total_bytes - (e.parts["runtime"] if args.device != "cpu" else 0) for *_, e in rows]
+    out_of_sample = leave_one_out([m for *_, m, _ in rows], [e for *_, e in rows], memory) if args.fit else None
+    print("| model | px | batch | measured peak | estimate | error |" + (" leave-one-out error |" if args.fit else ""))
+    print("|---|---|---|---|---|---|" + ("---|" if args.fit else ""))
     worst = 0.0
-    for arch, resolution, batch, measured, estimate in rows:
-        error = estimate.total_bytes / measured - 1
+    for i, (arch, resolution, batch, measured, _) in enumerate(rows):
+        error = compared[i] / measured - 1
         worst = max(worst, abs(error))
+        loo = f" {out_of_sample[i]:+.1%} |" if out_of_sample else ""
         print(f"| {arch} | {resolution} | {batch} | {measured / 2**20:.0f} MiB "
-              f"| {estimate.total_bytes / 2**20:.0f} MiB | {error:+.1%} |")
+              f"| {compared[i] / 2**20:.0f} MiB | {error:+.1%} |{loo}")
     print(f"max_error {worst:.3f}")
     return 0
 

@@ -4,8 +4,8 @@ Peak = frozen weights (in their dtype) + LoRA weights, gradients and AdamW state
 16 bytes a parameter) + activations (what autograd keeps, read off the architecture by
 ``profile.py``, times the batch; halved under fp16/bf16 autocast; unit inputs plus one
 recomputed unit under gradient checkpointing) + the latent cache + what the process itself
-holds. On a GPU the VAE and text encoder leave the device after caching, so the peak is
-the larger of the caching phase (all three models, the VAE encoding a batch of images) and
+holds. On a GPU the VAE and text encoder leave the device after caching (unless the cache
+is off), so the peak is the larger of the caching phase (all three models, the VAE encoding a batch of images) and
 the training phase. On a CPU (where the figure is the process's peak RSS) everything
 stays in memory.
 
@@ -13,8 +13,10 @@ Two constants are calibrated against measured peaks (``bench/memory_model.py``):
 ``ACTIVATION_FACTOR`` (backward keeps activation gradients and temporaries beside the
 saved tensors) and ``CPU_RUNTIME_BYTES`` (Python, torch and the libraries). On a GPU,
 ``GPU_RUNTIME_BYTES`` covers the CUDA context and allocator slack that
-``torch.cuda.max_memory_allocated`` does not see; calibrating it on a GPU is the same
-bench with ``--device cuda`` comparing ``nvidia-smi``'s peak with the estimate.
+``torch.cuda.max_memory_allocated`` (the trainer's GPU figure) does not see: the bench with
+``--device cuda`` checks everything else against torch's peak, and this constant is the
+difference between ``nvidia-smi``'s peak during those runs and torch's. It is an assumed
+1 GiB until measured on a GPU.
 """
 
 from __future__ import annotations
@@ -117,8 +119,10 @@ def estimate_peak_memory(shapes: ModelShapes, shape: TrainingShape, device: str)
         burst = learning if sum(learning.values()) >= encoding else {"vae_encoding": encoding}
         parts = {"unet_weights": training["unet_weights"], **encoders, "latent_cache": cache, **burst,
                  "runtime": CPU_RUNTIME_BYTES}
-    else:  # the encoders leave the GPU after caching: the peak is one phase or the other
+    else:  # with a cache the encoders leave the GPU after caching: the peak is one phase or the other
         train_phase = {**training, "latent_cache": cache, "runtime": GPU_RUNTIME_BYTES}
+        if shape.latent_cache == "off":  # they stay, and encode every batch
+            train_phase.update(encoders)
         cache_phase = {"unet_weights": training["unet_weights"], **encoders, "vae_encoding": encoding,
                        "runtime": GPU_RUNTIME_BYTES}
         parts = max(train_phase, cache_phase, key=lambda p: sum(p.values()))

@@ -42,6 +42,13 @@ def test_gpu_estimate_parts() -> None:
     assert bigger.parts["activations"] == pytest.approx(2 * estimate.parts["activations"])
 
 
+def test_without_a_latent_cache_the_encoders_stay_on_the_gpu() -> None:
+    cached = estimate_peak_memory(SD15, TrainingShape(512, 4, "bf16", False, 8, TARGETS), "cuda")
+    live = estimate_peak_memory(SD15, TrainingShape(512, 4, "bf16", False, 8, TARGETS, latent_cache="off"), "cuda")
+    assert live.parts["text_encoder"] > 0 and live.parts["vae"] > 0 and "text_encoder" not in cached.parts
+    assert live.total_bytes > cached.total_bytes
+
+
 def spec(**training: object) -> object:
     return parse_job_spec({"model_config": {"base_model": "stable-diffusion-v1-5/stable-diffusion-v1-5"},
                            "training_config": {"resolution": 512, **training}})
