@@ -142,8 +142,10 @@ def lora_finetune() -> None:
         return cleanup(RunInfo.of(info), results["publish"] is not None, dag_run.run_id, SETTINGS, seconds)
 
     info = validate_request()
-    wait = WaitOffPeakOperator(task_id="wait_off_peak",
-                               priority="{{ ti.xcom_pull(task_ids='validate_request')['priority'] }}")
+    request = "ti.xcom_pull(task_ids='validate_request')"
+    wait = WaitOffPeakOperator(task_id="wait_off_peak", priority=f"{{{{ {request}['priority'] }}}}",
+                               deadline=f"{{{{ {request}['deadline'] }}}}",
+                               predicted_seconds=f"{{{{ {request}['predicted_seconds'] }}}}")
     scanned = scan_dataset(info)
     info >> wait >> scanned
     filtered = filter_content(info, scanned)

@@ -34,6 +34,15 @@ class GpuType:
     def pool(self) -> str:
         return f"gpu_{self.name}"
 
+    def pool_for(self, priority: str, runner: str) -> str:
+        """The train task's pool. With Kubernetes, interactive runs have a pool of their own, as
+        large as the type's GPUs: Airflow launches their pod even when every GPU is busy, and the
+        scheduler makes room by preempting the lowest-priority training pod (priority classes),
+        whose task retries from its checkpoint. Locally there is nothing to preempt."""
+        if runner == "kubernetes" and priority == "interactive" and self.is_gpu:
+            return f"{self.pool}_interactive"
+        return self.pool
+
     @property
     def is_gpu(self) -> bool:
         return self.memory_gib > 0

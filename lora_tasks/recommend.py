@@ -23,6 +23,8 @@ from lora_tasks.scheduling.memory import MemoryEstimate, ModelShapes, TrainingSh
 
 HEADROOM = 0.9
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+ASSUMED_IMAGES = 100
+"""Dataset size taken before the dataset is scanned (it sizes the latent cache and the epochs)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ def model_shapes(spec: JobSpec) -> ModelShapes:
     return ModelShapes.assumed_sd15()
 
 
-def recommend(spec: JobSpec, gpu: GpuType, images: int = 100, shapes: ModelShapes | None = None) -> Recommendation:
+def recommend(spec: JobSpec, gpu: GpuType, images: int = ASSUMED_IMAGES,
+              shapes: ModelShapes | None = None) -> Recommendation:
     """Concrete settings for ``gpu``, with their memory estimate and whether they fit."""
     shapes = shapes or model_shapes(spec)
     training = spec.training
@@ -92,7 +95,7 @@ def _advice(shapes: ModelShapes, shape: TrainingShape, gpu: GpuType, budget: flo
     return "use a GPU type with more memory"
 
 
-def check_fits(spec: JobSpec, gpu: GpuType, images: int = 100) -> Recommendation:
+def check_fits(spec: JobSpec, gpu: GpuType, images: int = ASSUMED_IMAGES) -> Recommendation:
     """The recommendation, or a LoraTaskError naming the estimate and the fix when nothing fits."""
     advice = recommend(spec, gpu, images)
     if not advice.fits:
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_tasks.recommend", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--gpu", required=True, help="a GPU type from include/gpu_types.yaml")
-    parser.add_argument("--images", type=int, default=100, help="dataset size (for the latent cache)")
+    parser.add_argument("--images", type=int, default=ASSUMED_IMAGES, help="dataset size (for the latent cache)")
     args = parser.parse_args(argv)
     types = load_gpu_types(platform_settings().gpu_types_file)
     try:

@@ -29,7 +29,7 @@ from lora_tasks.errors import DatasetError, LoraTaskError
 from lora_tasks.gpu_types import load_gpu_types, resolve_gpu_type
 from lora_tasks.ledger.store import open_ledger
 from lora_tasks.pods import check_reachable_from_pods, pod_resources
-from lora_tasks.recommend import check_fits
+from lora_tasks.recommend import ASSUMED_IMAGES, check_fits
 from lora_tasks.request import PRIORITY_WEIGHTS, spec_data_from_conf
 from lora_tasks.scheduling.duration import Prediction
 from lora_tasks.settings import PlatformSettings
@@ -119,10 +119,16 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
         run_id, tenant=info.tenant, job=info.name, priority=info.priority, gpu_type=gpu.name, submitted_at=run_after,
         deadline=spec.job.deadline, predicted_peak_bytes=advice.estimate.total_bytes,
         features={"rank": spec.model.lora_rank, **advice.settings(), "resolution": spec.training.resolution})
-    return {**asdict(info), "pool": gpu.pool, "priority_weight": PRIORITY_WEIGHTS[spec.job.priority],
+    # a first prediction before the dataset is counted: the planner sees the run coming, and a
+    # batch run's off-peak wait knows how late it may start; check_dataset refines it
+    early = predict_training(info, info.load_spec(), ASSUMED_IMAGES, run_id, settings)
+    return {**asdict(info), "pool": gpu.pool_for(spec.job.priority, settings.runner),
+            "priority_weight": PRIORITY_WEIGHTS[spec.job.priority],
             "dataset_uri": spec.dataset.uri, "warnings": warnings, "resources": pod_resources(ref, advice.estimate),
             "gpu_product": gpu.node_selector.get("nvidia.com/gpu.product", ""), "tolerations": list(gpu.tolerations),
-            "estimated_peak_bytes": advice.estimate.total_bytes, "settings": advice.settings()}
+            "estimated_peak_bytes": advice.estimate.total_bytes, "settings": advice.settings(),
+            "deadline": spec.job.deadline.isoformat() if spec.job.deadline else None,
+            "predicted_seconds": early.seconds}
 
 
 @timed
@@ -198,9 +204,8 @@ def predict_training(info: RunInfo, spec: JobSpec, images: int, run_id: str,
                           tuple(spec.model.target_modules))
     work = Workload.of(flops, batch, training.gradient_accumulation_steps, steps, images, training.resolution)
     ledger = open_ledger(settings.ledger_url)
-    history = [(Workload.from_features(r.features), r.actual_seconds)
-               for r in ledger.runs(statuses=("success",), gpu_type=info.gpu_type)
-               if r.actual_seconds and "flops" in r.features]
+    history = [(Workload.from_features(r.features), r.actual_seconds)  # runs whose training succeeded
+               for r in ledger.runs(gpu_type=info.gpu_type) if r.actual_seconds and "flops" in r.features]
     gpu_types = load_gpu_types(settings.gpu_types_file)
     prediction = DurationModel({info.gpu_type: gpu_types[info.gpu_type]}, {info.gpu_type: history}).predict(
         info.gpu_type, work)

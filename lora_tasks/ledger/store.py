@@ -129,11 +129,12 @@ class Ledger:
                 run.actual_peak_bytes = peak_bytes
 
     def close_run(self, run_id: str, status: str, finished_at: datetime) -> None:
-        """Mark a run that ended outside training (refused data, a failed stage) so it leaves the queue."""
+        """Mark a run that ended badly outside training (refused data, a failed quality gate) so it
+        leaves the queue and its bill says so; a run whose training succeeded keeps its figures."""
         with self.session() as session:
             run = session.get(Run, run_id)
-            if run is not None and run.status in {"submitted", "running"}:
-                run.status, run.finished_at = status, finished_at
+            if run is not None:
+                run.status, run.finished_at = status, run.finished_at or finished_at
 
     @staticmethod
     def _run(session: Session, run_id: str) -> Run:

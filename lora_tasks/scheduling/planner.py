@@ -52,6 +52,12 @@ class PlannerConfig:
     max_step_down: int = 4
 
 
+def latest_start(deadline: datetime, predicted_seconds: float, config: PlannerConfig) -> datetime:
+    """When a batch job must start, window or not, to meet its deadline: its predicted time with
+    a margin, plus a node's start-up. The off-peak wait, the planner and the simulator agree on it."""
+    return deadline - timedelta(seconds=config.deadline_margin * predicted_seconds) - config.node_startup
+
+
 @dataclass(frozen=True)
 class Wish:
     gpus: int
@@ -75,9 +81,9 @@ def desired_gpus(jobs: list[Job], now: datetime, calendar: OffPeakCalendar, conf
     window = calendar.window_at(now)
     startup = config.node_startup.total_seconds()
 
-    def forced(job: Job) -> bool:  # a batch job whose deadline cannot wait for the next window
-        return job.deadline is not None and (job.deadline - now).total_seconds() <= \
-            config.deadline_margin * job.predicted_seconds + startup + horizon
+    def forced(job: Job) -> bool:  # a batch job that must start within the horizon, window or not
+        return job.deadline is not None and \
+            latest_start(job.deadline, job.predicted_seconds, config) <= now + config.horizon
 
     batch = [j for j in queued if j.priority == "batch"]
     interactive = sum(1 for j in queued if j.priority == "interactive")

@@ -35,7 +35,14 @@ from typing import Any
 import numpy as np
 
 from lora_tasks.errors import LoraTaskError
-from lora_tasks.scheduling.planner import Hysteresis, Job, PlannerConfig, desired_gpus, interactive_forecast
+from lora_tasks.scheduling.planner import (
+    Hysteresis,
+    Job,
+    PlannerConfig,
+    desired_gpus,
+    interactive_forecast,
+    latest_start,
+)
 from lora_tasks.scheduling.windows import OffPeakCalendar, load_calendar
 
 COLUMNS = ["submit_time", "tenant", "priority", "gpu_type", "predicted_seconds", "actual_seconds", "deadline"]
@@ -222,16 +229,23 @@ class Simulation:
     batch_seconds: float = 0.0
     batch_off_peak_seconds: float = 0.0
     waits: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    """Per priority, each finished job's time in the queue, re-queued time after a preemption included."""
     misses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     series: list[tuple[datetime, int, int]] = field(default_factory=list)
-    started: set[str] = field(default_factory=set)
+    queued_at: dict[str, datetime] = field(default_factory=dict)
+    waited: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     preemptions: int = 0
+    finished: int = 0
+
+    def __post_init__(self) -> None:
+        self.planner = PlannerConfig(node_startup=self.node_startup)
 
     def eligible(self, job: TraceJob, now: datetime) -> bool:
-        """Batch jobs run off-peak, unless their deadline says they must start now."""
+        """Batch jobs run off-peak, unless their deadline says they must start now (the off-peak
+        wait's rule: ``planner.latest_start``)."""
         if job.priority != "batch" or self.calendar.window_at(now):
             return True
-        return job.deadline is not None and (job.deadline - now).total_seconds() <= 1.25 * job.predicted_seconds
+        return job.deadline is not None and latest_start(job.deadline, job.predicted_seconds, self.planner) <= now
 
     def release(self, gpu: str, node: Node, now: datetime) -> None:
         self.nodes[gpu].remove(node)
@@ -258,6 +272,7 @@ class Simulation:
                 break
             if kind == "arrive":
                 self.queues[payload.gpu_type].append(payload)
+                self.queued_at[payload.run_id] = now
                 self.arrivals[payload.gpu_type].append((now, payload.priority))
                 self._dispatch(payload.gpu_type, now, events, counter)
             elif kind == "finish":
@@ -307,9 +322,7 @@ class Simulation:
 
     def _start(self, gpu: str, node: Node, job: TraceJob, now: datetime, events: list, counter: Any) -> None:
         node.job, node.started_at, node.assignment = job, now, node.assignment + 1
-        if job.run_id not in self.started:
-            self.started.add(job.run_id)
-            self.waits[job.priority].append((now - job.submitted_at).total_seconds())
+        self.waited[job.run_id] += (now - self.queued_at.pop(job.run_id)).total_seconds()
         heapq.heappush(events, (now + timedelta(seconds=job.actual_seconds), next(counter), "finish",
                                 (gpu, node, node.assignment)))
 
@@ -325,6 +338,7 @@ class Simulation:
         self.queues[gpu].append(replace(job, actual_seconds=job.actual_seconds - elapsed + CHECKPOINT_LOSS_SECONDS,
                                         predicted_seconds=max(60.0, job.predicted_seconds - elapsed)
                                         + CHECKPOINT_LOSS_SECONDS))
+        self.queued_at[job.run_id] = now
         self.preemptions += 1
         node.job, node.started_at = None, None
         return node
@@ -340,12 +354,14 @@ class Simulation:
         job, started = node.job, node.started_at
         assert job is not None and started is not None
         self._account(job, started, now)
+        self.waits[job.priority].append(self.waited[job.run_id])
+        self.finished += 1
         if job.deadline is not None and now > job.deadline:
             self.misses[job.priority] += 1
         node.job, node.started_at, node.idle_since = None, None, now
 
     def _report(self, jobs: list[TraceJob]) -> dict[str, Any]:
-        unfinished = sum(len(q) for q in self.queues.values())
+        unfinished = len(jobs) - self.finished  # still queued or running when the replay ended
 
         def pct(values: list[float], q: float) -> float:
             return float(np.percentile(values, q)) / 60 if values else 0.0

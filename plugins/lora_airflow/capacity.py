@@ -1,7 +1,8 @@
 """Apply the capacity planner's decisions in Kubernetes mode.
 
-Two levers: the Airflow pool of each GPU type gets as many slots as there are GPUs of that
-type ready in the cluster now (so Airflow never launches more pods than can be placed), and
+Two levers: the Airflow pools of each GPU type (``gpu_<type>`` and, for interactive runs,
+``gpu_<type>_interactive``) get as many slots as there are GPUs of that type ready in the
+cluster now (so Airflow never launches more pods than can be placed, preemption aside), and
 the type's placeholder deployment (pause pods at priority -5 that request a GPU each) gets
 ``decided - running`` replicas, so the cluster autoscaler adds nodes before real pods arrive
 (real pods preempt the placeholders) and removes them once the placeholders are scaled away
@@ -103,8 +104,9 @@ def apply_kubernetes(decisions: list[dict[str, Any]], settings: Any, core: Any =
         gpu = types[decision["gpu_type"]]
         product = gpu.node_selector.get(PRODUCT_LABEL, "")
         ready = available_gpus(core.list_node(label_selector=f"{PRODUCT_LABEL}={product}").items)
-        airflow.http.patch(f"/api/v2/pools/{gpu.pool}", params={"update_mask": "slots"},
-                           json={"pool": gpu.pool, "slots": ready, "include_deferred": True}).raise_for_status()
+        for pool in (gpu.pool, gpu.pool_for("interactive", "kubernetes")):
+            airflow.http.patch(f"/api/v2/pools/{pool}", params={"update_mask": "slots"},
+                               json={"pool": pool, "slots": ready, "include_deferred": True}).raise_for_status()
         replicas = placeholder_replicas(decision["applied"], decision["running"])
         scale_placeholders(apps, gpu, settings.k8s_namespace, replicas)
         applied.append({**decision, "pool_slots": ready, "placeholders": replicas})

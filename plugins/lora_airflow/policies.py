@@ -1,8 +1,9 @@
 """Per-run pool and priority for the train task.
 
 A task's pool and ``priority_weight`` are fixed when the DAG is parsed, but ours depend on
-the run: the job's GPU type picks the pool (``gpu_<type>``, one slot per GPU) and its
-priority class picks the weight. Airflow's ``task_instance_mutation_hook`` runs when a run's
+the run: the job's GPU type picks the pool (``gpu_<type>``, one slot per GPU; with the
+Kubernetes runner, interactive runs use ``gpu_<type>_interactive``: see ``GpuType.pool_for``)
+and its priority class picks the weight. Airflow's ``task_instance_mutation_hook`` runs when a run's
 task instances are created, with the run's conf at hand, and what it sets is what the
 scheduler orders and admits by. It must never raise (a bad conf is refused, with a
 message, by validate_request), and never touch the database (it runs inside Airflow's
@@ -30,9 +31,9 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None
 
         settings = platform_settings()
         priority, gpu_type = scheduling_hints(dag_run.conf, settings.default_gpu_type)
-        if gpu_type not in load_gpu_types(settings.gpu_types_file):
-            gpu_type = settings.default_gpu_type
-        task_instance.pool = f"gpu_{gpu_type}"
+        types = load_gpu_types(settings.gpu_types_file)
+        gpu = types.get(gpu_type) or types[settings.default_gpu_type]
+        task_instance.pool = gpu.pool_for(priority, settings.runner)
         task_instance.priority_weight = PRIORITY_WEIGHTS[priority]
     except Exception:
         log.exception("could not set the pool and priority of %s; keeping the DAG's defaults", task_instance)

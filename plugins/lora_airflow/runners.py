@@ -29,6 +29,10 @@ COMMON: dict[str, Any] = {
 }
 
 
+POD_RETRIES = 4
+"""A pod can also fail by being preempted for an interactive run (it resumes from its checkpoint)."""
+
+
 def local_train(settings: PlatformSettings) -> Callable[..., Any]:
     from airflow.sdk import task
 
@@ -76,7 +80,7 @@ def training_pod_operator(settings: PlatformSettings) -> Any:
         mounts.append(k8s.V1VolumeMount(name="shared-data", mount_path=str(settings.shared_data.resolve()),
                                         read_only=True))
     return LoraTrainPodOperator(
-        **COMMON,
+        **{**COMMON, "retries": POD_RETRIES},
         pool=f"gpu_{settings.default_gpu_type}",
         name="lora-train",
         namespace=settings.k8s_namespace,

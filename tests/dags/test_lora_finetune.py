@@ -50,6 +50,9 @@ def test_a_good_request_is_resolved(tiny_model: Path, style_dataset: Path) -> No
     assert (info["tenant"], info["priority"], info["gpu_type"], info["pool"]) == ("demo", "interactive", "cpu",
                                                                                     "gpu_cpu")
     assert info["priority_weight"] == 100
+    assert info["predicted_seconds"] > 0 and info["deadline"] is None  # what the off-peak wait reads
+    [row] = [r for r in open_ledger(platform_settings().ledger_url).runs() if r.run_id == "manual__1"]
+    assert row.predicted_seconds == info["predicted_seconds"] and row.features["images"] == 100  # assumed, for now
     spec = yaml.safe_load(Path(info["spec"]).read_text())
     assert spec["model_config"]["base_model"] == str(tiny_model)
     assert spec["output"]["uri"] == f"{info['workspace']}/train/output"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -10,6 +12,8 @@ import pytest
 
 from lora_airflow.policies import task_instance_mutation_hook
 from lora_tasks.request import PRIORITY_WEIGHTS
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def train_ti(task_id: str = "train") -> SimpleNamespace:
@@ -38,6 +42,30 @@ def test_train_pool_and_weight_follow_the_run(conf: dict, pool: str, weight: int
     assert (ti.pool, ti.priority_weight) == (pool, weight)
 
 
+@pytest.mark.parametrize(
+    ("conf", "pool"),
+    [
+        ({"priority": "interactive", "gpu_type": "l4"}, "gpu_l4_interactive"),  # may preempt: its own pool
+        ({"priority": "standard", "gpu_type": "l4"}, "gpu_l4"),
+        ({"priority": "batch", "gpu_type": "a100-80g"}, "gpu_a100-80g"),
+    ],
+)
+def test_with_kubernetes_interactive_runs_have_a_pool_of_their_own(conf: dict, pool: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from lora_tasks.settings import platform_settings
+
+    monkeypatch.setenv("LORA_RUNNER", "kubernetes")
+    platform_settings.cache_clear()
+    try:
+        ti = train_ti()
+        task_instance_mutation_hook(ti, dag_run=run_of(conf))
+    finally:
+        platform_settings.cache_clear()
+    assert ti.pool == pool
+    pools = json.loads((REPO / "include" / "pools.json").read_text())
+    assert pools[pool]["slots"] == pools[pool.removesuffix("_interactive")]["slots"] and pools[pool]["include_deferred"]
+
+
 def test_other_tasks_and_runless_instances_are_left_alone() -> None:
     scan = train_ti(task_id="scan_dataset")
     task_instance_mutation_hook(scan, dag_run=run_of({"priority": "interactive"}))
@@ -51,12 +79,29 @@ def test_other_tasks_and_runless_instances_are_left_alone() -> None:
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def wait_operator(priority: str, now: datetime):
+def wait_operator(priority: str, now: datetime, deadline: str = "None", predicted_seconds: str = "0"):
     from lora_airflow.off_peak import WaitOffPeakOperator
 
-    operator = WaitOffPeakOperator(task_id="wait_off_peak", priority=priority)
+    operator = WaitOffPeakOperator(task_id="wait_off_peak", priority=priority, deadline=deadline,
+                                   predicted_seconds=predicted_seconds)
     operator.now = lambda: now
     return operator
+
+
+def test_a_deadline_shortens_the_wait_but_never_past_the_window() -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    tuesday_noon = datetime(2026, 11, 24, 12, 0, tzinfo=PARIS).astimezone(UTC)
+    two_hours = "7200"  # x1.25, plus 4 minutes for a node: must start 2 h 34 min before the deadline
+    with pytest.raises(TaskDeferred) as deferred:
+        wait_operator("batch", tuesday_noon, "2026-11-24T18:00:00+01:00", two_hours).execute({})
+    assert deferred.value.trigger.moment == datetime(2026, 11, 24, 15, 26, tzinfo=PARIS)
+    assert "deadline" in deferred.value.kwargs["reason"]
+    late = wait_operator("batch", tuesday_noon, "2026-11-24T14:00:00+01:00", two_hours).execute({})
+    assert late["waited"] is False and "cannot wait" in late["reason"]
+    with pytest.raises(TaskDeferred) as relaxed:  # a deadline after the window opens changes nothing
+        wait_operator("batch", tuesday_noon, "2026-11-26T18:00:00+01:00", two_hours).execute({})
+    assert relaxed.value.trigger.moment == datetime(2026, 11, 24, 22, 0, tzinfo=PARIS)
 
 
 def test_batch_defers_to_the_next_window() -> None:

@@ -172,8 +172,9 @@ def test_capacity_decisions_set_pool_slots_and_placeholders(airflow: AirflowConf
     try:
         first = apply_kubernetes([{"gpu_type": "l4", "applied": 6, "running": 2}], settings, core, apps, admin)
         assert (first[0]["pool_slots"], first[0]["placeholders"]) == (8, 4)
-        pool = admin.http.get("/api/v2/pools/gpu_l4").json()
-        assert pool["slots"] == 8 and pool["include_deferred"] is True
+        for name in ("gpu_l4", "gpu_l4_interactive"):
+            pool = admin.http.get(f"/api/v2/pools/{name}").json()
+            assert pool["slots"] == 8 and pool["include_deferred"] is True
         created = cluster.deployments[("lora-training", "lora-placeholder-l4")]
         kubernetes_validate.validate(created, "1.30", strict=True)
         assert created["spec"]["replicas"] == 4
@@ -183,6 +184,7 @@ def test_capacity_decisions_set_pool_slots_and_placeholders(airflow: AirflowConf
         assert [r for r in cluster.requests if r[0] == "POST"] == [
             ("POST", "/apis/apps/v1/namespaces/lora-training/deployments")]
     finally:
-        admin.http.patch("/api/v2/pools/gpu_l4", params={"update_mask": "slots"},
-                         json={"pool": "gpu_l4", "slots": 8, "include_deferred": True})
+        for name in ("gpu_l4", "gpu_l4_interactive"):
+            admin.http.patch(f"/api/v2/pools/{name}", params={"update_mask": "slots"},
+                             json={"pool": name, "slots": 8, "include_deferred": True})
         cluster.shutdown()
