@@ -114,7 +114,7 @@ class Ledger:
                 return  # already billed: a callback that ran twice
             attempt.finished_at, attempt.status, attempt.peak_bytes = finished_at, \
                 "success" if succeeded else "failed", peak_bytes
-            start = attempt.started_at
+            attempt.started_at = start = started_at  # the biller knows when the GPU was taken
             attempt.gpu_seconds = (finished_at - start).total_seconds()
             attempt.off_peak_seconds = calendar.off_peak_seconds(start, finished_at)
             attempt.cost = calendar.cost(run.gpu_type, start, finished_at)

@@ -1,7 +1,9 @@
 """Bill every try of the train task in the ledger, whichever runner ran it.
 
 Task callbacks: the start of a try is recorded when it begins (so the capacity planner
-sees it running), its end and cost when it succeeds or fails. Rows are keyed by run and
+sees it running), its end and cost when it succeeds, fails or is retried. A training pod's
+try is billed first, and exactly, by ``lora_airflow.pod_operator.PodGpuTime`` from the
+pod's own timestamps; the task callbacks then find it billed. Rows are keyed by run and
 try number, so a callback that fires twice bills once; a failing ledger is logged, never
 allowed to fail the training it describes.
 """
@@ -37,7 +39,8 @@ def attempt_started(context: Any) -> None:
         log.exception("could not record the start of this training attempt in the ledger")
 
 
-def _finished(context: Any, succeeded: bool) -> None:
+def bill_try(context: Any, started_at: datetime, finished_at: datetime, succeeded: bool) -> None:
+    """Write one try's GPU time and cost; the first bill of a try wins (callbacks may repeat)."""
     from lora_tasks.ledger.store import open_ledger
     from lora_tasks.scheduling.windows import load_calendar
     from lora_tasks.settings import platform_settings
@@ -47,11 +50,15 @@ def _finished(context: Any, succeeded: bool) -> None:
         ti = context["ti"]
         info = ti.xcom_pull(task_ids="validate_request") or {}
         open_ledger(settings.ledger_url).attempt_finished(
-            context["run_id"], ti.try_number, started_at=ti.start_date or datetime.now(UTC),
-            finished_at=datetime.now(UTC), succeeded=succeeded, peak_bytes=_peak_bytes(info.get("workspace", "")),
-            calendar=load_calendar(settings.scheduling_file))
+            context["run_id"], ti.try_number, started_at=started_at, finished_at=finished_at, succeeded=succeeded,
+            peak_bytes=_peak_bytes(info.get("workspace", "")), calendar=load_calendar(settings.scheduling_file))
     except Exception:
         log.exception("could not bill this training attempt in the ledger")
+
+
+def _finished(context: Any, succeeded: bool) -> None:
+    now = datetime.now(UTC)
+    bill_try(context, context["ti"].start_date or now, now, succeeded)
 
 
 def attempt_succeeded(context: Any) -> None:

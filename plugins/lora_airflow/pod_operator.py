@@ -1,12 +1,15 @@
 """The training pod operator: a KubernetesPodOperator whose priority class and GPU
-tolerations follow the run."""
+tolerations follow the run, and whose tries are billed by the pod's own GPU time."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from airflow.providers.cncf.kubernetes.callbacks import KubernetesPodOperatorCallback
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+from lora_airflow.billing import bill_try
 
 
 def toleration(fields: dict[str, Any]) -> Any:
@@ -33,3 +36,27 @@ class LoraTrainPodOperator(KubernetesPodOperator):
         extra = [toleration(t) for t in json.loads(self.gpu_tolerations)]
         pod.spec.tolerations = [*(pod.spec.tolerations or []), *extra]
         return pod
+
+
+class PodGpuTime(KubernetesPodOperatorCallback):
+    """Bill a training pod's try by the time it held its GPU: from the moment the scheduler bound
+    it to a node (the GPU is its from then) to its container's end. The task's own time also
+    counts waiting for a node to start and for the image to pull, when no GPU is held."""
+
+    @staticmethod
+    def on_pod_completion(*, pod: Any, context: Any, operator: Any = None, **kwargs: Any) -> None:
+        span = gpu_span(pod, getattr(operator, "base_container_name", None) or "base")
+        if span is not None:
+            bill_try(context, *span)
+
+
+def gpu_span(pod: Any, container: str = "base") -> tuple[Any, Any, bool] | None:
+    """(bound to a node, container finished, exit code 0) of a finished pod; None when unknown."""
+    status = pod.status
+    scheduled = next((c.last_transition_time for c in (status.conditions or [])
+                      if c.type == "PodScheduled" and c.status == "True"), None)
+    terminated = next((c.state.terminated for c in (status.container_statuses or [])
+                       if c.name == container and c.state and c.state.terminated), None)
+    if scheduled is None or terminated is None or terminated.finished_at is None:
+        return None
+    return scheduled, terminated.finished_at, terminated.exit_code == 0

@@ -63,7 +63,7 @@ def pod_train(settings: PlatformSettings) -> Callable[..., Any]:
 def training_pod_operator(settings: PlatformSettings) -> Any:
     from kubernetes.client import models as k8s
 
-    from lora_airflow.pod_operator import LoraTrainPodOperator
+    from lora_airflow.pod_operator import LoraTrainPodOperator, PodGpuTime
 
     workspace = str(settings.workspace.resolve())
     user = 10001
@@ -111,6 +111,7 @@ def training_pod_operator(settings: PlatformSettings) -> Any:
         volumes=volumes,
         volume_mounts=mounts,
         deferrable=True,
+        callbacks=[PodGpuTime],
         on_finish_action="delete_succeeded_pod",
         get_logs=True,
         startup_timeout_seconds=900,

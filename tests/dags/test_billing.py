@@ -62,3 +62,27 @@ def test_a_retried_try_is_billed_as_well_as_the_last(ledger_url: str, tmp_path: 
     assert tries[2].status == "success" and tries[2].peak_bytes == 123
     [run] = ledger.runs()
     assert run.status == "success" and run.gpu_seconds == pytest.approx(tries[1].gpu_seconds + tries[2].gpu_seconds)
+
+
+def test_a_pod_is_billed_from_its_gpu_binding_to_its_container_end(ledger_url: str, tmp_path: Path) -> None:
+    from kubernetes.client import models as k8s
+
+    from lora_airflow.pod_operator import PodGpuTime, gpu_span
+
+    ledger = open_ledger(ledger_url)
+    ledger.register_run("r2", tenant="acme", job="cats", priority="standard", gpu_type="l4", submitted_at=START)
+    task = TryOfTrain(1, START, str(tmp_path))  # the task began at 10:00; a node took 6 minutes to come up
+    attempt_started({"ti": task, "run_id": "r2"})
+    scheduled, finished = START + timedelta(minutes=6), START + timedelta(minutes=66)
+    pod = k8s.V1Pod(status=k8s.V1PodStatus(
+        conditions=[k8s.V1PodCondition(type="PodScheduled", status="True", last_transition_time=scheduled)],
+        container_statuses=[k8s.V1ContainerStatus(
+            name="base", image="lora-trainer", image_id="", ready=False, restart_count=0,
+            state=k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(
+                exit_code=0, started_at=scheduled + timedelta(minutes=2), finished_at=finished)))]))
+    assert gpu_span(pod) == (scheduled, finished, True)
+    PodGpuTime.on_pod_completion(pod=pod, context={"ti": task, "run_id": "r2"}, client=None, mode="sync")
+    attempt_succeeded({"ti": task, "run_id": "r2"})  # the task's own callback, later: already billed
+    [run] = ledger.runs()
+    assert run.gpu_seconds == 3600 and run.status == "success"
+    assert gpu_span(k8s.V1Pod(status=k8s.V1PodStatus(phase="Pending"))) is None  # never ran: the task bills
