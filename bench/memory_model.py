@@ -60,14 +60,16 @@ def measure(arch: str, resolution: int, batch: int, device: str, work: Path) -> 
 
 
 def solve(measured: list[int], estimates: list[Any], activation_factor: float) -> tuple[float, float]:
-    """Runtime bytes and activation factor that best explain ``measured`` (least squares):
-    measured = runtime + factor x raw activations + everything else."""
+    """Runtime bytes and activation factor that best explain ``measured``: measured = runtime +
+    factor x raw activations + everything else, by least squares on the relative error (the
+    figure the target is set in; absolute bytes would let the largest model decide alone)."""
     import numpy as np
 
     raw = [e.parts.get("activations", 0) / activation_factor for e in estimates]
     rest = [e.total_bytes - e.parts.get("activations", 0) - e.parts["runtime"] for e in estimates]
-    design = np.column_stack([np.ones(len(estimates)), raw])
-    (runtime, factor), *_ = np.linalg.lstsq(design, np.array(measured, float) - rest, rcond=None)
+    weights = 1.0 / np.array(measured, float)
+    design = np.column_stack([np.ones(len(estimates)), raw]) * weights[:, None]
+    (runtime, factor), *_ = np.linalg.lstsq(design, (np.array(measured, float) - rest) * weights, rcond=None)
     return float(runtime), float(factor)
 
 

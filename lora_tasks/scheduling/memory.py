@@ -28,8 +28,8 @@ from typing import Any
 
 from lora_tasks.scheduling.profile import parameter_count, profile_unet
 
-ACTIVATION_FACTOR = 1.31
-CPU_RUNTIME_BYTES = int(0.456 * 2**30)
+ACTIVATION_FACTOR = 1.74
+CPU_RUNTIME_BYTES = int(0.475 * 2**30)
 GPU_RUNTIME_BYTES = int(1.0 * 2**30)
 ENCODE_BATCH = 8
 """Images the trainer encodes at once when caching latents (lora_tasks.train.cache)."""
