@@ -97,3 +97,22 @@ def test_cli_generates_simulates_and_charts(tmp_path: Path, capsys: pytest.Captu
     round_trip = read_trace(tmp_path / "t.csv")
     write_trace(tmp_path / "again.csv", round_trip)
     assert (tmp_path / "again.csv").read_text() == (tmp_path / "t.csv").read_text()
+
+
+def test_the_generated_week_looks_like_a_working_week() -> None:
+    import statistics
+
+    start = datetime(2026, 11, 2, tzinfo=CALENDAR.zone).astimezone(UTC)  # a Monday
+    week = generate_trace(start, 7, seed=1, calendar=CALENDAR)
+    local = [j.submitted_at.astimezone(CALENDAR.zone) for j in week]
+    weekday = [t for t in local if t.weekday() < 5]
+    office = sum(9 <= t.hour < 19 for t in weekday) / len(weekday)
+    assert office > 0.6  # the working day carries most arrivals
+    per_day = [sum(t.weekday() == d for t in local) for d in range(7)]
+    assert max(per_day[5:]) < 0.5 * min(per_day[:5])  # quieter weekends
+    mix = {p: sum(j.priority == p for j in week) / len(week) for p in ("interactive", "standard", "batch")}
+    assert abs(mix["interactive"] - 0.2) < 0.05 and abs(mix["standard"] - 0.5) < 0.05
+    durations = sorted(j.actual_seconds for j in week)
+    assert durations[int(0.95 * len(durations))] > 3 * statistics.median(durations)  # a heavy tail
+    errors = [abs(j.predicted_seconds / j.actual_seconds - 1) for j in week]
+    assert 0.05 < statistics.median(errors) < 0.15  # predictions good, not perfect
