@@ -11,6 +11,9 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 
 from lora_airflow.billing import bill_try
 
+INPUT_ERROR_EXIT = 2
+"""The trainer's exit status for "your input needs fixing" (the local runner reads it too)."""
+
 
 def toleration(fields: dict[str, Any]) -> Any:
     """A ``V1Toleration`` from its manifest form (``tolerationSeconds``, as gpu_types.yaml writes it)."""
@@ -31,6 +34,17 @@ class LoraTrainPodOperator(KubernetesPodOperator):
         super().__init__(**kwargs)
         self.gpu_tolerations = gpu_tolerations
 
+    def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> None:
+        """A trainer that exits 2 refused its input (the message says why): no retry can help."""
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+        try:
+            super().cleanup(pod, remote_pod, xcom_result, context)
+        except AirflowException as exc:
+            if exit_code(remote_pod, self.base_container_name) == INPUT_ERROR_EXIT:
+                raise AirflowFailException(f"the trainer refused its input, so retrying cannot help:\n{exc}") from exc
+            raise
+
     def build_pod_request_obj(self, context: Any = None) -> Any:
         pod = super().build_pod_request_obj(context)
         extra = [toleration(t) for t in json.loads(self.gpu_tolerations)]
@@ -50,13 +64,23 @@ class PodGpuTime(KubernetesPodOperatorCallback):
             bill_try(context, *span)
 
 
+def exit_code(pod: Any, container: str = "base") -> int | None:
+    terminated = _terminated(pod, container)
+    return terminated.exit_code if terminated else None
+
+
+def _terminated(pod: Any, container: str) -> Any:
+    statuses = (pod.status.container_statuses if pod is not None and pod.status else None) or []
+    return next((c.state.terminated for c in statuses if c.name == container and c.state and c.state.terminated),
+                None)
+
+
 def gpu_span(pod: Any, container: str = "base") -> tuple[Any, Any, bool] | None:
     """(bound to a node, container finished, exit code 0) of a finished pod; None when unknown."""
     status = pod.status
     scheduled = next((c.last_transition_time for c in (status.conditions or [])
                       if c.type == "PodScheduled" and c.status == "True"), None)
-    terminated = next((c.state.terminated for c in (status.container_statuses or [])
-                       if c.name == container and c.state and c.state.terminated), None)
+    terminated = _terminated(pod, container)
     if scheduled is None or terminated is None or terminated.finished_at is None:
         return None
     return scheduled, terminated.finished_at, terminated.exit_code == 0

@@ -110,6 +110,7 @@ def training_pod_operator(settings: PlatformSettings) -> Any:
                   k8s.V1EnvVar(name="HF_HUB_DISABLE_TELEMETRY", value="1")],
         volumes=volumes,
         volume_mounts=mounts,
+        termination_message_policy="FallbackToLogsOnError",  # the trainer's error ends its log
         deferrable=True,
         callbacks=[PodGpuTime],
         on_finish_action="delete_succeeded_pod",

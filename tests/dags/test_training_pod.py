@@ -132,3 +132,20 @@ def test_runner_setting_selects_the_operator() -> None:
         pod = train_task(PlatformSettings(runner="kubernetes"))(info, checked)
     assert isinstance(pod, LoraTrainPodOperator)
     assert callable(train_task(PlatformSettings(runner="local")))
+
+
+@pytest.mark.parametrize(("code", "retried"), [(2, False), (1, True), (137, True)])
+def test_a_refused_input_fails_at_once_other_failures_retry(operator, code: int, retried: bool) -> None:
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+    from kubernetes.client import models as k8s
+
+    pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="lora-train-x", namespace="lora-training"),
+                    status=k8s.V1PodStatus(phase="Failed", container_statuses=[k8s.V1ContainerStatus(
+                        name="base", image="lora-trainer", image_id="", ready=False, restart_count=0,
+                        state=k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(exit_code=code)))]))
+    with mock.patch.object(KubernetesHook, "_get_default_client"), \
+            mock.patch.object(KubernetesHook, "is_in_cluster", new_callable=mock.PropertyMock, return_value=False), \
+            pytest.raises(AirflowException) as raised:
+        operator.cleanup(pod, pod)
+    assert isinstance(raised.value, AirflowFailException) is not retried
