@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+INPUT_ERROR_EXIT = 2
+"""What the CLIs exit with on a LoraTaskError: the input needs fixing, and a retry cannot help
+(the runners read it from the trainer)."""
+
 
 class LoraTaskError(Exception):
     """A problem with the user's input or environment, with an actionable message."""

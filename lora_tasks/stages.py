@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from lora_tasks.config import JobSpec, load_job_spec, parse_job_spec
-from lora_tasks.errors import DatasetError, LoraTaskError
+from lora_tasks.errors import INPUT_ERROR_EXIT, DatasetError, LoraTaskError
 from lora_tasks.gpu_types import load_gpu_types, resolve_gpu_type
 from lora_tasks.ledger.store import open_ledger
 from lora_tasks.pods import check_reachable_from_pods, pod_resources
@@ -232,7 +232,7 @@ def train_locally(info: RunInfo, dataset: str) -> dict[str, Any]:
         sys.stderr.write(line)
         tail.append(line.rstrip())
     code = process.wait()
-    if code == 2:  # the trainer's "your input needs fixing": retrying cannot help
+    if code == INPUT_ERROR_EXIT:  # the trainer's "your input needs fixing": retrying cannot help
         raise LoraTaskError("\n".join(line for line in tail if line.startswith("error:")) or "\n".join(tail))
     if code != 0:
         raise RuntimeError(f"the trainer exited with status {code}:\n" + "\n".join(tail))

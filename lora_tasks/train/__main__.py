@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from lora_tasks.config import load_job_spec
-from lora_tasks.errors import LoraTaskError
+from lora_tasks.errors import INPUT_ERROR_EXIT, LoraTaskError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         result = LoraTrainer(spec, args.dataset, args.output, args.device).train(args.resume)
     except LoraTaskError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return INPUT_ERROR_EXIT
     summary = result.summary
     loss, effect = summary["train_loss"], summary["fixed_noise_loss"]
     print(f"adapter:      {result.adapter_dir}")

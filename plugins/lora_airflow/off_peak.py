@@ -40,17 +40,17 @@ class WaitOffPeakOperator(BaseOperator):
         if self.priority != "batch":
             return {"waited": False, "reason": f"priority {self.priority} does not wait"}
         target = load_calendar(platform_settings().scheduling_file).next_start(now)
-        reason = "off-peak window opened"
+        urgent = None  # why the deadline, not the window, decides
         if self.deadline not in ("", "None"):
             must_start = latest_start(datetime.fromisoformat(self.deadline), float(self.predicted_seconds),
                                       PlannerConfig())
             if must_start < target:
-                target, reason = must_start, f"its deadline {self.deadline} cannot wait for the window"
+                target, urgent = must_start, f"its deadline {self.deadline} cannot wait for the window"
         if target <= now:
-            return {"waited": False, "reason": "inside an off-peak window" if reason.startswith("off") else reason}
-        self.log.info("batch job: waiting until %s (%s)", target.isoformat(), "the off-peak window" if
-                      reason.startswith("off") else "its deadline's latest start")
-        self.defer(trigger=DateTimeTrigger(moment=target), method_name="execute_complete", kwargs={"reason": reason})
+            return {"waited": False, "reason": urgent or "inside an off-peak window"}
+        self.log.info("batch job: waiting until %s (%s)", target.isoformat(), urgent or "the off-peak window")
+        self.defer(trigger=DateTimeTrigger(moment=target), method_name="execute_complete",
+                   kwargs={"reason": urgent or "off-peak window opened"})
 
     def execute_complete(self, context: Any, event: Any = None, reason: str = "off-peak window opened"
                          ) -> dict[str, Any]:

@@ -10,9 +10,7 @@ from airflow.providers.cncf.kubernetes.callbacks import KubernetesPodOperatorCal
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
 from lora_airflow.billing import bill_try
-
-INPUT_ERROR_EXIT = 2
-"""The trainer's exit status for "your input needs fixing" (the local runner reads it too)."""
+from lora_tasks.errors import INPUT_ERROR_EXIT
 
 
 def toleration(fields: dict[str, Any]) -> Any:
