@@ -145,8 +145,11 @@ class Ledger:
 
     # ---------------------------------------------------------------------- reading
 
-    def runs(self, *, statuses: tuple[str, ...] | None = None, gpu_type: str | None = None) -> list[Run]:
+    def runs(self, *, statuses: tuple[str, ...] | None = None, gpu_type: str | None = None,
+             submitted_after: datetime | None = None) -> list[Run]:
         query = select(Run).order_by(Run.submitted_at)
+        if submitted_after is not None:
+            query = query.where(Run.submitted_at > submitted_after)
         if statuses:
             query = query.where(Run.status.in_(statuses))
         if gpu_type:

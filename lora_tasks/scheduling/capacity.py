@@ -23,6 +23,8 @@ from lora_tasks.scheduling.windows import OffPeakCalendar, load_calendar
 
 STALE_AFTER = timedelta(days=2)
 """A run queued this long without starting is someone else's problem (cleanup marks failed runs)."""
+FORECAST_HISTORY = timedelta(days=8)
+"""Interactive arrivals the forecast reads: the same hour on each of the last seven days."""
 
 
 def _hysteresis(previous: CapacityDecision | None, config: PlannerConfig) -> tuple[int, Hysteresis]:
@@ -41,10 +43,9 @@ def _hysteresis(previous: CapacityDecision | None, config: PlannerConfig) -> tup
 def plan(ledger: Ledger, calendar: OffPeakCalendar, gpu_types: dict[str, GpuType], now: datetime,
          config: PlannerConfig | None = None) -> list[CapacityDecision]:
     config = config or PlannerConfig()
-    open_runs = [r for r in ledger.runs(statuses=("submitted", "running"))
-                 if r.predicted_seconds is not None and now - r.submitted_at < STALE_AFTER]
-    week = timedelta(days=8)
-    recent = [r for r in ledger.runs() if r.priority == "interactive" and now - r.submitted_at < week]
+    open_runs = [r for r in ledger.runs(statuses=("submitted", "running"), submitted_after=now - STALE_AFTER)
+                 if r.predicted_seconds is not None]
+    recent = [r for r in ledger.runs(submitted_after=now - FORECAST_HISTORY) if r.priority == "interactive"]
     decisions = []
     for name, gpu in gpu_types.items():
         if not gpu.is_gpu:
