@@ -33,7 +33,6 @@ IMAGES = (6, 12, 24)
 def main() -> int:
     from lora_tasks.gpu_types import load_gpu_types
     from lora_tasks.ledger.store import Ledger, migrate
-    from lora_tasks.sample_data import make_style_dataset
     from lora_tasks.scheduling.duration import (
         DurationModel,
         Workload,
@@ -43,7 +42,8 @@ def main() -> int:
     )
     from lora_tasks.scheduling.memory import ModelShapes, forward_flops
     from lora_tasks.scheduling.windows import load_calendar
-    from lora_tasks.tiny import save_pipeline
+    from lora_tasks.tiny.diffusion import save_pipeline
+    from lora_tasks.tiny.sample_data import make_style_dataset
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=32)

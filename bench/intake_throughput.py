@@ -83,9 +83,9 @@ def run_decode(paths: list[Path], workers: int, function: object = decode) -> fl
 
 
 def run_intake(folder: Path, count: int, workers: int, antivirus: object) -> float:
-    from lora_tasks.config import FilterSection
-    from lora_tasks.filter import filter_manifest
-    from lora_tasks.scan import scan_dataset
+    from lora_tasks.intake.filter import filter_manifest
+    from lora_tasks.intake.scan import scan_dataset
+    from lora_tasks.spec.schema import FilterSection
 
     work = Path(tempfile.mkdtemp(prefix="intake-bench-"))
     try:
@@ -101,7 +101,7 @@ def run_intake(folder: Path, count: int, workers: int, antivirus: object) -> flo
 
 
 def main() -> int:
-    from lora_tasks.antivirus import ClamScan, NoAntivirus
+    from lora_tasks.intake.antivirus import ClamScan, NoAntivirus
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2000)

@@ -39,8 +39,8 @@ TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
 def measure(arch: str, resolution: int, batch: int, device: str, work: Path) -> int:
-    from lora_tasks.sample_data import make_style_dataset
-    from lora_tasks.tiny import save_pipeline
+    from lora_tasks.tiny.diffusion import save_pipeline
+    from lora_tasks.tiny.sample_data import make_style_dataset
 
     model = ROOT / "build" / "bench" / "models" / arch
     if not (model / "model_index.json").exists():

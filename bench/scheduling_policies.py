@@ -21,7 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from lora_tasks.scheduling.simulate import PRIORITY_ORDER, chart, generate_trace, simulate
+    from lora_tasks.scheduling.simulate import simulate
+    from lora_tasks.scheduling.simulate.report import chart
+    from lora_tasks.scheduling.simulate.trace import PRIORITY_ORDER, generate_trace
     from lora_tasks.scheduling.windows import load_calendar
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

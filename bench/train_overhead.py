@@ -38,7 +38,7 @@ MODELS = {
 
 
 def ensure_model(arch: str) -> Path:
-    from lora_tasks.tiny import save_pipeline
+    from lora_tasks.tiny.diffusion import save_pipeline
 
     path = ROOT / "build" / "bench" / "models" / arch
     if not (path / "model_index.json").exists():
@@ -68,8 +68,8 @@ def bare_steps(trainer: Any, batch: tuple[Any, Any], count: int) -> list[float]:
 
 def measure(arch: str) -> dict[str, Any]:
     """Run in a fresh process per model, so peak memory belongs to that model alone."""
-    from lora_tasks.config import parse_job_spec
-    from lora_tasks.sample_data import make_style_dataset
+    from lora_tasks.spec.loading import parse_job_spec
+    from lora_tasks.tiny.sample_data import make_style_dataset
     from lora_tasks.train.cache import Encoder, build_source
     from lora_tasks.train.metrics import MetricsLog, peak_memory_bytes
     from lora_tasks.train.trainer import LoraTrainer

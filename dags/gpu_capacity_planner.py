@@ -38,7 +38,7 @@ def gpu_capacity_planner() -> None:
         """Decide GPUs per type from the ledger and record the decisions."""
         from lora_tasks.gpu_types import load_gpu_types
         from lora_tasks.ledger.store import open_ledger
-        from lora_tasks.scheduling.capacity import plan
+        from lora_tasks.pipeline.capacity import plan
         from lora_tasks.scheduling.windows import load_calendar
 
         decisions = plan(open_ledger(SETTINGS.ledger_url), load_calendar(SETTINGS.scheduling_file),
@@ -52,7 +52,7 @@ def gpu_capacity_planner() -> None:
         if SETTINGS.runner != "kubernetes":
             print("local runner: GPUs are this machine's; decisions recorded, nothing to scale")
             return decisions
-        from lora_airflow.capacity import apply_kubernetes
+        from lora_airflow.fleet import apply_kubernetes
 
         return apply_kubernetes(decisions, SETTINGS)
 

@@ -25,9 +25,9 @@ from airflow.sdk import Asset, Param, dag, task
 from lora_airflow.errors import user_errors_fail_fast
 from lora_airflow.off_peak import WaitOffPeakOperator
 from lora_airflow.runners import train_task
-from lora_tasks.config import NAME_PATTERN
 from lora_tasks.gpu_types import load_gpu_types
 from lora_tasks.settings import platform_settings
+from lora_tasks.spec.schema import NAME_PATTERN
 
 SETTINGS = platform_settings()
 LORA_ADAPTERS = Asset(name="lora_adapters")
@@ -70,30 +70,33 @@ def lora_finetune() -> None:
     def validate_request(params: Any = None, dag_run: Any = None) -> dict[str, Any]:
         """Refuse a bad spec, an unknown tenant or a missing base model with the reason, at once."""
         from lora_airflow.users import user_roles
-        from lora_tasks import stages
+        from lora_tasks.pipeline import validate
 
         user = dag_run.triggering_user_name
         with user_errors_fail_fast():
-            return stages.validate_request(dict(params), user, dag_run.run_id, dag_run.run_after, SETTINGS,
+            return validate.validate_request(dict(params), user, dag_run.run_id, dag_run.run_after, SETTINGS,
                                            user_roles(user))
 
     @task(**CPU)
     def scan_dataset(info: dict[str, Any]) -> dict[str, Any]:
-        from lora_tasks.stages import RunInfo, scan
+        from lora_tasks.pipeline.stages import scan
+        from lora_tasks.pipeline.workspace import RunInfo
 
         with user_errors_fail_fast():
             return scan(RunInfo.of(info))
 
     @task(**CPU)
     def filter_content(info: dict[str, Any], scanned: dict[str, Any]) -> dict[str, Any]:
-        from lora_tasks.stages import RunInfo, filter_content
+        from lora_tasks.pipeline.stages import filter_content
+        from lora_tasks.pipeline.workspace import RunInfo
 
         with user_errors_fail_fast():
             return filter_content(RunInfo.of(info), scanned["manifest"])
 
     @task(**CPU)
     def caption(info: dict[str, Any], filtered: dict[str, Any]) -> dict[str, Any]:
-        from lora_tasks.stages import RunInfo, caption
+        from lora_tasks.pipeline.stages import caption
+        from lora_tasks.pipeline.workspace import RunInfo
 
         with user_errors_fail_fast():
             return caption(RunInfo.of(info), filtered["kept"])
@@ -102,7 +105,8 @@ def lora_finetune() -> None:
     def check_dataset(info: dict[str, Any], filtered: dict[str, Any], captioned: dict[str, Any],
                       dag_run: Any = None) -> dict[str, Any]:
         """Great Expectations gate; then the held-out split and the training duration prediction."""
-        from lora_tasks.stages import RunInfo, check_dataset
+        from lora_tasks.pipeline.stages import check_dataset
+        from lora_tasks.pipeline.workspace import RunInfo
 
         with user_errors_fail_fast():
             return check_dataset(RunInfo.of(info), captioned["captioned"], filtered["rejected"], dag_run.run_id,
@@ -110,7 +114,8 @@ def lora_finetune() -> None:
 
     @task(**CPU)
     def evaluate(info: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
-        from lora_tasks.stages import RunInfo, evaluate
+        from lora_tasks.pipeline.stages import evaluate
+        from lora_tasks.pipeline.workspace import RunInfo
 
         run = RunInfo.of(info)
         with user_errors_fail_fast():
@@ -120,7 +125,8 @@ def lora_finetune() -> None:
     @task(outlets=[LORA_ADAPTERS])
     def publish(info: dict[str, Any], evaluated: dict[str, Any], dag_run: Any = None,
                 outlet_events: Any = None) -> dict[str, Any]:
-        from lora_tasks.stages import RunInfo, publish
+        from lora_tasks.pipeline.stages import publish
+        from lora_tasks.pipeline.workspace import RunInfo
 
         run = RunInfo.of(info)
         with user_errors_fail_fast():
@@ -132,7 +138,8 @@ def lora_finetune() -> None:
     @task(retries=1)
     def cleanup(ti: Any = None, dag_run: Any = None) -> dict[str, Any]:
         """Remove the workspace once published; keep it after a failure, for debugging and resume."""
-        from lora_tasks.stages import RunInfo, cleanup
+        from lora_tasks.pipeline.stages import cleanup
+        from lora_tasks.pipeline.workspace import RunInfo
 
         info = ti.xcom_pull(task_ids="validate_request")
         if not info:

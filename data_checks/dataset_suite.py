@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from lora_tasks.config import ChecksSection
-from lora_tasks.manifest import ManifestRow
+from lora_tasks.intake.manifest import ManifestRow
+from lora_tasks.spec.schema import ChecksSection
 
 DUPLICATE_REASONS = ["exact_duplicate", "near_duplicate"]
 

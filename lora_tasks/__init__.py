@@ -1,5 +1,6 @@
-"""lora_tasks: every stage of the LoRA platform as a plain, typed function with a CLI.
+"""The library: every stage of the LoRA platform as a plain, typed function with a CLI, in one package per
+concern, and the core modules (errors, settings, gpu_types, cli). May import: never Airflow.
 
-Runs inside the training container, so nothing here imports Airflow, and heavy libraries
-(torch, diffusers, transformers) are imported where they are used.
+It runs inside the training container and the serving process, so nothing here imports Airflow, and
+heavy libraries (torch, diffusers, transformers) are imported where they are used.
 """

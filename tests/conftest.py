@@ -46,14 +46,14 @@ _configure_airflow_and_platform()
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lora_tasks.tiny import save_pipeline
+    from lora_tasks.tiny.diffusion import save_pipeline
 
     return save_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd", "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def style_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lora_tasks.sample_data import make_style_dataset
+    from lora_tasks.tiny.sample_data import make_style_dataset
 
     return make_style_dataset(tmp_path_factory.mktemp("data") / "sks", count=12, seed=0)
 
@@ -89,7 +89,7 @@ def write_job(tmp_path: Path, tiny_model: Path, style_dataset: Path) -> Callable
 @pytest.fixture(scope="session")
 def single_file(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny pipeline as one original-layout checkpoint, as A1111 users keep models."""
-    from lora_tasks.single_file import pipeline_to_single_file
+    from lora_tasks.tiny.single_file import pipeline_to_single_file
 
     return pipeline_to_single_file(tiny_model, tmp_path_factory.mktemp("single") / "tiny-sd.safetensors")
 
@@ -114,14 +114,14 @@ def airflow_db() -> Path:
 
 @pytest.fixture(scope="session")
 def image_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.lora_tasks.intake_corpus import build_image_corpus
+    from tests.lora_tasks.intake.corpus import build_image_corpus
 
     return build_image_corpus(tmp_path_factory.mktemp("upload") / "images")
 
 
 @pytest.fixture(scope="session")
 def text_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.lora_tasks.intake_corpus import build_text_corpus
+    from tests.lora_tasks.intake.corpus import build_text_corpus
 
     return build_text_corpus(tmp_path_factory.mktemp("upload") / "texts")
 

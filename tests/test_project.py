@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LIGHT_MODULES = ["lora_tasks.config", "lora_tasks.errors", "lora_tasks.base_model", "lora_tasks.manifest",
-                 "lora_tasks.settings", "data_checks"]
+LIGHT_MODULES = ["lora_tasks.spec.schema", "lora_tasks.spec.loading", "lora_tasks.errors", "lora_tasks.spec.base_model",
+                 "lora_tasks.intake.manifest", "lora_tasks.settings", "data_checks"]
 """What DAG files may import at parse time: nothing here may pull in torch or diffusers."""
 HEAVY = ["torch", "diffusers", "transformers", "peft", "safetensors", "pandas", "great_expectations"]
 

@@ -1,1 +1,2 @@
-"""Scheduling: off-peak windows now; prices, predictions and capacity planning build on them."""
+"""Scheduling arithmetic: off-peak windows and prices, memory and duration models, the recommender, the
+capacity planner's rules and the simulator that replays them. May import: core, spec."""

@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from lora_tasks.scheduling.profile import parameter_count, profile_unet
+from lora_tasks.scheduling.sd15 import SD15
 
 ACTIVATION_FACTOR = 1.74
 CPU_RUNTIME_BYTES = int(0.475 * 2**30)
 GPU_RUNTIME_BYTES = int(1.0 * 2**30)
 ENCODE_BATCH = 8
 """Images the trainer encodes at once when caching latents (lora_tasks.train.cache)."""
-SD15_FALLBACK = "sd15"
-"""Architecture assumed when a base model's configs cannot be read (a hub id not cached here)."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +59,7 @@ class ModelShapes:
 
     @classmethod
     def assumed_sd15(cls) -> ModelShapes:
-        from lora_tasks.tiny import ARCHITECTURES
-
-        arch = ARCHITECTURES[SD15_FALLBACK]
-        return cls(arch["unet"], arch["vae"], arch["text_encoder"], assumed=True)
+        return cls(SD15["unet"], SD15["vae"], SD15["text_encoder"], assumed=True)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import logging
 import sys
 from pathlib import Path
 
-from lora_tasks.config import load_job_spec
 from lora_tasks.errors import INPUT_ERROR_EXIT, LoraTaskError
+from lora_tasks.spec.loading import load_job_spec
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -11,8 +11,8 @@ import math
 
 from PIL import Image
 
-from lora_tasks.config import TrainingSection
 from lora_tasks.errors import DatasetError
+from lora_tasks.spec.schema import TrainingSection
 
 Size = tuple[int, int]
 

@@ -17,9 +17,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lora_tasks.captions import clean, filename_caption, with_trigger
-from lora_tasks.config import DatasetSection
 from lora_tasks.errors import DatasetError
+from lora_tasks.intake.captions import clean, filename_caption, with_trigger
+from lora_tasks.spec.schema import DatasetSection
 from lora_tasks.train.buckets import Size, resize_to_bucket
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -55,7 +55,7 @@ def collect_images(root: Path, dataset: DatasetSection) -> list[TrainingImage]:
 
 def _from_manifest(manifest: Path, dataset: DatasetSection) -> list[TrainingImage]:
     """Kept, captioned rows of the intake stages; captions there are final (trigger word included)."""
-    from lora_tasks.manifest import read_rows
+    from lora_tasks.intake.manifest import read_rows
 
     rows = [r for r in read_rows(manifest) if r.role == "sample" and not r.reason and r.local_path]
     if not rows:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lora_tasks.config import JobSpec
+from lora_tasks.spec.schema import JobSpec
 from lora_tasks.train.buckets import Size
 from lora_tasks.train.settings import RunSettings
 

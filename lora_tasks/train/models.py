@@ -13,15 +13,15 @@ from typing import Any
 
 import torch
 
-from lora_tasks.base_model import (
+from lora_tasks.errors import ModelLoadError
+from lora_tasks.spec.base_model import (
     PICKLE_SUFFIXES,
     BaseModelRef,
     attention_projections,
     refuse_pickle,
     resolve_target_modules,
 )
-from lora_tasks.config import ModelSection
-from lora_tasks.errors import ModelLoadError
+from lora_tasks.spec.schema import ModelSection
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lora_tasks.config import JobSpec
 from lora_tasks.errors import JobSpecError, Problem
+from lora_tasks.spec.schema import JobSpec
 
 log = logging.getLogger(__name__)
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -29,7 +29,7 @@ class RunSettings:
 def resolve_settings(spec: JobSpec, device: torch.device) -> RunSettings:
     """Concrete batch size, checkpointing and precision for this device.
 
-    On a GPU, ``auto`` values come from the memory model (lora_tasks.recommend) for this
+    On a GPU, ``auto`` values come from the memory model (lora_tasks.scheduling.recommend) for this
     GPU's memory. On a CPU: fp32, batch 1, no checkpointing. (A job run through the DAG
     arrives with these already resolved for its GPU type by validate_request.)
     """
@@ -41,7 +41,7 @@ def resolve_settings(spec: JobSpec, device: torch.device) -> RunSettings:
     autos = "auto" in (cfg.batch_size, cfg.gradient_checkpointing, cfg.mixed_precision)
     if device.type == "cuda" and autos:
         from lora_tasks.gpu_types import GpuType
-        from lora_tasks.recommend import recommend
+        from lora_tasks.scheduling.recommend import recommend
 
         props = torch.cuda.get_device_properties(device)
         advice = recommend(spec, GpuType("local", props.total_memory / 2**30, bf16=torch.cuda.is_bf16_supported()))

@@ -27,9 +27,9 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from lora_tasks.base_model import base_model_sha256, check_spec_against_model
-from lora_tasks.config import JobSpec
 from lora_tasks.errors import DatasetError, LoraTaskError, ResumeError
+from lora_tasks.spec.base_model import base_model_sha256, check_spec_against_model
+from lora_tasks.spec.schema import JobSpec
 from lora_tasks.train import checkpoint as ckpt
 from lora_tasks.train.buckets import Size, training_buckets
 from lora_tasks.train.cache import Encoder, SampleSource, build_source

@@ -253,8 +253,8 @@ def demo_conf() -> dict[str, Any]:
 
 def build_demo_inputs() -> None:
     """The tiny base model and the sample dataset the demo job and the trigger form point at."""
-    from lora_tasks.sample_data import make_style_dataset
-    from lora_tasks.tiny import save_pipeline
+    from lora_tasks.tiny.diffusion import save_pipeline
+    from lora_tasks.tiny.sample_data import make_style_dataset
 
     demo = BUILD / "demo"
     if not (demo / "models" / "tiny-sd" / "model_index.json").exists():

@@ -26,8 +26,8 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None
         return
     try:
         from lora_tasks.gpu_types import load_gpu_types
-        from lora_tasks.request import PRIORITY_WEIGHTS, scheduling_hints
         from lora_tasks.settings import platform_settings
+        from lora_tasks.spec.conf import PRIORITY_WEIGHTS, scheduling_hints
 
         settings = platform_settings()
         priority, gpu_type = scheduling_hints(dag_run.conf, settings.default_gpu_type)

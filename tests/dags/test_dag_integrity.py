@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
-AIRFLOW_MODULES = sorted(p for p in (REPO / "plugins").rglob("*.py") if p.name != "__init__.py")
+AIRFLOW_MODULES = sorted((REPO / "plugins").rglob("*.py"))
 HEAVY = ["torch", "diffusers", "transformers", "pandas", "great_expectations", "peft", "imagehash", "datasketch"]
 
 
@@ -111,10 +111,11 @@ def test_trigger_form_params(dagbag) -> None:
     assert params.get_param("lora_rank").schema["minimum"] == 1
 
 
-@pytest.mark.parametrize("path", DAG_FILES + AIRFLOW_MODULES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DAG_FILES + AIRFLOW_MODULES, ids=lambda p: str(p.relative_to(REPO)))
 def test_no_heavy_imports_at_module_level(path: Path) -> None:
     """DAG files are parsed every few seconds: importing one must not load the ML stack."""
-    module = path.stem if path.parent.name != "lora_airflow" else f"lora_airflow.{path.stem}"
+    module = ".".join(path.relative_to(REPO / "plugins").with_suffix("").parts).removesuffix(".__init__") \
+        if path.is_relative_to(REPO / "plugins") else path.stem
     code = (
         "import runpy, sys\n"
         f"sys.path[:0] = [{str(REPO / 'plugins')!r}, {str(REPO / 'dags')!r}]\n"

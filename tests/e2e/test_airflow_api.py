@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from lora_airflow.local_stack import LOGINS, AirflowConfig, ApiClient, LocalStack, free_port, prepare
-from lora_tasks.artifacts import open_store
-from lora_tasks.publish import verify_version
+from lora_tasks.stores.artifacts import open_store
+from lora_tasks.stores.versions import verify_version
 
 pytestmark = pytest.mark.slow
 DAG = "lora_finetune"
@@ -159,7 +159,7 @@ def test_capacity_decisions_set_pool_slots_and_placeholders(airflow: AirflowConf
     import kubernetes_validate
     from kubernetes import client as k8s
 
-    from lora_airflow.capacity import apply_kubernetes
+    from lora_airflow.fleet import apply_kubernetes
     from lora_tasks.settings import PlatformSettings
     from tests.e2e.kube_api import KubeApi, gpu_node
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_tasks.archives import ArchiveLimits, ArchiveRefused, expand_archive
+from lora_tasks.intake.archives import ArchiveLimits, ArchiveRefused, expand_archive
 
 
 def make_zip(path: Path, members: dict[str, bytes], symlink: str | None = None) -> Path:

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lora_tasks.antivirus import ClamdSocket, ClamScan, NoAntivirus, Verdict, antivirus_from
-from lora_tasks.config import FilterSection
 from lora_tasks.errors import LoraTaskError
-from lora_tasks.filter import filter_manifest, main
-from lora_tasks.manifest import read_rows
-from lora_tasks.nsfw import NudeNetDetector
-from lora_tasks.scan import scan_dataset
+from lora_tasks.intake.antivirus import ClamdSocket, ClamScan, NoAntivirus, Verdict, antivirus_from
+from lora_tasks.intake.filter import filter_manifest, main
+from lora_tasks.intake.manifest import read_rows
+from lora_tasks.intake.nsfw import NudeNetDetector
+from lora_tasks.intake.scan import scan_dataset
 from lora_tasks.settings import PlatformSettings
-from tests.lora_tasks.intake_corpus import (
+from lora_tasks.spec.schema import FilterSection
+from tests.lora_tasks.intake.corpus import (
     ARCHIVE_REASONS,
     EICAR,
     EXPECTED,

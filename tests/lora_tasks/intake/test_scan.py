@@ -13,13 +13,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from lora_tasks.antivirus import ClamScan, NoAntivirus
-from lora_tasks.config import FilterSection
 from lora_tasks.errors import DatasetError
-from lora_tasks.filter import filter_manifest
-from lora_tasks.manifest import read_rows
-from lora_tasks.scan import main, scan_dataset
-from tests.lora_tasks.intake_corpus import FILTER_OPTIONS, WEIRD_NAME, jpeg_bytes, photo
+from lora_tasks.intake.antivirus import ClamScan, NoAntivirus
+from lora_tasks.intake.filter import filter_manifest
+from lora_tasks.intake.manifest import read_rows
+from lora_tasks.intake.scan import main, scan_dataset
+from lora_tasks.spec.schema import FilterSection
+from tests.lora_tasks.intake.corpus import FILTER_OPTIONS, WEIRD_NAME, jpeg_bytes, photo
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int, int]]:

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lora_tasks.config import parse_job_spec
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.gpu_types import GpuType
-from lora_tasks.recommend import check_fits, main, recommend
 from lora_tasks.scheduling.memory import ModelShapes, TrainingShape, estimate_peak_memory
 from lora_tasks.scheduling.profile import profile_unet
+from lora_tasks.scheduling.recommend import check_fits, main, recommend
+from lora_tasks.spec.loading import parse_job_spec
 
 TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 SD15 = ModelShapes.assumed_sd15()
@@ -75,7 +75,7 @@ def test_checkpointing_only_when_nothing_fits_without_it() -> None:
 
 
 def test_a_config_that_cannot_fit_is_refused_with_the_estimate_and_a_fix(monkeypatch) -> None:
-    monkeypatch.setattr("lora_tasks.recommend.model_shapes", lambda _: SD15)
+    monkeypatch.setattr("lora_tasks.scheduling.recommend.model_shapes", lambda _: SD15)
     job = spec(batch_size=32, resolution=1024, gradient_checkpointing=False, mixed_precision="fp16")
     with pytest.raises(LoraTaskError) as caught:
         check_fits(job, T4)
@@ -108,7 +108,7 @@ def measured_peak(model: Path, data: Path, out: Path, resolution: int, batch: in
 @pytest.mark.parametrize(("arch", "resolution"), [("tiny", 64), ("tiny-m", 64), ("tiny-l", 128)])
 def test_estimate_within_20_percent_of_a_measured_cpu_run(arch: str, resolution: int, style_dataset: Path,
                                                          tmp_path: Path) -> None:
-    from lora_tasks.tiny import save_pipeline
+    from lora_tasks.tiny.diffusion import save_pipeline
 
     model = save_pipeline(tmp_path / arch, arch, seed=0)
     measured = measured_peak(model, style_dataset, tmp_path / "out", resolution, 2)

@@ -8,15 +8,10 @@ from pathlib import Path
 import pytest
 
 from lora_tasks.errors import LoraTaskError
-from lora_tasks.scheduling.simulate import (
-    TraceJob,
-    generate_trace,
-    main,
-    peak_fleet,
-    read_trace,
-    simulate,
-    write_trace,
-)
+from lora_tasks.scheduling.simulate import simulate
+from lora_tasks.scheduling.simulate.__main__ import main
+from lora_tasks.scheduling.simulate.policies import peak_fleet
+from lora_tasks.scheduling.simulate.trace import TraceJob, generate_trace, read_trace, write_trace
 from lora_tasks.scheduling.windows import load_calendar
 
 CALENDAR = load_calendar()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lora_tasks.config import DatasetSection
 from lora_tasks.errors import DatasetError
+from lora_tasks.spec.schema import DatasetSection
 from lora_tasks.train.data import collect_images, dataset_fingerprint, load_pixels, tag_frequency
 
 EXIF_ORIENTATION = 0x0112

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from lora_tasks.config import parse_job_spec
+from lora_tasks.spec.loading import parse_job_spec
 from lora_tasks.train.trainer import LoraTrainer
 from tests.conftest import base_job
 

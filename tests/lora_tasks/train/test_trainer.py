@@ -16,8 +16,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from lora_tasks.config import parse_job_spec
 from lora_tasks.errors import DatasetError, JobSpecError, LoraTaskError, ModelLoadError, UnsafeFileError
+from lora_tasks.spec.loading import parse_job_spec
 from lora_tasks.train.trainer import LoraTrainer, TrainResult
 from tests.conftest import base_job
 

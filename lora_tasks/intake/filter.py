@@ -1,0 +1,331 @@
+"""Keep what is safe and usable; reject the rest with a reason code and a sentence.
+
+    python -m lora_tasks.intake.filter STAGE_DIR/manifest.jsonl --out FILTER_DIR [--task image|text]
+        [--config job.yaml]
+
+Writes ``kept.jsonl``, ``rejected.jsonl`` and ``summary.json`` (counts per reason) into
+the filter's own folder. Checks run cheapest first, and a file is rejected for the first
+problem found: scan errors, antivirus, type, lying extension, pixel count (before any
+decoding), size, decoding, NSFW score, then exact and near duplicates (of duplicates the
+captioned one is kept, then the larger, then the first by path). Text datasets get UTF-8,
+empty, length and duplicate checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import imagehash  # imported here, not in the workers: each would pay its scipy import again
+import numpy as np
+from PIL import Image
+
+from lora_tasks.errors import LoraTaskError
+from lora_tasks.intake.antivirus import Antivirus, antivirus_from
+from lora_tasks.intake.manifest import ManifestRow, read_rows, write_rows
+from lora_tasks.intake.nsfw import NsfwDetector, nsfw_detector
+from lora_tasks.intake.overlap import refuse_writing_among
+from lora_tasks.intake.scan import parallel_map, unlimited_pixels
+from lora_tasks.intake.sniff import ARCHIVE_TYPES, IMAGE_TYPES, TEXT_TYPE, claimed_type, describe
+from lora_tasks.settings import platform_settings
+from lora_tasks.spec.loading import load_job_spec
+from lora_tasks.spec.schema import FilterSection
+
+log = logging.getLogger(__name__)
+
+PHASH_INPUT = 32
+"""imagehash.phash's own working size (hash_size 8 x highfreq_factor 4)."""
+SHINGLE_WORDS = 5
+MINHASH_PERMUTATIONS = 64
+MINHASH_SCHEME = "affine32"
+
+
+@dataclass
+class FilterResult:
+    kept: list[ManifestRow]
+    rejected: list[ManifestRow]
+    summary: dict[str, Any]
+
+
+def _reject(row: ManifestRow, reason: str, message: str) -> None:
+    row.reason, row.message = reason, message
+
+
+def check_image(path: str) -> dict[str, Any]:
+    """Decode the whole image (catches truncation and corruption) and take its perceptual hash.
+
+    JPEGs are decoded with libjpeg's DCT scaling: every compressed byte is still
+    entropy-decoded, so damage is caught as before, but the inverse DCT runs at half size
+    in grayscale, which is all the hash needs (half the time of a full colour decode).
+    """
+    try:
+        with unlimited_pixels(), Image.open(path) as image:  # the limit was enforced from the header
+            if image.format == "JPEG":
+                image.draft("L", (image.width // 2, image.height // 2))
+            image.load()
+            # imagehash LANCZOS-resizes the whole image to 32x32, which costs as much as decoding it;
+            # a box reduction to >= 64 px first (one C pass) makes the hash nearly free
+            factor = max(1, min(image.size) // (2 * PHASH_INPUT))
+            small = image.reduce(factor).convert("L").resize((PHASH_INPUT, PHASH_INPUT), Image.Resampling.LANCZOS)
+            return {"phash": str(imagehash.phash(small))}
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def check_text(path: str, max_chars: int) -> dict[str, Any]:
+    """UTF-8, not empty, not too long; plus a MinHash signature for near-duplicate search."""
+    from datasketch import MinHash
+
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return {"reason": "not_utf8", "detail": f"byte {exc.start} is not UTF-8"}
+    words = text.split()
+    if not words:
+        return {"reason": "empty", "detail": ""}
+    if len(text) > max_chars:
+        return {"reason": "too_long", "detail": f"{len(text)} characters"}
+    signature = MinHash(num_perm=MINHASH_PERMUTATIONS, seed=1, scheme=MINHASH_SCHEME)
+    shingles = {" ".join(words[i:i + SHINGLE_WORDS]) for i in range(max(1, len(words) - SHINGLE_WORDS + 1))}
+    signature.update_batch([s.encode() for s in shingles])
+    return {"minhash": signature.hashvalues.tolist()}
+
+
+def _check_text_item(item: tuple[str, int]) -> dict[str, Any]:
+    return check_text(*item)
+
+
+class ManifestFilter:
+    """One filtering pass over a scanned manifest."""
+
+    def __init__(self, options: FilterSection, task: str, antivirus: Antivirus, detector: NsfwDetector,
+                 workers: int) -> None:
+        self.options, self.task, self.antivirus, self.detector = options, task, antivirus, detector
+        self.workers = workers
+
+    def run(self, rows: list[ManifestRow]) -> FilterResult:
+        rows = sorted(rows, key=lambda r: r.path)
+        samples = [r for r in rows if r.role == "sample"]
+        refused_archives = [r for r in rows if r.role == "archive" and r.error]
+        for row in samples + refused_archives:
+            if row.error:
+                _reject(row, row.error, _scan_problem(row))
+        self._antivirus([r for r in samples + [r for r in rows if r.role == "archive"] if not r.reason])
+        live = [r for r in samples if not r.reason]
+        if self.task == "image":
+            self._image_checks(live)
+        else:
+            self._text_checks(live)
+        rejected = [r for r in rows if r.reason]  # samples and archives; sidecars travel with their image
+        kept = [r for r in samples if not r.reason]
+        return FilterResult(kept, rejected, self._summary(rows, kept, rejected))
+
+    # ---------------------------------------------------------------- shared checks
+
+    def _antivirus(self, rows: list[ManifestRow]) -> None:
+        verdicts = self.antivirus.scan([Path(str(r.local_path)) for r in rows])
+        for row, verdict in zip(rows, verdicts, strict=True):
+            if verdict.status == "infected":
+                _reject(row, "antivirus", f"{row.path} matches the antivirus signature {verdict.detail}; it was "
+                        "not used")
+            elif verdict.status == "unscanned":
+                _reject(row, "antivirus_unscanned", f"{row.path} could not be scanned for viruses "
+                        f"({verdict.detail}), so it was not used")
+
+    def _type_checks(self, rows: list[ManifestRow], accepted: set[str]) -> list[ManifestRow]:
+        for row in rows:
+            actual = str(row.type)
+            claimed = claimed_type(row.path)
+            if actual not in accepted:
+                nested = "#" in row.source and actual in ARCHIVE_TYPES
+                what = "an archive inside an archive (not expanded)" if nested else describe(actual)
+                dataset = "an image" if self.task == "image" else "a text"
+                _reject(row, "unsupported_type", f"{row.path} is {what}, which {dataset} dataset cannot use")
+            elif claimed is not None and claimed != actual:
+                _reject(row, "extension_mismatch", f"{row.path} is named like {describe(claimed)} but its bytes "
+                        f"are {describe(actual)}; rename or re-export it")
+        return [r for r in rows if not r.reason]
+
+    # ---------------------------------------------------------------------- images
+
+    def _image_checks(self, rows: list[ManifestRow]) -> None:
+        opts = self.options
+        for row in self._type_checks(rows, IMAGE_TYPES):
+            width, height = row.width or 0, row.height or 0
+            if width * height > opts.max_pixels:
+                _reject(row, "decompression_bomb", f"{row.path} declares {width}x{height} = {width * height} "
+                        f"pixels, over the {opts.max_pixels} limit; it was not decoded")
+            elif min(width, height) < opts.min_side:
+                _reject(row, "too_small", f"{row.path} is {width}x{height}; its short side is under "
+                        f"{opts.min_side} px")
+            elif max(width, height) > opts.max_side:
+                _reject(row, "too_large", f"{row.path} is {width}x{height}; its long side is over {opts.max_side} px")
+        live = [r for r in rows if not r.reason]
+        for row, result in zip(live, parallel_map(check_image, [str(r.local_path) for r in live], self.workers),
+                               strict=True):
+            if "error" in result:
+                _reject(row, "undecodable", f"{row.path} cannot be decoded ({result['error']}): truncated or "
+                        "corrupt")
+            else:
+                row.phash = result["phash"]
+        self._nsfw([r for r in live if not r.reason])
+        self._exact_duplicates([r for r in live if not r.reason])
+        if opts.near_duplicate_distance is not None:
+            self._near_duplicate_images([r for r in live if not r.reason], opts.near_duplicate_distance)
+
+    def _nsfw(self, rows: list[ManifestRow]) -> None:
+        if self.detector.name == "none":
+            return
+        for row, score in zip(rows, self.detector.scores([Path(str(r.local_path)) for r in rows]), strict=True):
+            row.nsfw_score = round(float(score), 4)
+            if score > self.options.nsfw_threshold:
+                _reject(row, "nsfw", f"{row.path} scored {score:.2f} on the {self.detector.name} NSFW detector, "
+                        f"over the {self.options.nsfw_threshold} threshold")
+
+    def _exact_duplicates(self, rows: list[ManifestRow]) -> None:
+        first: dict[str, str] = {}
+        for row in sorted(rows, key=_keep_first):
+            original = first.setdefault(str(row.sha256), row.path)
+            if original != row.path:
+                row.duplicate_of = original
+                _reject(row, "exact_duplicate", f"{row.path} is byte-for-byte identical to {original}")
+
+    def _near_duplicate_images(self, rows: list[ManifestRow], distance: int) -> None:
+        kept_hashes = np.zeros(len(rows), dtype=np.uint64)
+        kept_paths: list[str] = []
+        for row in sorted(rows, key=_keep_first):
+            value = np.uint64(int(str(row.phash), 16))
+            if kept_paths:
+                distances = np.bitwise_count(kept_hashes[: len(kept_paths)] ^ value)
+                nearest = int(np.argmin(distances))
+                if distances[nearest] <= distance:
+                    row.duplicate_of = kept_paths[nearest]
+                    _reject(row, "near_duplicate", f"{row.path} looks the same as {kept_paths[nearest]} (perceptual "
+                            f"hash distance {int(distances[nearest])} <= {distance})")
+                    continue
+            kept_hashes[len(kept_paths)] = value
+            kept_paths.append(row.path)
+
+    # ----------------------------------------------------------------------- texts
+
+    def _text_checks(self, rows: list[ManifestRow]) -> None:
+        # named as text but not UTF-8: the text check says so more usefully than "unknown type"
+        named_text = [r for r in rows if r.type == "unknown" and claimed_type(r.path) == TEXT_TYPE]
+        live = sorted(self._type_checks([r for r in rows if r not in named_text], {TEXT_TYPE}) + named_text,
+                      key=lambda r: r.path)
+        items = [(str(r.local_path), self.options.max_text_chars) for r in live]
+        signatures: dict[str, list[int]] = {}
+        for row, result in zip(live, parallel_map(_check_text_item, items, self.workers), strict=True):
+            if "reason" in result:
+                sentence = {"not_utf8": f"{row.path} is not UTF-8 text ({result['detail']})",
+                            "empty": f"{row.path} holds no words",
+                            "too_long": f"{row.path} is {result['detail']}, over {self.options.max_text_chars}"}
+                _reject(row, result["reason"], sentence[result["reason"]])
+            else:
+                signatures[row.path] = result["minhash"]
+        live = [r for r in live if not r.reason]
+        self._exact_duplicates(live)
+        similarity = self.options.text_near_duplicate_similarity
+        if similarity is not None:
+            self._near_duplicate_texts([r for r in live if not r.reason], signatures, similarity)
+
+    def _near_duplicate_texts(self, rows: list[ManifestRow], signatures: dict[str, list[int]],
+                              similarity: float) -> None:
+        from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+        index = MinHashLSH(threshold=similarity, num_perm=MINHASH_PERMUTATIONS)
+        for row in sorted(rows, key=_keep_first):
+            signature = LeanMinHash(MinHash(num_perm=MINHASH_PERMUTATIONS, seed=1, scheme=MINHASH_SCHEME,
+                                            hashvalues=np.array(signatures[row.path], dtype=np.uint64)))
+            matches = sorted(index.query(signature))
+            if matches:
+                row.duplicate_of = matches[0]
+                _reject(row, "near_duplicate", f"{row.path} repeats most of {matches[0]} (word-shingle similarity "
+                        f"about {similarity} or more)")
+                continue
+            index.insert(row.path, signature)
+
+    # --------------------------------------------------------------------- summary
+
+    def _summary(self, rows: list[ManifestRow], kept: list[ManifestRow], rejected: list[ManifestRow]) -> dict:
+        samples = [r for r in rows if r.role == "sample"]
+        return {
+            "task": self.task,
+            "files": len(rows),
+            "samples": len(samples),
+            "kept": len(kept),
+            "rejected": len(rejected),
+            "reasons": dict(sorted(Counter(str(r.reason) for r in rejected).items())),
+            "sidecar_captions": sum(r.role == "sidecar" for r in rows),
+            "archives": sum(r.role == "archive" for r in rows),
+            "antivirus": self.antivirus.name,
+            "nsfw_detector": self.detector.name,
+        }
+
+
+def _keep_first(row: ManifestRow) -> tuple[bool, int, int, str]:
+    """Of duplicates, keep the captioned one, then the larger image, then the larger file, then the first path."""
+    return row.caption is None, -(row.width or 0) * (row.height or 0), -row.size, row.path
+
+
+def _scan_problem(row: ManifestRow) -> str:
+    detail = f" ({row.error_detail})" if row.error_detail else ""
+    if row.role == "archive":
+        return f"{row.path}: the archive was not expanded{detail}"
+    return {"unreadable": f"{row.path} cannot be read{detail}",
+            "not_regular_file": f"{row.path} is not a regular file{detail}",
+            "unsafe_name": f"{row.path} has a name that could escape its folder{detail}",
+            "header_unreadable": f"{row.path} looks like {describe(str(row.type))} but its header cannot be "
+                                 f"read{detail}"}.get(str(row.error), f"{row.path}: {row.error}{detail}")
+
+
+def filter_manifest(manifest: Path, out_dir: Path, options: FilterSection, task: str = "image",
+                    workers: int = 0, antivirus: Antivirus | None = None,
+                    detector: NsfwDetector | None = None) -> FilterResult:
+    """Filter ``manifest`` into ``out_dir`` (kept.jsonl, rejected.jsonl, summary.json)."""
+    settings = platform_settings()
+    rows = read_rows(manifest)
+    refuse_writing_among((r.source for r in rows), out_dir)
+    result = ManifestFilter(options, task, antivirus or antivirus_from(settings),
+                            detector or nsfw_detector(options.nsfw_detector),
+                            workers or settings.worker_count).run(rows)
+    write_rows(out_dir / "rejected.jsonl", result.rejected)
+    write_rows(out_dir / "kept.jsonl", result.kept)
+    tmp = out_dir / ".summary.json.tmp"
+    tmp.write_text(json.dumps(result.summary, indent=2, sort_keys=True))
+    tmp.replace(out_dir / "summary.json")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m lora_tasks.intake.filter", description=__doc__.split("\n\n")[0])
+    parser.add_argument("manifest", type=Path, help="manifest.jsonl written by the scan stage")
+    parser.add_argument("--out", type=Path, required=True, help="the filter stage's folder")
+    parser.add_argument("--config", type=Path, help="job spec whose dataset.filter section to use")
+    parser.add_argument("--task", choices=["image", "text"], help="default: the job spec's job.task, else image")
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        spec = load_job_spec(args.config) if args.config else None
+        options = spec.dataset.filter if spec else FilterSection()
+        task = args.task or (spec.job.task if spec else "image")
+        result = filter_manifest(args.manifest, args.out, options, task, args.workers)
+    except LoraTaskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = result.summary
+    print(f"kept {summary['kept']} of {summary['samples']} samples; rejected {summary['rejected']}")
+    for reason, count in summary["reasons"].items():
+        print(f"  {reason:<22} {count}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""The job's stages as plain functions: what each DAG task calls, testable without Airflow.
+
+Every stage reads the run's ``RunInfo`` (written by ``validate_request``), works only in
+its own folder ``<workspace>/<tenant>/<run>/<stage>/``, and returns a small dict for XCom
+(paths, counts, figures, and ``seconds``: its own compute time, which the orchestration
+overhead figure subtracts from the run's wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lora_tasks.errors import DatasetError
+from lora_tasks.ledger.store import open_ledger
+from lora_tasks.pipeline.prediction import predict_training
+from lora_tasks.pipeline.workspace import RunInfo
+from lora_tasks.settings import PlatformSettings
+
+
+def timed(function: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    def wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        return {**result, "seconds": round(time.perf_counter() - start, 3)}
+
+    wrapper.__name__, wrapper.__doc__ = function.__name__, function.__doc__
+    return wrapper
+
+
+@timed
+def scan(info: RunInfo) -> dict[str, Any]:
+    from lora_tasks.intake.scan import scan_dataset
+
+    spec = info.load_spec()
+    out = info.stage("scan") / "manifest.jsonl"
+    rows = scan_dataset(str(spec.dataset.uri), out, spec.dataset.caption_extension)
+    return {"manifest": str(out), "files": len(rows)}
+
+
+@timed
+def filter_content(info: RunInfo, manifest: str) -> dict[str, Any]:
+    from lora_tasks.intake.filter import filter_manifest
+
+    spec = info.load_spec()
+    folder = info.stage("filter")
+    result = filter_manifest(Path(manifest), folder, spec.dataset.filter, spec.job.task)
+    return {"kept": str(folder / "kept.jsonl"), "rejected": str(folder / "rejected.jsonl"),
+            "summary": {k: result.summary[k] for k in ("samples", "kept", "rejected", "reasons")}}
+
+
+@timed
+def caption(info: RunInfo, kept: str) -> dict[str, Any]:
+    from lora_tasks.intake.caption import auto_label, load_text_tokenizer
+
+    spec = info.load_spec()
+    folder = info.stage("caption")
+    rows = auto_label(Path(kept), folder, spec.dataset.caption, spec.dataset.trigger_word,
+                      load_text_tokenizer(spec), spec.dataset.caption_extension)
+    return {"captioned": str(folder / "captioned.jsonl"),
+            "sources": {s: sum(r.caption_source == s for r in rows) for s in ("sidecar", "auto", "filename")}}
+
+
+@timed
+def check_dataset(info: RunInfo, captioned: str, rejected: str, run_id: str,
+                  settings: PlatformSettings) -> dict[str, Any]:
+    """Run the data checks; on success split off the held-out images the evaluate stage uses."""
+    from data_checks import run_checks
+    from lora_tasks.intake.holdout import split_holdout
+    from lora_tasks.intake.manifest import read_rows, write_rows
+
+    spec = info.load_spec()
+    folder = info.stage("check")
+    kept = read_rows(Path(captioned))
+    report = run_checks(kept, read_rows(Path(rejected)), spec.dataset.checks, spec.job.task)
+    (folder / "report.txt").write_text(report.text() + "\n")
+    (folder / "report.json").write_text(json.dumps(report.as_dict(), indent=2))
+    if not report.passed:
+        raise DatasetError(f"{report.text()}\nFix: the report names each failed expectation and the observed value; "
+                           "correct the upload or relax dataset.checks")
+    train_rows, holdout_rows = split_holdout(kept, spec.eval)
+    write_rows(folder / "train.jsonl", train_rows)
+    write_rows(folder / "holdout.jsonl", holdout_rows or train_rows)
+    prediction = predict_training(info, spec, len(train_rows), run_id, settings)
+    return {"train": str(folder / "train.jsonl"), "holdout": str(folder / "holdout.jsonl"),
+            "train_images": len(train_rows), "holdout_images": len(holdout_rows),
+            "predicted_seconds": prediction.seconds, "predicted_interval": [prediction.low, prediction.high]}
+
+
+@timed
+def evaluate(info: RunInfo, adapter: str, holdout: str, held_out: bool = True) -> dict[str, Any]:
+    from lora_tasks.train.evaluate import evaluate_adapter
+
+    folder = info.stage("evaluate")
+    report = evaluate_adapter(info.load_spec(), Path(adapter), Path(holdout), folder, held_out=held_out)
+    return {"report": str(folder / "eval_report.json"), **report}
+
+
+@timed
+def publish(info: RunInfo, adapter: str, eval_report: str, settings: PlatformSettings,
+            run_id: str) -> dict[str, Any]:
+    """Copy the adapter, its spec and reports into the artifact store as an immutable version."""
+    from lora_tasks.stores.artifacts import open_store
+    from lora_tasks.stores.versions import publish_version, version_prefix
+
+    store = open_store(settings.artifact_root, settings.s3_endpoint_url)
+    files = {p.name: p for p in sorted(Path(adapter).iterdir()) if p.is_file()}
+    files["eval_report.json"] = Path(eval_report)
+    manifest = publish_version(store, info.tenant, info.name, info.run_key, files,
+                               {"run_id": run_id, "priority": info.priority, "gpu_type": info.gpu_type,
+                                "eval": json.loads(Path(eval_report).read_text())})
+    return {"uri": f"{store.uri}/{version_prefix(info.tenant, info.name, info.run_key)}",
+            "version": info.run_key, "files": len(manifest["files"])}
+
+
+def cleanup(info: RunInfo, succeeded: bool, run_id: str, settings: PlatformSettings,
+            stage_seconds: dict[str, float]) -> dict[str, Any]:
+    """Record the stages' timings; remove the run's workspace once published, keep it after a
+    failure (for debugging and resume) and take the run out of the planner's queue."""
+    ledger = open_ledger(settings.ledger_url)
+    for stage, seconds in stage_seconds.items():
+        ledger.record_stage(run_id, stage, seconds)
+    if not succeeded:
+        ledger.close_run(run_id, "failed", datetime.now(UTC))
+        return {"kept_workspace": info.workspace}
+    shutil.rmtree(info.workspace, ignore_errors=True)
+    return {"removed_workspace": info.workspace}

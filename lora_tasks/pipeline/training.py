@@ -1,0 +1,48 @@
+"""The train stage as the local runner runs it, and what both runners leave in the workspace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from lora_tasks.errors import INPUT_ERROR_EXIT, LoraTaskError
+from lora_tasks.pipeline.stages import timed
+from lora_tasks.pipeline.workspace import RunInfo
+
+STDERR_TAIL = 30
+
+
+def train_command(info: RunInfo, dataset: str) -> list[str]:
+    """The trainer's command line: identical for the local subprocess and the pod."""
+    return ["python", "-m", "lora_tasks.train", "--config", info.spec, "--dataset", dataset,
+            "--output", str(Path(info.workspace) / "train" / "output")]
+
+
+@timed
+def train_locally(info: RunInfo, dataset: str) -> dict[str, Any]:
+    """Run the trainer as a subprocess; it resumes from its newest checkpoint when retried."""
+    command = [sys.executable, *train_command(info, dataset)[1:]]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
+    tail: deque[str] = deque(maxlen=STDERR_TAIL)
+    assert process.stderr is not None
+    for line in process.stderr:  # shown live in the task log, and the end kept for the error message
+        sys.stderr.write(line)
+        tail.append(line.rstrip())
+    code = process.wait()
+    if code == INPUT_ERROR_EXIT:  # the trainer's "your input needs fixing": retrying cannot help
+        raise LoraTaskError("\n".join(line for line in tail if line.startswith("error:")) or "\n".join(tail))
+    if code != 0:
+        raise RuntimeError(f"the trainer exited with status {code}:\n" + "\n".join(tail))
+    return training_result(info)
+
+
+def training_result(info: RunInfo) -> dict[str, Any]:
+    """What the trainer left in the workspace (both runners)."""
+    adapter = Path(info.workspace) / "train" / "output" / "adapter"
+    summary = json.loads((adapter / "training_summary.json").read_text())
+    return {"adapter": str(adapter), "steps": summary["steps"], "peak_memory_bytes": summary["peak_memory_bytes"],
+            "train_loss": summary["train_loss"], "median_step_seconds": summary["median_step_seconds"]}

@@ -1,0 +1,77 @@
+"""The first stage: a run's request checked before any data is read (spec, tenant, GPU type, base model,
+memory fit, what a pod can reach), resolved into the job spec every later stage reads, and registered
+in the ledger with a first duration prediction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lora_tasks.errors import DatasetError, LoraTaskError
+from lora_tasks.gpu_types import load_gpu_types, resolve_gpu_type
+from lora_tasks.ledger.store import open_ledger
+from lora_tasks.pipeline.pods import check_reachable_from_pods, pod_resources
+from lora_tasks.pipeline.prediction import predict_training
+from lora_tasks.pipeline.stages import timed
+from lora_tasks.pipeline.tenancy import check_tenant_access, load_tenants
+from lora_tasks.pipeline.workspace import RunInfo, run_key
+from lora_tasks.scheduling.recommend import ASSUMED_IMAGES, check_fits
+from lora_tasks.settings import PlatformSettings
+from lora_tasks.spec.conf import PRIORITY_WEIGHTS, spec_data_from_conf
+from lora_tasks.spec.loading import parse_job_spec
+
+
+@timed
+def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_after: datetime,
+                     settings: PlatformSettings, roles: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Parse and check the request before any data is read: spec, tenant (for ``user``, who has
+    ``roles``), GPU type, base model."""
+    from lora_tasks.spec.base_model import check_spec_against_model
+
+    spec = parse_job_spec(spec_data_from_conf(conf), "dag run conf")
+    check_tenant_access(load_tenants(settings.tenants_file), spec.job.tenant, user, roles)
+    gpu = resolve_gpu_type(spec.job.gpu_type, load_gpu_types(settings.gpu_types_file), settings.default_gpu_type)
+    if not spec.dataset.uri:
+        raise DatasetError("the run names no dataset. Fix: set dataset_uri in the trigger form (or dataset.uri "
+                           "in job_spec)")
+    if settings.runner == "kubernetes" and not gpu.is_gpu:
+        raise LoraTaskError(f"job.gpu_type {gpu.name!r} has no GPU, and this platform trains in GPU pods. Fix: "
+                            "choose a GPU type or 'auto'")
+    spec, ref, warnings = check_spec_against_model(spec)
+    if settings.runner == "kubernetes":
+        check_reachable_from_pods(ref, spec.dataset.uri, settings)
+    advice = check_fits(spec, gpu)  # refuses, with the estimate and the fix, a job that would not fit
+    key = run_key(run_id, run_after)
+    workspace = (settings.workspace / spec.job.tenant / key).resolve()
+    resolved = spec.to_yaml_dict()
+    resolved["job"]["gpu_type"] = gpu.name
+    resolved["model_config"]["base_model"] = ref.location  # absolute: later stages run elsewhere
+    if ref.config:
+        resolved["model_config"]["base_model_config"] = ref.config
+    resolved["output"]["uri"] = str(workspace / "train" / "output")
+    resolved["training_config"].update(advice.settings())  # 'auto' resolved for this GPU type
+    if "://" not in spec.dataset.uri:  # a local path: later stages may run in another directory
+        resolved["dataset"]["uri"] = str(Path(spec.dataset.uri).expanduser().resolve())
+    folder = workspace / "validate"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "job.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    info = RunInfo(tenant=spec.job.tenant, name=spec.job.name, priority=spec.job.priority, gpu_type=gpu.name,
+                   run_key=key, workspace=str(workspace), spec=str(folder / "job.yaml"))
+    open_ledger(settings.ledger_url).register_run(
+        run_id, tenant=info.tenant, job=info.name, priority=info.priority, gpu_type=gpu.name, submitted_at=run_after,
+        deadline=spec.job.deadline, predicted_peak_bytes=advice.estimate.total_bytes,
+        features={"rank": spec.model.lora_rank, **advice.settings(), "resolution": spec.training.resolution})
+    # a first prediction before the dataset is counted: the planner sees the run coming, and a
+    # batch run's off-peak wait knows how late it may start; check_dataset refines it
+    early = predict_training(info, info.load_spec(), ASSUMED_IMAGES, run_id, settings)
+    return {**asdict(info), "pool": gpu.pool_for(spec.job.priority, settings.runner),
+            "priority_weight": PRIORITY_WEIGHTS[spec.job.priority],
+            "dataset_uri": spec.dataset.uri, "warnings": warnings, "resources": pod_resources(ref, advice.estimate),
+            "gpu_product": gpu.node_selector.get("nvidia.com/gpu.product", ""), "tolerations": list(gpu.tolerations),
+            "estimated_peak_bytes": advice.estimate.total_bytes, "settings": advice.settings(),
+            "deadline": spec.job.deadline.isoformat() if spec.job.deadline else None,
+            "predicted_seconds": early.seconds}

@@ -1,0 +1,210 @@
+"""The discrete-event engine: a heap of timed events (arrivals, finishes, nodes becoming ready,
+policy decisions), per-type queues in priority order, preemption, and the cost of every node."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from lora_tasks.scheduling.planner import (
+    PlannerConfig,
+    latest_start,
+)
+from lora_tasks.scheduling.simulate.policies import Policy, StaticPolicy
+from lora_tasks.scheduling.simulate.trace import PRIORITY_ORDER, TraceJob
+from lora_tasks.scheduling.windows import OffPeakCalendar
+
+# ----------------------------------------------------------------------------- policies
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+@dataclass(eq=False)
+class Node:
+    requested_at: datetime
+    ready_at: datetime
+    idle_since: datetime
+    job: TraceJob | None = None
+    started_at: datetime | None = None
+    assignment: int = 0
+    """Bumped at each new job: a finish event for an older assignment (a preempted job) is stale."""
+
+
+CHECKPOINT_LOSS_SECONDS = 300.0
+"""Work a preempted job redoes: at most one checkpoint interval (it resumes from its checkpoint)."""
+
+
+@dataclass
+class Simulation:
+    calendar: OffPeakCalendar
+    policy: Policy
+    node_startup: timedelta = timedelta(minutes=4)
+    max_count: dict[str, int] = field(default_factory=dict)
+    nodes: dict[str, list[Node]] = field(default_factory=lambda: defaultdict(list))
+    queues: dict[str, list[TraceJob]] = field(default_factory=lambda: defaultdict(list))
+    arrivals: dict[str, list[tuple[datetime, str]]] = field(default_factory=lambda: defaultdict(list))
+    cost: float = 0.0
+    provisioned_seconds: float = 0.0
+    busy_seconds: float = 0.0
+    batch_seconds: float = 0.0
+    batch_off_peak_seconds: float = 0.0
+    waits: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    """Per priority, each finished job's time in the queue, re-queued time after a preemption included."""
+    misses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    series: list[tuple[datetime, int, int]] = field(default_factory=list)
+    queued_at: dict[str, datetime] = field(default_factory=dict)
+    waited: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    preemptions: int = 0
+    finished: int = 0
+
+    def __post_init__(self) -> None:
+        self.planner = PlannerConfig(node_startup=self.node_startup)
+
+    def eligible(self, job: TraceJob, now: datetime) -> bool:
+        """Batch jobs run off-peak, unless their deadline says they must start now (the off-peak
+        wait's rule: ``planner.latest_start``)."""
+        if job.priority != "batch" or self.calendar.window_at(now):
+            return True
+        return job.deadline is not None and latest_start(job.deadline, job.predicted_seconds, self.planner) <= now
+
+    def release(self, gpu: str, node: Node, now: datetime) -> None:
+        self.nodes[gpu].remove(node)
+        self.cost += self.calendar.cost(gpu, node.requested_at, now)
+        self.provisioned_seconds += (now - node.requested_at).total_seconds()
+
+    def run(self, jobs: list[TraceJob], until: datetime | None = None) -> dict[str, Any]:
+        counter = itertools.count()
+        events: list[tuple[datetime, int, str, Any]] = []
+        start = jobs[0].submitted_at if jobs else datetime.now(UTC)
+        end = until or (max(j.submitted_at for j in jobs) + timedelta(days=2) if jobs else start)
+        for job in jobs:
+            heapq.heappush(events, (job.submitted_at, next(counter), "arrive", job))
+        for gpu in sorted({j.gpu_type for j in jobs}):
+            heapq.heappush(events, (start, next(counter), "decide", gpu))
+        if isinstance(self.policy, StaticPolicy):
+            for gpu, count in self.policy.fleet.items():
+                self.nodes[gpu] = [Node(start, start, start) for _ in range(count)]
+        remaining = len(jobs)
+        while events:
+            now, _, kind, payload = heapq.heappop(events)
+            if now > end or (remaining == 0 and kind == "decide" and not any(self.queues.values())
+                             and not isinstance(self.policy, StaticPolicy) and not any(self.nodes.values())):
+                break
+            if kind == "arrive":
+                self.queues[payload.gpu_type].append(payload)
+                self.queued_at[payload.run_id] = now
+                self.arrivals[payload.gpu_type].append((now, payload.priority))
+                self._dispatch(payload.gpu_type, now, events, counter)
+            elif kind == "finish":
+                gpu, node, assignment = payload
+                if node.assignment != assignment or node.job is None or node not in self.nodes[gpu]:
+                    continue  # the job was preempted: its later run has its own finish event
+                self._finish(gpu, node, now)
+                remaining -= 1
+                self._dispatch(gpu, now, events, counter)
+            elif kind == "ready":
+                self._dispatch(payload, now, events, counter)
+            elif kind == "decide":
+                self._scale(payload, now, events, counter)
+                self._dispatch(payload, now, events, counter)
+                heapq.heappush(events, (now + self.policy.interval, next(counter), "decide", payload))
+                self.series.append((now, sum(len(n) for n in self.nodes.values()),
+                                    sum(len(q) for q in self.queues.values())))
+            if remaining == 0 and isinstance(self.policy, StaticPolicy):
+                end = min(end, now)
+        for gpu, nodes in self.nodes.items():
+            for node in list(nodes):
+                self.release(gpu, node, max(end, node.requested_at))
+        return self._report(jobs)
+
+    def _scale(self, gpu: str, now: datetime, events: list, counter: Any) -> None:
+        nodes = self.nodes[gpu]
+        target = max(0, min(self.policy.target(self, gpu, now), self.max_count.get(gpu, 1000)))
+        while len(nodes) < target:
+            node = Node(now, now + self.node_startup, now + self.node_startup)
+            nodes.append(node)
+            heapq.heappush(events, (node.ready_at, next(counter), "ready", gpu))
+        idle = sorted((n for n in nodes if n.job is None), key=lambda n: n.ready_at, reverse=True)
+        for node in idle[: max(0, len(nodes) - target)]:
+            self.release(gpu, node, now)
+
+    def _dispatch(self, gpu: str, now: datetime, events: list, counter: Any) -> None:
+        queue = self.queues[gpu]
+        queue.sort(key=lambda j: (PRIORITY_ORDER[j.priority], j.submitted_at))
+        for job in [j for j in queue if self.eligible(j, now)]:
+            node = next((n for n in self.nodes[gpu] if n.job is None and n.ready_at <= now), None)
+            if node is None and job.priority == "interactive":
+                node = self._preempt(gpu, now)
+            if node is None:
+                continue
+            queue.remove(job)
+            self._start(gpu, node, job, now, events, counter)
+
+    def _start(self, gpu: str, node: Node, job: TraceJob, now: datetime, events: list, counter: Any) -> None:
+        node.job, node.started_at, node.assignment = job, now, node.assignment + 1
+        self.waited[job.run_id] += (now - self.queued_at.pop(job.run_id)).total_seconds()
+        heapq.heappush(events, (now + timedelta(seconds=job.actual_seconds), next(counter), "finish",
+                                (gpu, node, node.assignment)))
+
+    def _preempt(self, gpu: str, now: datetime) -> Node | None:
+        """An interactive job takes the node of the lowest-priority running job (Kubernetes priority
+        classes do this); the evicted job goes back to the queue and resumes from its checkpoint."""
+        victims = [n for n in self.nodes[gpu] if n.job is not None and n.job.priority != "interactive"]
+        if not victims:
+            return None
+        node = max(victims, key=lambda n: (PRIORITY_ORDER[n.job.priority], n.started_at))
+        job, elapsed = node.job, (now - node.started_at).total_seconds()
+        self._account(job, node.started_at, now)
+        self.queues[gpu].append(replace(job, actual_seconds=job.actual_seconds - elapsed + CHECKPOINT_LOSS_SECONDS,
+                                        predicted_seconds=max(60.0, job.predicted_seconds - elapsed)
+                                        + CHECKPOINT_LOSS_SECONDS))
+        self.queued_at[job.run_id] = now
+        self.preemptions += 1
+        node.job, node.started_at = None, None
+        return node
+
+    def _account(self, job: TraceJob, started: datetime, now: datetime) -> None:
+        seconds = (now - started).total_seconds()
+        self.busy_seconds += seconds
+        if job.priority == "batch":
+            self.batch_seconds += seconds
+            self.batch_off_peak_seconds += self.calendar.off_peak_seconds(started, now)
+
+    def _finish(self, gpu: str, node: Node, now: datetime) -> None:
+        job, started = node.job, node.started_at
+        assert job is not None and started is not None
+        self._account(job, started, now)
+        self.waits[job.priority].append(self.waited[job.run_id])
+        self.finished += 1
+        if job.deadline is not None and now > job.deadline:
+            self.misses[job.priority] += 1
+        node.job, node.started_at, node.idle_since = None, None, now
+
+    def _report(self, jobs: list[TraceJob]) -> dict[str, Any]:
+        unfinished = len(jobs) - self.finished  # still queued or running when the replay ended
+
+        def pct(values: list[float], q: float) -> float:
+            return float(np.percentile(values, q)) / 60 if values else 0.0
+
+        return {
+            "policy": self.policy.name,
+            "jobs": len(jobs),
+            "unfinished": unfinished,
+            "gpu_hours": self.provisioned_seconds / 3600,
+            "cost": self.cost,
+            "utilisation": self.busy_seconds / self.provisioned_seconds if self.provisioned_seconds else 0.0,
+            "batch_off_peak_share": self.batch_off_peak_seconds / self.batch_seconds if self.batch_seconds else 0.0,
+            "preemptions": self.preemptions,
+            **{f"{p}_wait_p50_min": pct(self.waits[p], 50) for p in PRIORITY_ORDER},
+            **{f"{p}_wait_p95_min": pct(self.waits[p], 95) for p in PRIORITY_ORDER},
+            **{f"{p}_deadline_misses": self.misses[p] for p in PRIORITY_ORDER},
+        }
+
+

@@ -1,0 +1,85 @@
+"""Capacity policies: each only decides how many nodes a GPU type should have now."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from lora_tasks.scheduling.planner import (
+    Hysteresis,
+    Job,
+    PlannerConfig,
+    desired_gpus,
+    interactive_forecast,
+)
+from lora_tasks.scheduling.simulate.trace import TraceJob
+from lora_tasks.scheduling.windows import OffPeakCalendar
+
+if TYPE_CHECKING:
+    from lora_tasks.scheduling.simulate.engine import Simulation
+
+
+@dataclass
+class Policy:
+    name: str
+    interval: timedelta = timedelta(minutes=5)
+
+    def target(self, sim: Simulation, gpu: str, now: datetime) -> int:
+        raise NotImplementedError
+
+
+class StaticPolicy(Policy):
+    def __init__(self, fleet: dict[str, int]) -> None:
+        super().__init__("static")
+        self.fleet = fleet
+
+    def target(self, sim: Simulation, gpu: str, now: datetime) -> int:
+        return self.fleet.get(gpu, 0)
+
+
+class ReactivePolicy(Policy):
+    def __init__(self, queue_threshold: int = 2, idle: timedelta = timedelta(minutes=10)) -> None:
+        super().__init__("reactive", interval=timedelta(minutes=1))
+        self.queue_threshold, self.idle = queue_threshold, idle
+
+    def target(self, sim: Simulation, gpu: str, now: datetime) -> int:
+        nodes = sim.nodes[gpu]
+        eligible = [j for j in sim.queues[gpu] if sim.eligible(j, now)]
+        if len(eligible) > self.queue_threshold or (eligible and not nodes):
+            return len(nodes) + 1
+        idle = [n for n in nodes if n.job is None and n.ready_at <= now and now - n.idle_since >= self.idle]
+        return len(nodes) - (1 if idle else 0)
+
+
+class PredictivePolicy(Policy):
+    def __init__(self, config: PlannerConfig) -> None:
+        super().__init__("predictive")
+        self.config = config
+        self.hysteresis: dict[str, Hysteresis] = defaultdict(lambda: Hysteresis(self.config))
+        self.last_wish: dict[str, Any] = {}
+
+    def target(self, sim: Simulation, gpu: str, now: datetime) -> int:
+        jobs = [Job(j.run_id, j.priority, j.submitted_at, j.predicted_seconds, j.deadline) for j in sim.queues[gpu]]
+        jobs += [Job(n.job.run_id, n.job.priority, n.job.submitted_at, n.job.predicted_seconds, n.job.deadline,
+                     n.started_at) for n in sim.nodes[gpu] if n.job is not None]
+        rate = interactive_forecast([at for at, p in sim.arrivals[gpu] if p == "interactive"], now, sim.calendar)
+        wish = desired_gpus(jobs, now, sim.calendar, self.config, rate, sim.max_count.get(gpu, 1000))
+        self.last_wish[gpu] = wish
+        return self.hysteresis[gpu].decide(len(sim.nodes[gpu]), wish.gpus, now)
+
+
+def peak_fleet(jobs: list[TraceJob], calendar: OffPeakCalendar) -> dict[str, int]:
+    """Per GPU type, the most jobs that would run at once if none ever waited: the static fleet."""
+    fleet: dict[str, int] = {}
+    for gpu in {j.gpu_type for j in jobs}:
+        edges = sorted([(j.submitted_at, 1) for j in jobs if j.gpu_type == gpu]
+                       + [(j.submitted_at + timedelta(seconds=j.actual_seconds), -1) for j in jobs
+                          if j.gpu_type == gpu], key=lambda e: (e[0], e[1]))
+        level = best = 0
+        for _, step in edges:
+            level += step
+            best = max(best, level)
+        fleet[gpu] = best
+    return fleet

@@ -1,0 +1,235 @@
+"""The job spec: the short YAML a user writes, parsed into typed, self-documenting models.
+
+The seed format (``model_config`` + ``training_config``) loads unchanged; every other key
+has a default. Schema errors are collected and rephrased so each names the key, the bad
+value and the fix. Checks that need the base model on disk (does it exist, which layers
+does it have) live in :mod:`lora_tasks.spec.base_model`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+Auto = Literal["auto"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""Tenant and job names become path and object-store prefixes: no '/', no leading dot."""
+
+
+def _refuse_bool(value: Any) -> Any:
+    """YAML turns yes/no/true into booleans; a boolean is never a valid number here."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+def _multiple_of_8(value: int) -> int:
+    if value % 8:
+        raise ValueError(f"must be a multiple of 8, got {value} (try {max(8, round(value / 8) * 8)})")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_refuse_bool)]
+Float = Annotated[float, BeforeValidator(_refuse_bool)]
+PositiveInt = Annotated[Int, Field(ge=1)]
+PositiveFloat = Annotated[Float, Field(gt=0.0)]
+Pixels = Annotated[Int, AfterValidator(_multiple_of_8)]
+
+
+def _safe_name(value: Any) -> Any:
+    if isinstance(value, str) and ".." in value:
+        raise ValueError("'..' is not allowed in a name: it could escape its storage prefix")
+    return value
+
+
+Name = Annotated[str, BeforeValidator(_safe_name), Field(pattern=NAME_PATTERN)]
+
+
+class SpecModel(BaseModel):
+    """Strict about keys (typos must not be ignored), lenient about YAML's scalar types."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_alias=True, validate_by_name=False, frozen=True)
+
+
+class JobSection(SpecModel):
+    name: Name = Field("lora", description="job name: letters, digits, '.', '_' or '-'")
+    tenant: Name = Field("default", description="tenant id: letters, digits, '.', '_' or '-'")
+    task: Literal["image", "text"] = Field(
+        "image", description="'image' (a diffusion LoRA) or 'text' (intake only: text training is not built yet)"
+    )
+    priority: Literal["interactive", "standard", "batch"] = Field(
+        "standard", description="'interactive', 'standard' or 'batch' (batch waits for off-peak hours)"
+    )
+    gpu_type: str = Field("auto", description="a GPU type name from the GPU table, or 'auto'")
+    deadline: datetime | None = Field(None, description="when the adapter must be ready (ISO 8601, with a zone)")
+
+
+class FilterSection(SpecModel):
+    min_side: Int = Field(256, ge=1, description="shortest accepted image side in pixels, >= 1")
+    max_side: Int = Field(8192, ge=1, description="longest accepted image side in pixels")
+    max_pixels: Int = Field(
+        50_000_000, ge=1, description="width x height above which an image is refused undecoded (bombs)"
+    )
+    near_duplicate_distance: Int | None = Field(
+        4, ge=0, le=32, description="perceptual-hash bits two images may differ by and still be duplicates; "
+        "null turns near-duplicate detection off"
+    )
+    nsfw_detector: Literal["none", "nudenet"] = Field("none", description="'none' or 'nudenet' (optional extra)")
+    nsfw_threshold: Float = Field(0.8, gt=0.0, le=1.0, description="NSFW score above which an image is refused")
+    max_text_chars: Int = Field(200_000, ge=1, description="longest accepted text sample, in characters")
+    text_near_duplicate_similarity: Float | None = Field(
+        0.9, gt=0.0, le=1.0, description="word-shingle Jaccard similarity at which texts are duplicates, or null"
+    )
+
+
+class CaptionSection(SpecModel):
+    model: str | None = Field(
+        None, description="BLIP captioning model (folder or hub id) for images without a sidecar caption"
+    )
+    max_new_tokens: Int = Field(30, ge=1, le=256, description="longest generated caption, in tokens")
+    batch_size: Int = Field(8, ge=1, le=256, description="images captioned per forward pass")
+
+
+class ChecksSection(SpecModel):
+    min_images: Int = Field(5, ge=1, description="fewest kept samples worth training on")
+    min_caption_coverage: Float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="share of kept samples that must have a caption of their own (a sidecar file or the "
+                    "auto-captioner's; words from the file name do not count)"
+    )
+    min_side: Int = Field(256, ge=1, description="shortest image side every kept image must have")
+    max_duplicate_share: Float = Field(0.5, ge=0.0, le=1.0, description="largest share of duplicates in the upload")
+    max_rejected_share: Float = Field(0.5, ge=0.0, le=1.0, description="largest share of rejected samples")
+
+
+class DatasetSection(SpecModel):
+    uri: str | None = Field(None, description="folder of images with optional .txt captions")
+    trigger_word: str | None = Field(None, description="a word prepended once to every caption")
+    caption_extension: str = Field(".txt", pattern=r"^\.[A-Za-z0-9]+$", description="sidecar caption suffix")
+    caption_dropout: Float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of samples trained with an empty caption, 0 <= p < 1"
+    )
+    repeats: Int = Field(
+        1, ge=1, le=1000, description="times each image is seen per epoch (folders named '<N>_<name>' override)"
+    )
+    filter: FilterSection = FilterSection()
+    caption: CaptionSection = CaptionSection()
+    checks: ChecksSection = ChecksSection()
+
+
+class ModelSection(SpecModel):
+    base_model: str = Field(
+        description="a diffusers folder, a single-file .safetensors checkpoint, or a hub id like 'org/name'"
+    )
+    base_model_config: str | None = Field(
+        None, description="for a single-file checkpoint: a diffusers folder or hub id holding its configs"
+    )
+    allow_pickle: bool = Field(
+        False, description="true to load a .ckpt/.bin with torch.load(weights_only=True); prefer .safetensors"
+    )
+    lora_rank: Int = Field(8, ge=1, le=1024, description="LoRA rank, an integer from 1 to 1024 (4-64 is usual)")
+    lora_alpha: PositiveFloat | Auto = Field("auto", description="LoRA alpha > 0, or 'auto' for alpha = rank")
+    lora_dropout: Float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the LoRA path, 0 <= p < 1")
+    target_modules: list[str] = Field(
+        ["to_q", "to_k", "to_v", "to_out.0"],
+        min_length=1,
+        description="names of the layers to adapt, such as ['to_q', 'to_k', 'to_v', 'to_out.0']",
+    )
+    method: Literal["lora", "dora"] = Field("lora", description="'lora' or 'dora' (weight-decomposed LoRA)")
+
+    @property
+    def alpha(self) -> float:
+        return float(self.lora_rank) if self.lora_alpha == "auto" else float(self.lora_alpha)
+
+
+class TrainingSection(SpecModel):
+    batch_size: PositiveInt | Auto = Field(
+        1, description="samples per step: an integer >= 1, or 'auto' for the largest that fits"
+    )
+    gradient_accumulation_steps: Int = Field(1, ge=1, le=1024, description="micro-batches per optimizer step, >= 1")
+    epochs: Int = Field(10, ge=1, le=100_000, description="passes over the dataset, >= 1")
+    max_steps: Int | None = Field(
+        None, ge=1, description="optimizer steps; when set it overrides epochs (an integer >= 1)"
+    )
+    learning_rate: Float = Field(1e-4, gt=0.0, le=1.0, description="AdamW learning rate, > 0 (1e-4 is usual)")
+    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "linear"] = Field(
+        "constant", description="'constant', 'constant_with_warmup', 'cosine' or 'linear'"
+    )
+    lr_warmup_steps: Int = Field(0, ge=0, description="steps of linear warm-up, >= 0")
+    adam_beta1: Float = Field(0.9, ge=0.0, lt=1.0, description="AdamW beta1 in [0, 1)")
+    adam_beta2: Float = Field(0.999, ge=0.0, lt=1.0, description="AdamW beta2 in [0, 1)")
+    adam_weight_decay: Float = Field(1e-2, ge=0.0, description="AdamW weight decay, >= 0")
+    adam_epsilon: Float = Field(1e-8, gt=0.0, description="AdamW epsilon, > 0")
+    max_grad_norm: Float = Field(1.0, gt=0.0, description="gradient clipping norm, > 0")
+    resolution: Pixels = Field(512, ge=32, le=4096, description="training resolution in pixels, a multiple of 8")
+    bucketing: bool = Field(True, description="group images by aspect ratio instead of cropping to a square")
+    bucket_step: Annotated[Pixels, Field(ge=8)] | Auto = Field(
+        "auto", description="bucket side granularity in pixels, or 'auto'"
+    )
+    max_aspect_ratio: Float = Field(
+        4.0, ge=1.0, le=8.0, description="widest bucket side ratio, >= 1 (4 matches kohya-ss at 256-1024 px)"
+    )
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="'no', 'fp16' (needs a CUDA GPU), 'bf16', or 'auto'"
+    )
+    gradient_checkpointing: bool | Auto = Field(
+        "auto", description="true, false, or 'auto' (on when memory is tight)"
+    )
+    latent_cache: Literal["memory", "disk", "off"] = Field(
+        "memory", description="where VAE latents and text embeddings are cached: 'memory', 'disk' or 'off'"
+    )
+    save_steps: Int = Field(500, ge=1, description="checkpoint every N optimizer steps, >= 1")
+    checkpoints_total_limit: Int = Field(2, ge=1, description="complete checkpoints kept, >= 1")
+    seed: Int = Field(42, ge=0, lt=2**63, description="random seed, a non-negative integer")
+
+    @model_validator(mode="after")
+    def _warmup_within_steps(self) -> TrainingSection:
+        if self.max_steps is not None and self.lr_warmup_steps > self.max_steps:
+            raise ValueError(
+                f"lr_warmup_steps: {self.lr_warmup_steps} warm-up steps exceed max_steps ({self.max_steps}); "
+                "lower lr_warmup_steps"
+            )
+        return self
+
+
+class EvalSection(SpecModel):
+    holdout_fraction: Float = Field(
+        0.1, ge=0.0, le=0.5, description="share of kept images held out of training to measure the adapter"
+    )
+    holdout_min: Int = Field(1, ge=0, description="fewest held-out images (when at least 4 images are kept)")
+    max_loss_ratio: Float = Field(
+        1.02, gt=0.0, description="quality gate: held-out loss with the adapter / without it must not exceed this"
+    )
+
+
+class OutputSection(SpecModel):
+    uri: str | None = Field(None, description="output folder; default ./output/<tenant>/<name>")
+    formats: list[Literal["diffusers", "kohya", "peft"]] = Field(
+        ["diffusers", "kohya"], min_length=1, description="any of 'diffusers', 'kohya', 'peft'"
+    )
+
+
+class JobSpec(SpecModel):
+    job: JobSection = JobSection()
+    dataset: DatasetSection = DatasetSection()
+    model: ModelSection = Field(alias="model_config", description="base model and LoRA shape")
+    training: TrainingSection = Field(TrainingSection(), alias="training_config")
+    eval: EvalSection = EvalSection()
+    output: OutputSection = OutputSection()
+
+    @model_validator(mode="after")
+    def _formats_fit_method(self) -> JobSpec:
+        if self.model.method == "dora" and "kohya" in self.output.formats:
+            raise ValueError("output.formats: the kohya format cannot hold DoRA weights; use [diffusers, peft]")
+        return self
+
+    def output_dir(self) -> Path:
+        return Path(self.output.uri or f"./output/{self.job.tenant}/{self.job.name}")
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The spec with every default filled in, in the user's key names."""
+        return self.model_dump(mode="json", by_alias=True)
+

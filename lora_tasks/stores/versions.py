@@ -1,0 +1,58 @@
+"""Publish an adapter version: immutable, complete or absent.
+
+A version lives at ``tenants/<tenant>/loras/<name>/<version>/`` in the artifact store. Its
+``manifest.json`` (sha256 and size of every file) is written last, so a reader that sees
+a manifest sees a complete version. A published version is never overwritten: publishing
+the same files again is a no-op (a retried task), different files under the same version
+are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lora_tasks.errors import LoraTaskError
+from lora_tasks.stores.artifacts import ArtifactStore
+
+MANIFEST = "manifest.json"
+
+
+def version_prefix(tenant: str, name: str, version: str) -> str:
+    return f"tenants/{tenant}/loras/{name}/{version}"
+
+
+def _digest(path: Path) -> dict[str, Any]:
+    return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+
+
+def publish_version(store: ArtifactStore, tenant: str, name: str, version: str, files: dict[str, Path],
+                    metadata: dict[str, Any]) -> dict[str, Any]:
+    """Upload ``files`` (name in the version -> local path), then the manifest; returns the manifest."""
+    prefix = version_prefix(tenant, name, version)
+    digests = {filename: _digest(path) for filename, path in sorted(files.items())}
+    if store.exists(f"{prefix}/{MANIFEST}"):
+        existing = json.loads(store.read(f"{prefix}/{MANIFEST}"))
+        if existing.get("files") == digests:
+            return existing
+        raise LoraTaskError(f"{store.uri}/{prefix} is already published with different files; versions are "
+                            "immutable. Fix: publish under a new version")
+    for filename, path in sorted(files.items()):
+        store.upload(f"{prefix}/{filename}", path)
+    manifest = {"tenant": tenant, "name": name, "version": version, "files": digests,
+                "published_at": datetime.now(UTC).isoformat(timespec="seconds"), **metadata}
+    store.write(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode())
+    return manifest
+
+
+def verify_version(store: ArtifactStore, tenant: str, name: str, version: str) -> dict[str, Any]:
+    """Check every file of a published version against its manifest; returns the manifest."""
+    prefix = version_prefix(tenant, name, version)
+    manifest = json.loads(store.read(f"{prefix}/{MANIFEST}"))
+    for filename, expected in manifest["files"].items():
+        if hashlib.sha256(store.read(f"{prefix}/{filename}")).hexdigest() != expected["sha256"]:
+            raise LoraTaskError(f"{store.uri}/{prefix}/{filename} does not match its manifest")
+    return manifest

@@ -1,0 +1,109 @@
+"""validate_request: a run's request checked and resolved before any data is read."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lora_tasks.errors import JobSpecError, LoraTaskError
+from lora_tasks.ledger.store import open_ledger
+from lora_tasks.pipeline.validate import validate_request
+from lora_tasks.settings import PlatformSettings, platform_settings
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def job(model: Path, dataset: Path, **changes: Any) -> dict[str, Any]:
+    spec = {
+        "job": {"name": "e2e-style", "tenant": "demo"},
+        "dataset": {"uri": str(dataset), "trigger_word": "sks", "filter": {"min_side": 48},
+                    "checks": {"min_side": 48, "min_images": 5}},
+        "model_config": {"base_model": str(model), "lora_rank": 4},
+        "training_config": {"batch_size": 2, "max_steps": 8, "learning_rate": 5e-3, "resolution": 64,
+                            "save_steps": 4},
+        "eval": {"max_loss_ratio": 1.5},
+    }
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        spec.setdefault(section, {})[key] = value
+    return spec
+
+
+def validate(conf: dict[str, Any], user: str | None = "alice", roles: frozenset[str] = frozenset(),
+             **settings: Any) -> dict[str, Any]:
+    base = platform_settings().model_dump()
+    return validate_request(conf, user, "manual__1", NOW, PlatformSettings(**{**base, **settings}), roles)
+
+
+def test_a_good_request_is_resolved(tiny_model: Path, style_dataset: Path) -> None:
+    info = validate({"job_spec": job(tiny_model, style_dataset), "priority": "interactive"})  # form fills gaps
+    assert (info["tenant"], info["priority"], info["gpu_type"], info["pool"]) == ("demo", "interactive", "cpu",
+                                                                                    "gpu_cpu")
+    assert info["priority_weight"] == 100
+    assert info["predicted_seconds"] > 0 and info["deadline"] is None  # what the off-peak wait reads
+    [row] = [r for r in open_ledger(platform_settings().ledger_url).runs() if r.run_id == "manual__1"]
+    assert row.predicted_seconds == info["predicted_seconds"] and row.features["images"] == 100  # assumed, for now
+    spec = yaml.safe_load(Path(info["spec"]).read_text())
+    assert spec["model_config"]["base_model"] == str(tiny_model)
+    assert spec["output"]["uri"] == f"{info['workspace']}/train/output"
+    assert Path(info["workspace"]).parts[-2:] == ("demo", "20261129T120000Z-" + info["run_key"].split("-")[-1])
+
+
+def test_form_fields_alone_make_a_job(tiny_model: Path, style_dataset: Path) -> None:
+    info = validate({"dataset_uri": str(style_dataset), "tenant": "demo", "job_name": "from-form",
+                     "base_model": str(tiny_model), "priority": "batch", "lora_rank": 16})
+    assert (info["name"], info["priority"], info["priority_weight"]) == ("from-form", "batch", 1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "user", "error", "message"),
+    [
+        ({"job__tenant": "acme"}, "alice", LoraTaskError, "user 'alice' may not act for tenant 'acme'"),
+        ({"job__tenant": "nobody-corp"}, "alice", LoraTaskError, "tenant 'nobody-corp' is not known"),
+        ({"job__tenant": "../acme"}, "alice", JobSpecError, "'..' is not allowed"),
+        ({"job__name": "a/b"}, "alice", JobSpecError, "job.name"),
+        ({"job__gpu_type": "tpu-v9"}, "alice", LoraTaskError, "job.gpu_type 'tpu-v9' is not a GPU type"),
+        ({"model_config__lora_rnak": 4}, "alice", JobSpecError, "did you mean 'lora_rank'"),
+        ({"model_config__target_modules": ["query"]}, "alice", JobSpecError, "to_q, to_k, to_v, to_out.0"),
+        ({"dataset__uri": ""}, "alice", LoraTaskError, "names no dataset"),
+        ({"job__gpu_type": "t4", "training_config__batch_size": 64, "training_config__resolution": 1024}, "alice",
+         LoraTaskError, "exceeds t4's 15 GiB"),
+    ],
+)
+def test_bad_requests_fail_with_the_reason(tiny_model: Path, style_dataset: Path, changes: dict, user: str,
+                                           error: type, message: str) -> None:
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(".", r"\.")):
+        validate({"job_spec": job(tiny_model, style_dataset, **changes)}, user)
+
+
+def test_a_role_named_by_the_tenant_lets_its_users_act(tiny_model: Path, style_dataset: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from lora_airflow.users import user_roles
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "root:admin,carol:user")
+    acme = {"job_spec": job(tiny_model, style_dataset, job__tenant="acme")}
+    assert user_roles("root") == {"admin"} and user_roles("carol") == {"user"} and user_roles(None) == set()
+    assert validate(acme, "root", user_roles("root"))["tenant"] == "acme"
+    with pytest.raises(LoraTaskError, match="user 'carol' may not act for tenant 'acme'"):
+        validate(acme, "carol", user_roles("carol"))
+
+
+def test_scheduled_runs_carry_no_user_and_kubernetes_needs_a_gpu(tiny_model: Path, style_dataset: Path) -> None:
+    assert validate({"job_spec": job(tiny_model, style_dataset, job__tenant="acme")}, user=None)["tenant"] == "acme"
+    with pytest.raises(LoraTaskError, match="has no GPU"):
+        validate({"job_spec": job(tiny_model, style_dataset)}, runner="kubernetes")
+
+
+def test_kubernetes_runs_need_files_their_pod_can_read(tiny_model: Path, style_dataset: Path) -> None:
+    on_l4 = {"job_spec": job(tiny_model, style_dataset, job__gpu_type="l4")}
+    with pytest.raises(LoraTaskError, match="is on this worker only"):
+        validate(on_l4, runner="kubernetes")
+    shared = Path(os.path.commonpath([tiny_model, style_dataset]))
+    info = validate(on_l4, runner="kubernetes", shared_data=shared)
+    assert info["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert info["resources"] == {"cpu": "4", "memory": "8Gi"} and info["gpu_product"] == "NVIDIA-L4"
