@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from lora_tasks.cli import entry_point
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.intake.captioner import BlipCaptioner, Captioner
 from lora_tasks.intake.captions import filename_caption, trim_to_tokens, with_trigger
@@ -112,8 +112,8 @@ def auto_label(source: Path, out_dir: Path, caption: CaptionSection, trigger: st
     return rows
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m lora_tasks.intake.caption", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="kept.jsonl of the filter stage, or a folder of images")
     parser.add_argument("--out", type=Path, required=True, help="the caption stage's folder")
@@ -122,18 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", type=Path, help="a diffusers pipeline folder whose tokenizer sets the limit")
     parser.add_argument("--trigger-word")
     args = parser.parse_args(argv)
-    try:
-        spec = load_job_spec(args.config) if args.config else None
-        caption = spec.dataset.caption if spec else CaptionSection()
-        if args.model:
-            caption = caption.model_copy(update={"model": args.model})
-        tokenizer = _tokenizer(args.tokenizer) if args.tokenizer else (load_text_tokenizer(spec) if spec else None)
-        trigger = args.trigger_word or (spec.dataset.trigger_word if spec else None)
-        extension = spec.dataset.caption_extension if spec else ".txt"
-        rows = auto_label(args.source, args.out, caption, trigger, tokenizer, extension)
-    except LoraTaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    spec = load_job_spec(args.config) if args.config else None
+    caption = spec.dataset.caption if spec else CaptionSection()
+    if args.model:
+        caption = caption.model_copy(update={"model": args.model})
+    tokenizer = _tokenizer(args.tokenizer) if args.tokenizer else (load_text_tokenizer(spec) if spec else None)
+    trigger = args.trigger_word or (spec.dataset.trigger_word if spec else None)
+    extension = spec.dataset.caption_extension if spec else ".txt"
+    rows = auto_label(args.source, args.out, caption, trigger, tokenizer, extension)
     sources = {s: sum(r.caption_source == s for r in rows) for s in ("sidecar", "auto", "filename")}
     print(f"captioned {len(rows)} images: " + ", ".join(f"{n} {s}" for s, n in sources.items()))
     return 0

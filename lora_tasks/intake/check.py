@@ -1,4 +1,6 @@
-"""Command line: ``python -m lora_tasks.intake.check CAPTIONED.jsonl --rejected REJECTED.jsonl --out DIR [--config job.yaml]``.
+"""The check stage's command line: Great Expectations over the captioned manifest, before any GPU.
+
+    python -m lora_tasks.intake.check CAPTIONED.jsonl --rejected REJECTED.jsonl --out DIR [--config job.yaml]
 
 Writes ``report.json`` and ``report.txt`` into DIR and prints the report; exit status 1
 when an expectation fails (the training stage must not start), 2 on bad input.
@@ -12,27 +14,30 @@ import sys
 from pathlib import Path
 
 from data_checks.dataset_suite import run_checks
-from lora_tasks.errors import LoraTaskError
+from lora_tasks.cli import entry_point
+from lora_tasks.errors import DatasetError
 from lora_tasks.intake.manifest import read_rows
 from lora_tasks.spec.loading import load_job_spec
 from lora_tasks.spec.schema import ChecksSection
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lora_tasks.intake.check", description="Check a dataset before training.")
+    parser = argparse.ArgumentParser(prog="python -m lora_tasks.intake.check",
+                                     description="Check a dataset before training.")
     parser.add_argument("kept", type=Path, help="captioned.jsonl (or kept.jsonl) of the kept samples")
     parser.add_argument("--rejected", type=Path, required=True, help="rejected.jsonl of the filter stage")
     parser.add_argument("--out", type=Path, required=True, help="the check stage's folder")
     parser.add_argument("--config", type=Path, help="job spec whose dataset.checks thresholds to use")
     args = parser.parse_args(argv)
-    try:
-        spec = load_job_spec(args.config) if args.config else None
-        checks = spec.dataset.checks if spec else ChecksSection()
-        task = spec.job.task if spec else "image"
-        report = run_checks(read_rows(args.kept), read_rows(args.rejected), checks, task)
-    except (LoraTaskError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    spec = load_job_spec(args.config) if args.config else None
+    checks = spec.dataset.checks if spec else ChecksSection()
+    task = spec.job.task if spec else "image"
+    for path in (args.kept, args.rejected):
+        if not path.is_file():
+            raise DatasetError(f"{path} does not exist. Fix: pass the caption stage's captioned.jsonl and the filter "
+                               "stage's rejected.jsonl")
+    report = run_checks(read_rows(args.kept), read_rows(args.rejected), checks, task)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report.as_dict(), indent=2))
     (args.out / "report.txt").write_text(report.text() + "\n")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import imagehash  # imported here, not in the workers: each would pay its scipy 
 import numpy as np
 from PIL import Image
 
-from lora_tasks.errors import LoraTaskError
+from lora_tasks.cli import entry_point
 from lora_tasks.intake.antivirus import Antivirus, antivirus_from
 from lora_tasks.intake.manifest import ManifestRow, read_rows, write_rows
 from lora_tasks.intake.nsfw import NsfwDetector, nsfw_detector
@@ -303,8 +302,8 @@ def filter_manifest(manifest: Path, out_dir: Path, options: FilterSection, task:
     return result
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m lora_tasks.intake.filter", description=__doc__.split("\n\n")[0])
     parser.add_argument("manifest", type=Path, help="manifest.jsonl written by the scan stage")
     parser.add_argument("--out", type=Path, required=True, help="the filter stage's folder")
@@ -312,14 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", choices=["image", "text"], help="default: the job spec's job.task, else image")
     parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        spec = load_job_spec(args.config) if args.config else None
-        options = spec.dataset.filter if spec else FilterSection()
-        task = args.task or (spec.job.task if spec else "image")
-        result = filter_manifest(args.manifest, args.out, options, task, args.workers)
-    except LoraTaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    spec = load_job_spec(args.config) if args.config else None
+    options = spec.dataset.filter if spec else FilterSection()
+    task = args.task or (spec.job.task if spec else "image")
+    result = filter_manifest(args.manifest, args.out, options, task, args.workers)
     summary = result.summary
     print(f"kept {summary['kept']} of {summary['samples']} samples; rejected {summary['rejected']}")
     for reason, count in summary["reasons"].items():

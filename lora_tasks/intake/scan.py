@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import logging
 import shutil
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -23,7 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from lora_tasks.errors import DatasetError, LoraTaskError
+from lora_tasks.cli import entry_point
+from lora_tasks.errors import DatasetError
 from lora_tasks.intake.archives import DEFAULT_LIMITS, ArchiveLimits, ArchiveRefused, expand_archive
 from lora_tasks.intake.manifest import ManifestRow, write_rows
 from lora_tasks.intake.overlap import refuse_overlap
@@ -200,19 +200,15 @@ def _problem_text(problem: str | None) -> str | None:
             "unreadable": "the folder cannot be listed (permission denied)"}.get(problem or "")
 
 
+@entry_point
 def main(argv: Iterable[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m lora_tasks.intake.scan", description=__doc__.split("\n\n")[0])
     parser.add_argument("uri", help="dataset folder, file:// or s3:// URI")
     parser.add_argument("--out", type=Path, required=True, help="manifest.jsonl to write (in the stage folder)")
     parser.add_argument("--caption-extension", default=".txt")
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per CPU core)")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    try:
-        rows = scan_dataset(args.uri, args.out, args.caption_extension, args.workers)
-    except LoraTaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    rows = scan_dataset(args.uri, args.out, args.caption_extension, args.workers)
     print(f"{args.out}: {len(rows)} files")
     return 0
 

@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from lora_tasks.errors import LoraTaskError
+from lora_tasks.cli import entry_point
 from lora_tasks.ledger.store import Ledger, migrate
 from lora_tasks.settings import platform_settings
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_tasks.ledger", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="ledger database URL (default: LORA_LEDGER_URL)")
@@ -28,11 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         migrate(url)
         print(f"ledger schema up to date at {url}")
         return 0
-    try:
-        lines = Ledger(url).bill(args.tenant, args.month)
-    except LoraTaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    lines = Ledger(url).bill(args.tenant, args.month)
     print(f"GPU usage of tenant {args.tenant} in {args.month}")
     print(f"{'run':<48} {'job':<20} {'gpu':<10} {'status':<8} {'GPU hours':>10} {'off-peak':>9} {'cost USD':>10}")
     for line in lines:

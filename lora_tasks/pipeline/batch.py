@@ -13,15 +13,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from lora_tasks.errors import JobSpecError, LoraTaskError
+from lora_tasks.cli import entry_point
+from lora_tasks.errors import LoraTaskError
 from lora_tasks.settings import platform_settings
-from lora_tasks.spec.loading import parse_job_spec, read_yaml_text
+from lora_tasks.spec.loading import parse_job_spec, read_spec_file, read_yaml_text
 from lora_tasks.spec.schema import NAME_PATTERN
 from lora_tasks.stores.artifacts import ArtifactStore, open_store
 
@@ -98,6 +98,7 @@ def _move(store: ArtifactStore, key: str, folder: str, note: str) -> str:
     return target
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_tasks.pipeline.batch", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,12 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--tenant", required=True)
     args = parser.parse_args(argv)
     settings = platform_settings()
-    try:
-        key = submit_request(open_store(settings.artifact_root, settings.s3_endpoint_url), args.tenant,
-                             args.spec.read_text(encoding="utf-8"), args.spec.name)
-    except (LoraTaskError, JobSpecError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    key = submit_request(open_store(settings.artifact_root, settings.s3_endpoint_url), args.tenant,
+                         read_spec_file(args.spec), args.spec.name)
     print(f"queued {key}")
     return 0
 

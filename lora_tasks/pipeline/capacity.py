@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
+from lora_tasks.cli import entry_point
 from lora_tasks.gpu_types import GpuType, load_gpu_types
 from lora_tasks.ledger.models import CapacityDecision
 from lora_tasks.ledger.store import Ledger, open_ledger
@@ -67,6 +68,7 @@ def plan(ledger: Ledger, calendar: OffPeakCalendar, gpu_types: dict[str, GpuType
     return decisions
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     from lora_tasks.settings import platform_settings
 

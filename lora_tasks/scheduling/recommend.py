@@ -11,10 +11,10 @@ do not fit is refused with the estimate and the change that would make it fit.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lora_tasks.cli import entry_point
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.gpu_types import GpuType, load_gpu_types
 from lora_tasks.scheduling.memory import MemoryEstimate, ModelShapes, TrainingShape, estimate_peak_memory
@@ -107,22 +107,20 @@ def check_fits(spec: JobSpec, gpu: GpuType, images: int = ASSUMED_IMAGES) -> Rec
     return advice
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     from lora_tasks.settings import platform_settings
 
-    parser = argparse.ArgumentParser(prog="python -m lora_tasks.scheduling.recommend", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lora_tasks.scheduling.recommend",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--gpu", required=True, help="a GPU type from include/gpu_types.yaml")
     parser.add_argument("--images", type=int, default=ASSUMED_IMAGES, help="dataset size (for the latent cache)")
     args = parser.parse_args(argv)
     types = load_gpu_types(platform_settings().gpu_types_file)
-    try:
-        if args.gpu not in types:
-            raise LoraTaskError(f"--gpu {args.gpu!r} is not a GPU type. Fix: use one of {', '.join(types)}")
-        advice = recommend(load_job_spec(args.config), types[args.gpu], args.images)
-    except LoraTaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.gpu not in types:
+        raise LoraTaskError(f"--gpu {args.gpu!r} is not a GPU type. Fix: use one of {', '.join(types)}")
+    advice = recommend(load_job_spec(args.config), types[args.gpu], args.images)
     print(f"{advice.gpu}: estimated peak {advice.estimate.describe()}")
     print("recommended: " + ", ".join(f"{k}={v}" for k, v in advice.settings().items()))
     if not advice.fits:

@@ -62,16 +62,20 @@ def read_yaml_text(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-def read_yaml_file(path: Path) -> dict[str, Any]:
+def read_spec_file(path: Path) -> str:
+    """A job spec file's text, within the size limit and UTF-8."""
     try:
         _check_size(path.stat().st_size, str(path))
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise JobSpecError([Problem("(file)", "does not exist", "pass the path of your job YAML")], str(path)) from None
     except UnicodeDecodeError as exc:
         raise JobSpecError([Problem("(file)", f"is not UTF-8 text ({exc.reason})", "save it as UTF-8")],
                            str(path)) from None
-    return read_yaml_text(text, str(path))
+
+
+def read_yaml_file(path: Path) -> dict[str, Any]:
+    return read_yaml_text(read_spec_file(path), str(path))
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

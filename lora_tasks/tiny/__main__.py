@@ -6,9 +6,11 @@ import argparse
 from pathlib import Path
 
 import lora_tasks.tiny
+from lora_tasks.cli import entry_point
 from lora_tasks.tiny.diffusion import ARCHITECTURES
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_tasks.tiny",
                                      description=str(lora_tasks.tiny.__doc__).split("\n\n")[0])

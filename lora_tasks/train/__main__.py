@@ -6,11 +6,10 @@ Exit status 0 on success, 2 when the input needs fixing (the message says how), 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from lora_tasks.errors import INPUT_ERROR_EXIT, LoraTaskError
+from lora_tasks.cli import entry_point
 from lora_tasks.spec.loading import load_job_spec
 
 
@@ -27,17 +26,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        from lora_tasks.train.trainer import LoraTrainer
+    from lora_tasks.train.trainer import LoraTrainer
 
-        spec = load_job_spec(args.config, args.overrides)
-        result = LoraTrainer(spec, args.dataset, args.output, args.device).train(args.resume)
-    except LoraTaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return INPUT_ERROR_EXIT
+    spec = load_job_spec(args.config, args.overrides)
+    result = LoraTrainer(spec, args.dataset, args.output, args.device).train(args.resume)
     summary = result.summary
     loss, effect = summary["train_loss"], summary["fixed_noise_loss"]
     print(f"adapter:      {result.adapter_dir}")

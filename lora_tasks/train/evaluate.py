@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from lora_tasks.cli import entry_point
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.spec.loading import load_job_spec
 from lora_tasks.spec.schema import JobSpec
@@ -72,6 +72,7 @@ def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Pa
     return report
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_tasks.train.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True)
@@ -79,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout", type=Path, required=True, help="manifest of held-out images")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        report = evaluate_adapter(load_job_spec(args.config), args.adapter, args.holdout, args.out)
-    except LoraTaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    report = evaluate_adapter(load_job_spec(args.config), args.adapter, args.holdout, args.out)
     print(json.dumps(report, indent=2))
     return 0
 

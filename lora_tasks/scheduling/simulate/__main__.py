@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from lora_tasks.cli import entry_point
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.scheduling.simulate import simulate
 from lora_tasks.scheduling.simulate.report import chart
@@ -14,6 +14,7 @@ from lora_tasks.scheduling.simulate.trace import generate_trace, read_trace, wri
 from lora_tasks.scheduling.windows import load_calendar
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     from lora_tasks.gpu_types import load_gpu_types
     from lora_tasks.settings import platform_settings
@@ -31,20 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = platform_settings()
     calendar = load_calendar(settings.scheduling_file)
     types = load_gpu_types(settings.gpu_types_file)
-    try:
-        if args.generate:
-            start = datetime(2026, 11, 2, tzinfo=calendar.zone).astimezone(UTC)  # a Monday
-            write_trace(args.generate, generate_trace(start, args.days, args.seed, calendar))
-            print(f"wrote {args.generate}")
-            return 0
-        if not args.trace:
-            raise LoraTaskError("give --trace FILE (or --generate FILE)")
-        jobs = read_trace(args.trace, set(types))
-        report, sim = simulate(jobs, args.policy, calendar, {n: t.max_count for n, t in types.items()},
-                               timedelta(minutes=args.node_startup_minutes))
-    except LoraTaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.generate:
+        start = datetime(2026, 11, 2, tzinfo=calendar.zone).astimezone(UTC)  # a Monday
+        write_trace(args.generate, generate_trace(start, args.days, args.seed, calendar))
+        print(f"wrote {args.generate}")
+        return 0
+    if not args.trace:
+        raise LoraTaskError("give --trace FILE (or --generate FILE)")
+    jobs = read_trace(args.trace, set(types))
+    report, sim = simulate(jobs, args.policy, calendar, {n: t.max_count for n, t in types.items()},
+                           timedelta(minutes=args.node_startup_minutes))
     for key, value in report.items():
         print(f"{key:<28} {value:.3f}" if isinstance(value, float) else f"{key:<28} {value}")
     if args.chart:
