@@ -41,7 +41,7 @@ def lora_nightly_batch() -> None:
         from lora_airflow.users import user_roles
         from lora_tasks.pipeline.batch import collect_requests
         from lora_tasks.pipeline.tenancy import load_tenants, may_act
-        from lora_tasks.stores.artifacts import open_store
+        from lora_tasks.stores import open_store
 
         user, tenants = dag_run.triggering_user_name, load_tenants(SETTINGS.tenants_file)
         roles = user_roles(user)
@@ -58,7 +58,7 @@ def lora_nightly_batch() -> None:
     @task(trigger_rule="none_failed")  # a request whose run already exists is skipped: still submitted
     def mark_submitted(requests: list[dict[str, Any]]) -> int:
         from lora_tasks.pipeline.batch import mark_submitted
-        from lora_tasks.stores.artifacts import open_store
+        from lora_tasks.stores import open_store
 
         store = open_store(SETTINGS.artifact_root, SETTINGS.s3_endpoint_url)
         for request in requests:

@@ -40,6 +40,10 @@ class JobSpecError(LoraTaskError):
         super().__init__(f"{source} has {count}:\n{lines}")
 
 
+class StoreError(LoraTaskError):
+    """A store cannot be reached, listed or read as asked."""
+
+
 class DatasetError(LoraTaskError):
     """The dataset cannot be used for training as it is."""
 

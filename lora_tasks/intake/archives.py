@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from lora_tasks.errors import LoraTaskError
-from lora_tasks.stores.sources import safe_relpath
+from lora_tasks.stores.base import safe_relpath
 
 COPY_CHUNK = 1 << 20
 

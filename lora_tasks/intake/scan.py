@@ -3,7 +3,7 @@
     python -m lora_tasks.intake.scan URI --out STAGE_DIR/manifest.jsonl [--workers N]
 
 One manifest row per file: path, size, sha256, the type its bytes say (not its name),
-image width/height/mode, its sidecar caption. Objects in S3 are copied into the stage
+image width/height/mode, its sidecar caption. Objects in S3 are downloaded into the stage
 folder (``objects/``), archives are expanded safely into it (``expanded/``); local sources
 are read in place and never modified. Problems are recorded on the row for the filter to
 reject with a reason; only an unusable dataset as a whole stops the scan.
@@ -23,13 +23,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lora_tasks.cli import entry_point
-from lora_tasks.errors import DatasetError
+from lora_tasks.errors import DatasetError, StoreError
 from lora_tasks.intake.archives import DEFAULT_LIMITS, ArchiveLimits, ArchiveRefused, expand_archive
 from lora_tasks.intake.manifest import ManifestRow, write_rows
 from lora_tasks.intake.overlap import refuse_overlap
 from lora_tasks.intake.sniff import ARCHIVE_TYPES, HEAD_BYTES, IMAGE_TYPES, TEXT_TYPE, sniff
 from lora_tasks.settings import platform_settings
-from lora_tasks.stores.sources import DatasetSource, SourceObject, open_dataset
+from lora_tasks.stores import open_store
+from lora_tasks.stores.base import Store, StoreObject
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +99,15 @@ def parallel_map(function: Callable[[Any], Any], items: list[Any], workers: int)
         return list(pool.map(function, items, chunksize=max(1, len(items) // (workers * 8))))
 
 
-def _materialize(source: DatasetSource, objects: list[SourceObject], folder: Path) -> dict[str, str]:
+def _materialize(store: Store, objects: list[StoreObject], folder: Path) -> dict[str, str]:
     """Local paths of readable objects; remote ones are downloaded into ``folder`` first."""
     paths: dict[str, str] = {}
     for obj in objects:
-        local = source.local_path(obj.relpath)
+        local = store.local_path(obj.key)
         if local is None:
-            local = folder / obj.relpath
-            local.parent.mkdir(parents=True, exist_ok=True)
-            partial = local.with_name(f".{local.name}.partial")
-            with source.open(obj.relpath) as stream, partial.open("wb") as out:
-                shutil.copyfileobj(stream, out, READ_CHUNK)
-            partial.replace(local)
-        paths[obj.relpath] = str(local)
+            local = folder / obj.key
+            store.download(obj.key, local)
+        paths[obj.key] = str(local)
     return paths
 
 
@@ -173,25 +170,38 @@ def scan_dataset(uri: str, out: Path, caption_extension: str = ".txt", workers: 
     settings = platform_settings()
     workers = workers or settings.worker_count
     stage = out.parent
-    source = open_dataset(uri, settings.s3_endpoint_url)
-    if source.local_root is not None:
-        refuse_overlap(source.local_root, stage, REWRITTEN)
-    objects = source.list()
-    if not objects:
-        raise DatasetError(f"dataset {source.uri} is empty. Fix: upload images (or texts) there first")
+    store, objects = _list_dataset(uri, stage, settings.s3_endpoint_url)
     for leftover in REWRITTEN:  # a rerun rebuilds its copies from the source
         shutil.rmtree(stage / leftover, ignore_errors=True)
     readable = [o for o in objects if o.problem is None]
-    rows = [ManifestRow(path=o.relpath, source=source.uri_of(o.relpath), size=o.size, error=o.problem,
+    rows = [ManifestRow(path=o.key, source=store.uri_of(o.key), size=o.size, error=o.problem,
                         error_detail=_problem_text(o.problem)) for o in objects if o.problem]
-    rows += _rows_for(_materialize(source, readable, stage / "objects"), source.uri_of, workers)
+    rows += _rows_for(_materialize(store, readable, stage / "objects"), store.uri_of, workers)
     for row in [r for r in rows if r.type in ARCHIVE_TYPES and not r.error]:
         rows += _expand(row, stage, limits, workers)
     _attach_sidecars(rows, caption_extension)
     write_rows(out, rows)
-    log.info("scanned %s: %d files (%d from archives)", source.uri, len(rows),
+    log.info("scanned %s: %d files (%d from archives)", store.uri, len(rows),
              sum("#" in r.source for r in rows))
     return sorted(rows, key=lambda r: r.path)
+
+
+def _list_dataset(uri: str, stage: Path, endpoint_url: str | None) -> tuple[Store, list[StoreObject]]:
+    """The dataset's store and everything in it; only ever read. An unusable dataset as a whole, or a
+    stage folder that would write into it, stops the scan."""
+    try:
+        store = open_store(uri, endpoint_url)
+        if store.local_root is not None:
+            if not store.local_root.is_dir():
+                raise DatasetError(f"dataset {store.uri} does not exist or is not a folder. Fix: check dataset.uri")
+            refuse_overlap(store.local_root, stage, REWRITTEN)
+        objects = store.objects()
+    except StoreError as exc:
+        raise DatasetError(f"dataset {exc}") from None
+    if not objects:
+        raise DatasetError(f"dataset {store.uri} is empty (it holds no objects). Fix: upload images (or texts) "
+                           "there first, or check dataset.uri")
+    return store, objects
 
 
 def _problem_text(problem: str | None) -> str | None:

@@ -23,7 +23,8 @@ from lora_tasks.errors import LoraTaskError
 from lora_tasks.settings import platform_settings
 from lora_tasks.spec.loading import parse_job_spec, read_spec_file, read_yaml_text
 from lora_tasks.spec.schema import NAME_PATTERN
-from lora_tasks.stores.artifacts import ArtifactStore, open_store
+from lora_tasks.stores import open_store
+from lora_tasks.stores.base import Store
 
 INBOX, SUBMITTED, REJECTED = "inbox", "submitted", "rejected"
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -37,7 +38,7 @@ class BatchRequest:
     conf: dict[str, Any]
 
 
-def submit_request(store: ArtifactStore, tenant: str, spec_text: str, filename: str) -> str:
+def submit_request(store: Store, tenant: str, spec_text: str, filename: str) -> str:
     """Drop a job spec into a tenant's inbox (after checking it parses); returns its key."""
     if not re.match(NAME_PATTERN, tenant) or ".." in tenant:
         raise LoraTaskError(f"tenant {tenant!r} is not a valid name")
@@ -49,7 +50,7 @@ def submit_request(store: ArtifactStore, tenant: str, spec_text: str, filename: 
     return key
 
 
-def collect_requests(store: ArtifactStore, allowed: Callable[[str], bool] = lambda tenant: True,
+def collect_requests(store: Store, allowed: Callable[[str], bool] = lambda tenant: True,
                      ) -> tuple[list[BatchRequest], list[str]]:
     """Valid pending requests of the ``allowed`` tenants, and the keys of those just moved to
     rejected/ (with a reason file); other tenants' requests stay in the inbox."""
@@ -67,7 +68,7 @@ def collect_requests(store: ArtifactStore, allowed: Callable[[str], bool] = lamb
     return requests, rejected
 
 
-def _request(store: ArtifactStore, key: str, tenant: str) -> BatchRequest:
+def _request(store: Store, key: str, tenant: str) -> BatchRequest:
     raw = store.read(key)
     try:
         text = raw.decode("utf-8")
@@ -85,11 +86,11 @@ def _request(store: ArtifactStore, key: str, tenant: str) -> BatchRequest:
     return BatchRequest(key=key, tenant=tenant, run_id=run_id, conf={"job_spec": data})
 
 
-def mark_submitted(store: ArtifactStore, key: str, run_id: str) -> str:
+def mark_submitted(store: Store, key: str, run_id: str) -> str:
     return _move(store, key, SUBMITTED, f"{run_id}\n")
 
 
-def _move(store: ArtifactStore, key: str, folder: str, note: str) -> str:
+def _move(store: Store, key: str, folder: str, note: str) -> str:
     """Copy to folder/<tenant>/<file> with a note beside it, then remove from the inbox."""
     target = folder + key[len(INBOX):]
     store.write(target, store.read(key))

@@ -105,7 +105,7 @@ def evaluate(info: RunInfo, adapter: str, holdout: str, held_out: bool = True) -
 def publish(info: RunInfo, adapter: str, eval_report: str, settings: PlatformSettings,
             run_id: str) -> dict[str, Any]:
     """Copy the adapter, its spec and reports into the artifact store as an immutable version."""
-    from lora_tasks.stores.artifacts import open_store
+    from lora_tasks.stores import open_store
     from lora_tasks.stores.versions import publish_version, version_prefix
 
     store = open_store(settings.artifact_root, settings.s3_endpoint_url)

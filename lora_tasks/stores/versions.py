@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_tasks.errors import LoraTaskError
-from lora_tasks.stores.artifacts import ArtifactStore
+from lora_tasks.stores.base import Store
 
 MANIFEST = "manifest.json"
 
@@ -29,7 +29,7 @@ def _digest(path: Path) -> dict[str, Any]:
     return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
 
 
-def publish_version(store: ArtifactStore, tenant: str, name: str, version: str, files: dict[str, Path],
+def publish_version(store: Store, tenant: str, name: str, version: str, files: dict[str, Path],
                     metadata: dict[str, Any]) -> dict[str, Any]:
     """Upload ``files`` (name in the version -> local path), then the manifest; returns the manifest."""
     prefix = version_prefix(tenant, name, version)
@@ -48,7 +48,7 @@ def publish_version(store: ArtifactStore, tenant: str, name: str, version: str, 
     return manifest
 
 
-def verify_version(store: ArtifactStore, tenant: str, name: str, version: str) -> dict[str, Any]:
+def verify_version(store: Store, tenant: str, name: str, version: str) -> dict[str, Any]:
     """Check every file of a published version against its manifest; returns the manifest."""
     prefix = version_prefix(tenant, name, version)
     manifest = json.loads(store.read(f"{prefix}/{MANIFEST}"))

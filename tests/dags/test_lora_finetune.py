@@ -11,7 +11,7 @@ import pytest
 from lora_tasks.ledger.models import StageTiming
 from lora_tasks.ledger.store import open_ledger
 from lora_tasks.settings import platform_settings
-from lora_tasks.stores.artifacts import open_store
+from lora_tasks.stores import open_store
 from lora_tasks.stores.versions import verify_version
 from tests.lora_tasks.pipeline.test_validate import job
 

@@ -9,7 +9,7 @@ import yaml
 
 from lora_tasks.pipeline.batch import submit_request
 from lora_tasks.settings import platform_settings
-from lora_tasks.stores.artifacts import open_store
+from lora_tasks.stores import open_store
 from tests.lora_tasks.pipeline.test_batch import SPEC
 
 REPO = Path(__file__).resolve().parents[2]

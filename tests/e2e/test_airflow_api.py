@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from lora_airflow.local_stack import LOGINS, AirflowConfig, ApiClient, LocalStack, free_port, prepare
-from lora_tasks.stores.artifacts import open_store
+from lora_tasks.stores import open_store
 from lora_tasks.stores.versions import verify_version
 
 pytestmark = pytest.mark.slow

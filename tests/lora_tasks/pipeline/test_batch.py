@@ -9,7 +9,8 @@ import pytest
 
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.pipeline.batch import collect_requests, mark_submitted, submit_request
-from lora_tasks.stores.artifacts import LocalStore, open_store
+from lora_tasks.stores import open_store
+from lora_tasks.stores.local import LocalStore
 
 SPEC = "job: {name: cats}\nmodel_config: {base_model: /models/sd15}\ndataset: {uri: s3://uploads/acme/cats}\n"
 
