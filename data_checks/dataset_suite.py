@@ -9,13 +9,34 @@ caption made from the file name (the caption stage's last resort) does not count
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from lora_tasks.intake.manifest import ManifestRow
-from lora_tasks.spec.schema import ChecksSection
+from typing import Any, Protocol
 
 DUPLICATE_REASONS = ["exact_duplicate", "near_duplicate"]
+
+
+class Thresholds(Protocol):
+    """What the suites compare against: a job spec's ``dataset.checks`` is one."""
+
+    min_images: int
+    min_caption_coverage: float
+    min_side: int
+    max_duplicate_share: float
+    max_rejected_share: float
+
+
+class Sample(Protocol):
+    """What the suites read of a manifest row: ``lora_tasks.intake.manifest.ManifestRow`` is one."""
+
+    path: str
+    role: str
+    reason: str | None
+    caption: str | None
+    caption_source: str | None
+
+    @property
+    def min_side(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -46,7 +67,7 @@ class CheckReport:
         return {"passed": self.passed, "findings": [f.__dict__ for f in self.findings]}
 
 
-def _suites(checks: ChecksSection, task: str) -> dict[str, list[Any]]:
+def _suites(checks: Thresholds, task: str) -> dict[str, list[Any]]:
     import great_expectations.expectations as gxe
 
     kept = [
@@ -66,7 +87,7 @@ def _suites(checks: ChecksSection, task: str) -> dict[str, list[Any]]:
     return {"kept": kept, "upload": upload}
 
 
-def _frames(kept: list[ManifestRow], rejected: list[ManifestRow]) -> dict[str, Any]:
+def _frames(kept: Sequence[Sample], rejected: Sequence[Sample]) -> dict[str, Any]:
     import pandas as pd
 
     kept_frame = pd.DataFrame({
@@ -102,7 +123,7 @@ def _sentence(what: str, kwargs: dict[str, Any], result: dict[str, Any], passed:
             f"({verdict})"), round(share, 4)
 
 
-def run_checks(kept: list[ManifestRow], rejected: list[ManifestRow], checks: ChecksSection,
+def run_checks(kept: Sequence[Sample], rejected: Sequence[Sample], checks: Thresholds,
                task: str = "image") -> CheckReport:
     """Validate kept and rejected samples against the job's thresholds."""
     logging.getLogger("great_expectations").setLevel(logging.WARNING)

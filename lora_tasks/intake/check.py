@@ -1,4 +1,5 @@
-"""The check stage's command line: Great Expectations over the captioned manifest, before any GPU.
+"""The check stage: Great Expectations suites (``data_checks``) over the captioned manifest and the
+filter's rejections, before any GPU is spent; the report is written into the stage's folder.
 
     python -m lora_tasks.intake.check CAPTIONED.jsonl --rejected REJECTED.jsonl --out DIR [--config job.yaml]
 
@@ -13,12 +14,22 @@ import json
 import sys
 from pathlib import Path
 
-from data_checks.dataset_suite import run_checks
+from data_checks import CheckReport, run_checks
 from lora_tasks.cli import entry_point
 from lora_tasks.errors import DatasetError
-from lora_tasks.intake.manifest import read_rows
+from lora_tasks.intake.manifest import ManifestRow, read_rows
 from lora_tasks.spec.loading import load_job_spec
 from lora_tasks.spec.schema import ChecksSection
+
+
+def check_samples(kept: list[ManifestRow], rejected: list[ManifestRow], checks: ChecksSection, task: str,
+                  out_dir: Path) -> CheckReport:
+    """Run the suites on the kept and rejected rows; write ``report.txt`` and ``report.json``."""
+    report = run_checks(kept, rejected, checks, task)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.txt").write_text(report.text() + "\n")
+    (out_dir / "report.json").write_text(json.dumps(report.as_dict(), indent=2))
+    return report
 
 
 @entry_point
@@ -31,16 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="job spec whose dataset.checks thresholds to use")
     args = parser.parse_args(argv)
     spec = load_job_spec(args.config) if args.config else None
-    checks = spec.dataset.checks if spec else ChecksSection()
-    task = spec.job.task if spec else "image"
     for path in (args.kept, args.rejected):
         if not path.is_file():
             raise DatasetError(f"{path} does not exist. Fix: pass the caption stage's captioned.jsonl and the filter "
                                "stage's rejected.jsonl")
-    report = run_checks(read_rows(args.kept), read_rows(args.rejected), checks, task)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(json.dumps(report.as_dict(), indent=2))
-    (args.out / "report.txt").write_text(report.text() + "\n")
+    report = check_samples(read_rows(args.kept), read_rows(args.rejected),
+                           spec.dataset.checks if spec else ChecksSection(), spec.job.task if spec else "image",
+                           args.out)
     print(report.text())
     return 0 if report.passed else 1
 

@@ -70,16 +70,14 @@ def caption(info: RunInfo, kept: str) -> dict[str, Any]:
 def check_dataset(info: RunInfo, captioned: str, rejected: str, run_id: str,
                   settings: PlatformSettings) -> dict[str, Any]:
     """Run the data checks; on success split off the held-out images the evaluate stage uses."""
-    from data_checks import run_checks
+    from lora_tasks.intake.check import check_samples
     from lora_tasks.intake.holdout import split_holdout
     from lora_tasks.intake.manifest import read_rows, write_rows
 
     spec = info.load_spec()
     folder = info.stage("check")
     kept = read_rows(Path(captioned))
-    report = run_checks(kept, read_rows(Path(rejected)), spec.dataset.checks, spec.job.task)
-    (folder / "report.txt").write_text(report.text() + "\n")
-    (folder / "report.json").write_text(json.dumps(report.as_dict(), indent=2))
+    report = check_samples(kept, read_rows(Path(rejected)), spec.dataset.checks, spec.job.task, folder)
     if not report.passed:
         raise DatasetError(f"{report.text()}\nFix: the report names each failed expectation and the observed value; "
                            "correct the upload or relax dataset.checks")
