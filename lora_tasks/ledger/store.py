@@ -9,16 +9,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.ledger.models import CapacityDecision, Run, StageTiming, TrainAttempt
-from lora_tasks.scheduling.windows import OffPeakCalendar
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class Tariff(Protocol):
+    """What billing needs to know of prices: ``scheduling.windows.OffPeakCalendar`` is one."""
+
+    def off_peak_seconds(self, start: datetime, end: datetime) -> float: ...
+
+    def cost(self, gpu_type: str, start: datetime, end: datetime) -> float: ...
 
 
 def migrate(url: str) -> None:
@@ -102,7 +109,7 @@ class Ledger:
             run.started_at = min(run.started_at or started_at, started_at)
 
     def attempt_finished(self, run_id: str, try_number: int, *, started_at: datetime, finished_at: datetime,
-                         succeeded: bool, peak_bytes: int | None, calendar: OffPeakCalendar) -> None:
+                         succeeded: bool, peak_bytes: int | None, calendar: Tariff) -> None:
         """Bill one try of the train task, once; the run's totals are the sum of its tries."""
         with self.session() as session:
             run = self._run(session, run_id)
