@@ -26,6 +26,7 @@ from lora_tasks.errors import LoraTaskError
 from lora_tasks.scheduling.planner import PlannerConfig
 from lora_tasks.scheduling.simulate.engine import Simulation
 from lora_tasks.scheduling.simulate.policies import PredictivePolicy, ReactivePolicy, StaticPolicy, peak_fleet
+from lora_tasks.scheduling.simulate.report import summary
 from lora_tasks.scheduling.simulate.trace import TraceJob
 from lora_tasks.scheduling.windows import OffPeakCalendar
 
@@ -40,4 +41,5 @@ def simulate(jobs: list[TraceJob], policy_name: str, calendar: OffPeakCalendar, 
     if policy_name not in policies:
         raise LoraTaskError(f"--policy {policy_name!r} is unknown. Fix: use static, reactive or predictive")
     sim = Simulation(calendar, policies[policy_name](), node_startup, max_count)
-    return sim.run(jobs), sim
+    sim.run(jobs)
+    return summary(sim, jobs), sim

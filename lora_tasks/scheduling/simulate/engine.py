@@ -10,13 +10,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-
 from lora_tasks.scheduling.planner import (
     PlannerConfig,
     latest_start,
 )
-from lora_tasks.scheduling.simulate.policies import Policy, StaticPolicy
+from lora_tasks.scheduling.simulate.policies import Policy
 from lora_tasks.scheduling.simulate.trace import PRIORITY_ORDER, TraceJob
 from lora_tasks.scheduling.windows import OffPeakCalendar
 
@@ -79,7 +77,8 @@ class Simulation:
         self.cost += self.calendar.cost(gpu, node.requested_at, now)
         self.provisioned_seconds += (now - node.requested_at).total_seconds()
 
-    def run(self, jobs: list[TraceJob], until: datetime | None = None) -> dict[str, Any]:
+    def run(self, jobs: list[TraceJob], until: datetime | None = None) -> None:
+        """Replay ``jobs`` until every one has finished and the policy has released what it pays for."""
         counter = itertools.count()
         events: list[tuple[datetime, int, str, Any]] = []
         start = jobs[0].submitted_at if jobs else datetime.now(UTC)
@@ -88,14 +87,12 @@ class Simulation:
             heapq.heappush(events, (job.submitted_at, next(counter), "arrive", job))
         for gpu in sorted({j.gpu_type for j in jobs}):
             heapq.heappush(events, (start, next(counter), "decide", gpu))
-        if isinstance(self.policy, StaticPolicy):
-            for gpu, count in self.policy.fleet.items():
-                self.nodes[gpu] = [Node(start, start, start) for _ in range(count)]
+        for gpu, count in self.policy.initial_fleet().items():
+            self.nodes[gpu] = [Node(start, start, start) for _ in range(count)]
         remaining = len(jobs)
         while events:
             now, _, kind, payload = heapq.heappop(events)
-            if now > end or (remaining == 0 and kind == "decide" and not any(self.queues.values())
-                             and not isinstance(self.policy, StaticPolicy) and not any(self.nodes.values())):
+            if now > end:
                 break
             if kind == "arrive":
                 self.queues[payload.gpu_type].append(payload)
@@ -117,12 +114,12 @@ class Simulation:
                 heapq.heappush(events, (now + self.policy.interval, next(counter), "decide", payload))
                 self.series.append((now, sum(len(n) for n in self.nodes.values()),
                                     sum(len(q) for q in self.queues.values())))
-            if remaining == 0 and isinstance(self.policy, StaticPolicy):
+            if remaining == 0 and self.policy.done(self):  # nothing left to run or to pay for
                 end = min(end, now)
+                break
         for gpu, nodes in self.nodes.items():
             for node in list(nodes):
                 self.release(gpu, node, max(end, node.requested_at))
-        return self._report(jobs)
 
     def _scale(self, gpu: str, now: datetime, events: list, counter: Any) -> None:
         nodes = self.nodes[gpu]
@@ -186,25 +183,3 @@ class Simulation:
         if job.deadline is not None and now > job.deadline:
             self.misses[job.priority] += 1
         node.job, node.started_at, node.idle_since = None, None, now
-
-    def _report(self, jobs: list[TraceJob]) -> dict[str, Any]:
-        unfinished = len(jobs) - self.finished  # still queued or running when the replay ended
-
-        def pct(values: list[float], q: float) -> float:
-            return float(np.percentile(values, q)) / 60 if values else 0.0
-
-        return {
-            "policy": self.policy.name,
-            "jobs": len(jobs),
-            "unfinished": unfinished,
-            "gpu_hours": self.provisioned_seconds / 3600,
-            "cost": self.cost,
-            "utilisation": self.busy_seconds / self.provisioned_seconds if self.provisioned_seconds else 0.0,
-            "batch_off_peak_share": self.batch_off_peak_seconds / self.batch_seconds if self.batch_seconds else 0.0,
-            "preemptions": self.preemptions,
-            **{f"{p}_wait_p50_min": pct(self.waits[p], 50) for p in PRIORITY_ORDER},
-            **{f"{p}_wait_p95_min": pct(self.waits[p], 95) for p in PRIORITY_ORDER},
-            **{f"{p}_deadline_misses": self.misses[p] for p in PRIORITY_ORDER},
-        }
-
-

@@ -27,7 +27,17 @@ class Policy:
     interval: timedelta = timedelta(minutes=5)
 
     def target(self, sim: Simulation, gpu: str, now: datetime) -> int:
+        """How many nodes of ``gpu`` to have now."""
         raise NotImplementedError
+
+    def initial_fleet(self) -> dict[str, int]:
+        """Nodes per GPU type that are ready when the replay starts."""
+        return {}
+
+    def done(self, sim: Simulation) -> bool:
+        """Whether, every job having finished, nothing is left to pay for: a policy that scales is done
+        once it has released its last node."""
+        return not any(sim.nodes.values())
 
 
 class StaticPolicy(Policy):
@@ -37,6 +47,13 @@ class StaticPolicy(Policy):
 
     def target(self, sim: Simulation, gpu: str, now: datetime) -> int:
         return self.fleet.get(gpu, 0)
+
+    def initial_fleet(self) -> dict[str, int]:
+        return self.fleet
+
+    def done(self, sim: Simulation) -> bool:
+        """A fixed fleet is paid for as long as the work lasts, and no longer."""
+        return True
 
 
 class ReactivePolicy(Policy):
