@@ -47,10 +47,12 @@ def main() -> int:
     args = parser.parse_args()
     env = AirflowConfig(home=Path(tempfile.mkdtemp(prefix="dag-parse-"))).env()
     env.setdefault("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "plugins")]))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a dag-processor reads compiled modules, not sources
     medians = {}
     print("| DAG file | DAGs | median parse (s) | runs |")
     print("|---|---|---|---|")
     for path in sorted((ROOT / "dags").glob("*.py")):
+        parse_once(path, env)  # compiles what the file imports, once, as a long-running dag-processor has
         runs = [parse_once(path, env) for _ in range(args.runs)]
         if runs[0]["errors"]:
             print(f"{path.name}: import errors {runs[0]['errors']}", file=sys.stderr)

@@ -36,25 +36,16 @@ def gpu_capacity_planner() -> None:
     @task
     def decide() -> list[dict[str, Any]]:
         """Decide GPUs per type from the ledger and record the decisions."""
-        from lora_tasks.gpu_types import load_gpu_types
-        from lora_tasks.ledger.store import open_ledger
-        from lora_tasks.pipeline.capacity import plan
-        from lora_tasks.scheduling.windows import load_calendar
+        from lora_tasks.pipeline.capacity import decide
 
-        decisions = plan(open_ledger(SETTINGS.ledger_url), load_calendar(SETTINGS.scheduling_file),
-                         load_gpu_types(SETTINGS.gpu_types_file), datetime.now(UTC))
-        return [{"gpu_type": d.gpu_type, "current": d.current, "desired": d.desired, "applied": d.applied,
-                 "running": int(d.inputs.get("running", 0)), "reason": d.reason} for d in decisions]
+        return decide(SETTINGS, datetime.now(UTC))
 
     @task
     def apply(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Kubernetes mode: pool slots from ready GPUs, placeholder replicas from the decisions."""
-        if SETTINGS.runner != "kubernetes":
-            print("local runner: GPUs are this machine's; decisions recorded, nothing to scale")
-            return decisions
-        from lora_airflow.fleet import apply_kubernetes
+        from lora_airflow.fleet import apply_decisions
 
-        return apply_kubernetes(decisions, SETTINGS)
+        return apply_decisions(decisions, SETTINGS)
 
     apply(decide())
 

@@ -113,25 +113,22 @@ def lora_finetune() -> None:
                                  SETTINGS)
 
     @task(**CPU)
-    def evaluate(info: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
+    def evaluate(info: dict[str, Any], checked: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
         from lora_tasks.pipeline.stages import evaluate
         from lora_tasks.pipeline.workspace import RunInfo
 
-        run = RunInfo.of(info)
         with user_errors_fail_fast():
-            return evaluate(run, f"{run.workspace}/train/output/adapter", checked["holdout"],
-                            checked["holdout_images"] > 0)
+            return evaluate(RunInfo.of(info), trained["adapter"], checked["holdout"], checked["holdout_images"] > 0)
 
     @task(outlets=[LORA_ADAPTERS])
-    def publish(info: dict[str, Any], evaluated: dict[str, Any], dag_run: Any = None,
+    def publish(info: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any], dag_run: Any = None,
                 outlet_events: Any = None) -> dict[str, Any]:
         from lora_tasks.pipeline.stages import publish
         from lora_tasks.pipeline.workspace import RunInfo
 
         run = RunInfo.of(info)
         with user_errors_fail_fast():
-            result = publish(run, f"{run.workspace}/train/output/adapter", evaluated["report"], SETTINGS,
-                             dag_run.run_id)
+            result = publish(run, trained["adapter"], evaluated["report"], SETTINGS, dag_run.run_id)
         outlet_events[LORA_ADAPTERS].extra = {"tenant": run.tenant, "name": run.name, **result}
         return result
 
@@ -144,9 +141,8 @@ def lora_finetune() -> None:
         info = ti.xcom_pull(task_ids="validate_request")
         if not info:
             return {"workspace": None}
-        results = {stage: ti.xcom_pull(task_ids=stage) for stage in STAGES}
-        seconds = {stage: r["seconds"] for stage, r in results.items() if isinstance(r, dict) and "seconds" in r}
-        return cleanup(RunInfo.of(info), results["publish"] is not None, dag_run.run_id, SETTINGS, seconds)
+        return cleanup(RunInfo.of(info), {stage: ti.xcom_pull(task_ids=stage) for stage in STAGES}, dag_run.run_id,
+                       SETTINGS)
 
     info = validate_request()
     request = "ti.xcom_pull(task_ids='validate_request')"
@@ -154,13 +150,11 @@ def lora_finetune() -> None:
                                deadline=f"{{{{ {request}['deadline'] }}}}",
                                predicted_seconds=f"{{{{ {request}['predicted_seconds'] }}}}")
     scanned = scan_dataset(info)
-    info >> wait >> scanned
+    info >> wait >> scanned  # batch runs wait here for the off-peak window
     filtered = filter_content(info, scanned)
     checked = check_dataset(info, filtered, caption(info, filtered))
     trained = train_task(SETTINGS)(info, checked)
-    evaluated = evaluate(info, checked)
-    trained >> evaluated
-    publish(info, evaluated) >> cleanup().as_teardown(setups=info)
-
+    published = publish(info, trained, evaluate(info, checked, trained))
+    published >> cleanup().as_teardown(setups=info)
 
 lora_finetune()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from typing import Any
 
 from lora_tasks.cli import entry_point
 from lora_tasks.errors import LoraTaskError
-from lora_tasks.settings import platform_settings
+from lora_tasks.pipeline.tenancy import load_tenants, may_act
+from lora_tasks.settings import PlatformSettings, platform_settings
 from lora_tasks.spec.loading import parse_job_spec, read_spec_file, read_yaml_text
 from lora_tasks.spec.schema import NAME_PATTERN
 from lora_tasks.stores import open_store
@@ -28,6 +30,7 @@ from lora_tasks.stores.base import Store
 
 INBOX, SUBMITTED, REJECTED = "inbox", "submitted", "rejected"
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,30 @@ def collect_requests(store: Store, allowed: Callable[[str], bool] = lambda tenan
             _move(store, key, REJECTED, f"{exc}\n")
             rejected.append(key)
     return requests, rejected
+
+
+def collect_submissions(settings: PlatformSettings, user: str | None, roles: frozenset[str]) -> list[dict[str, Any]]:
+    """The nightly run's requests to submit; malformed ones are moved to rejected/ with the reason. A run
+    triggered by hand (``user`` with ``roles``) takes only the tenants its user may act for: the runs it
+    creates carry that user, and would fail the tenant check for everyone else's requests."""
+    tenants = load_tenants(settings.tenants_file)
+    requests, rejected = collect_requests(open_store(settings.artifact_root, settings.s3_endpoint_url),
+                                          lambda t: t not in tenants or may_act(tenants[t], user, roles))
+    log.info("%d request(s) to submit, %d rejected", len(requests), len(rejected))
+    return [{"trigger_run_id": r.run_id, "conf": r.conf, "key": r.key} for r in requests]
+
+
+def trigger_arguments(request: dict[str, Any]) -> dict[str, Any]:
+    """What the TriggerDagRunOperator needs of a collected request."""
+    return {"trigger_run_id": request["trigger_run_id"], "conf": request["conf"]}
+
+
+def mark_all_submitted(settings: PlatformSettings, requests: list[dict[str, Any]]) -> int:
+    """Move every submitted request out of the inbox (a request whose run already existed included)."""
+    store = open_store(settings.artifact_root, settings.s3_endpoint_url)
+    for request in requests:
+        mark_submitted(store, request["key"], request["trigger_run_id"])
+    return len(requests)
 
 
 def _request(store: Store, key: str, tenant: str) -> BatchRequest:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from lora_tasks.cli import entry_point
 from lora_tasks.gpu_types import GpuType, load_gpu_types
@@ -21,6 +22,7 @@ from lora_tasks.ledger.models import CapacityDecision
 from lora_tasks.ledger.store import Ledger, open_ledger
 from lora_tasks.scheduling.planner import Hysteresis, Job, PlannerConfig, desired_gpus, interactive_forecast
 from lora_tasks.scheduling.windows import OffPeakCalendar, load_calendar
+from lora_tasks.settings import PlatformSettings
 
 STALE_AFTER = timedelta(days=2)
 """A run queued this long without starting is someone else's problem (cleanup marks failed runs)."""
@@ -68,6 +70,15 @@ def plan(ledger: Ledger, calendar: OffPeakCalendar, gpu_types: dict[str, GpuType
     return decisions
 
 
+def decide(settings: PlatformSettings, now: datetime) -> list[dict[str, Any]]:
+    """The planner's decision for this installation (its ledger, calendar and GPU types), recorded,
+    in the form the apply step and the CLI read."""
+    decisions = plan(open_ledger(settings.ledger_url), load_calendar(settings.scheduling_file),
+                     load_gpu_types(settings.gpu_types_file), now)
+    return [{"gpu_type": d.gpu_type, "current": d.current, "desired": d.desired, "applied": d.applied,
+             "running": int(d.inputs.get("running", 0)), "reason": d.reason} for d in decisions]
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     from lora_tasks.settings import platform_settings
@@ -78,12 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("plan", help="decide GPUs per type now and record the decisions")
     run.add_argument("--now", type=datetime.fromisoformat, default=None)
     args = parser.parse_args(argv)
-    settings = platform_settings()
-    now = args.now or datetime.now(UTC)
-    for decision in plan(open_ledger(settings.ledger_url), load_calendar(settings.scheduling_file),
-                         load_gpu_types(settings.gpu_types_file), now):
-        print(f"{decision.gpu_type:<10} {decision.current:>3} -> {decision.applied:>3} (wish {decision.desired}): "
-              f"{decision.reason}")
+    for decision in decide(platform_settings(), args.now or datetime.now(UTC)):
+        print(f"{decision['gpu_type']:<10} {decision['current']:>3} -> {decision['applied']:>3} "
+              f"(wish {decision['desired']}): {decision['reason']}")
     return 0
 
 

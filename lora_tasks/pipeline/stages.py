@@ -116,14 +116,15 @@ def publish(info: RunInfo, adapter: str, eval_report: str, settings: PlatformSet
             "version": info.run_key, "files": len(manifest["files"])}
 
 
-def cleanup(info: RunInfo, succeeded: bool, run_id: str, settings: PlatformSettings,
-            stage_seconds: dict[str, float]) -> dict[str, Any]:
-    """Record the stages' timings; remove the run's workspace once published, keep it after a
-    failure (for debugging and resume) and take the run out of the planner's queue."""
+def cleanup(info: RunInfo, results: dict[str, Any], run_id: str, settings: PlatformSettings) -> dict[str, Any]:
+    """Record each stage's own seconds (from its ``results``, None for a stage that did not finish);
+    remove the run's workspace once published, keep it after a failure (for debugging and resume)
+    and take the run out of the planner's queue."""
     ledger = open_ledger(settings.ledger_url)
-    for stage, seconds in stage_seconds.items():
-        ledger.record_stage(run_id, stage, seconds)
-    if not succeeded:
+    for stage, result in results.items():
+        if isinstance(result, dict) and "seconds" in result:
+            ledger.record_stage(run_id, stage, result["seconds"])
+    if results.get("publish") is None:
         ledger.close_run(run_id, "failed", datetime.now(UTC))
         return {"kept_workspace": info.workspace}
     shutil.rmtree(info.workspace, ignore_errors=True)

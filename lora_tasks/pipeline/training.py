@@ -6,12 +6,12 @@ import json
 import subprocess
 import sys
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 from lora_tasks.errors import INPUT_ERROR_EXIT, LoraTaskError
 from lora_tasks.pipeline.stages import timed
 from lora_tasks.pipeline.workspace import RunInfo
+from lora_tasks.train.outputs import SUMMARY_FILE
 
 STDERR_TAIL = 30
 
@@ -19,7 +19,7 @@ STDERR_TAIL = 30
 def train_command(info: RunInfo, dataset: str) -> list[str]:
     """The trainer's command line: identical for the local subprocess and the pod."""
     return ["python", "-m", "lora_tasks.train", "--config", info.spec, "--dataset", dataset,
-            "--output", str(Path(info.workspace) / "train" / "output")]
+            "--output", str(info.train_output)]
 
 
 @timed
@@ -42,7 +42,7 @@ def train_locally(info: RunInfo, dataset: str) -> dict[str, Any]:
 
 def training_result(info: RunInfo) -> dict[str, Any]:
     """What the trainer left in the workspace (both runners)."""
-    adapter = Path(info.workspace) / "train" / "output" / "adapter"
-    summary = json.loads((adapter / "training_summary.json").read_text())
+    adapter = info.adapter_dir
+    summary = json.loads((adapter / SUMMARY_FILE).read_text())
     return {"adapter": str(adapter), "steps": summary["steps"], "peak_memory_bytes": summary["peak_memory_bytes"],
             "train_loss": summary["train_loss"], "median_step_seconds": summary["median_step_seconds"]}

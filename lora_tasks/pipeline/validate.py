@@ -9,8 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lora_tasks.errors import DatasetError, LoraTaskError
 from lora_tasks.gpu_types import load_gpu_types, resolve_gpu_type
 from lora_tasks.ledger.store import open_ledger
@@ -18,7 +16,7 @@ from lora_tasks.pipeline.pods import check_reachable_from_pods, pod_resources
 from lora_tasks.pipeline.prediction import predict_training
 from lora_tasks.pipeline.stages import timed
 from lora_tasks.pipeline.tenancy import check_tenant_access, load_tenants
-from lora_tasks.pipeline.workspace import RunInfo, run_key
+from lora_tasks.pipeline.workspace import RunInfo
 from lora_tasks.scheduling.recommend import ASSUMED_IMAGES, check_fits
 from lora_tasks.settings import PlatformSettings
 from lora_tasks.spec.conf import PRIORITY_WEIGHTS, spec_data_from_conf
@@ -45,22 +43,18 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
     if settings.runner == "kubernetes":
         check_reachable_from_pods(ref, spec.dataset.uri, settings)
     advice = check_fits(spec, gpu)  # refuses, with the estimate and the fix, a job that would not fit
-    key = run_key(run_id, run_after)
-    workspace = (settings.workspace / spec.job.tenant / key).resolve()
+    info = RunInfo.new(settings.workspace, spec.job.tenant, spec.job.name, spec.job.priority, gpu.name, run_id,
+                       run_after)
     resolved = spec.to_yaml_dict()
     resolved["job"]["gpu_type"] = gpu.name
     resolved["model_config"]["base_model"] = ref.location  # absolute: later stages run elsewhere
     if ref.config:
         resolved["model_config"]["base_model_config"] = ref.config
-    resolved["output"]["uri"] = str(workspace / "train" / "output")
+    resolved["output"]["uri"] = str(info.train_output)
     resolved["training_config"].update(advice.settings())  # 'auto' resolved for this GPU type
     if "://" not in spec.dataset.uri:  # a local path: later stages may run in another directory
         resolved["dataset"]["uri"] = str(Path(spec.dataset.uri).expanduser().resolve())
-    folder = workspace / "validate"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "job.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    info = RunInfo(tenant=spec.job.tenant, name=spec.job.name, priority=spec.job.priority, gpu_type=gpu.name,
-                   run_key=key, workspace=str(workspace), spec=str(folder / "job.yaml"))
+    info.write_spec(resolved)
     open_ledger(settings.ledger_url).register_run(
         run_id, tenant=info.tenant, job=info.name, priority=info.priority, gpu_type=gpu.name, submitted_at=run_after,
         deadline=spec.job.deadline, predicted_peak_bytes=advice.estimate.total_bytes,

@@ -19,6 +19,7 @@ from lora_tasks.cli import entry_point
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.spec.loading import load_job_spec
 from lora_tasks.spec.schema import JobSpec
+from lora_tasks.train.outputs import DIFFUSERS_FILE
 
 
 class QualityGateError(LoraTaskError):
@@ -37,7 +38,6 @@ def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Pa
     from lora_tasks.train.buckets import training_buckets
     from lora_tasks.train.cache import Encoder
     from lora_tasks.train.data import collect_images
-    from lora_tasks.train.export import DIFFUSERS_FILE
     from lora_tasks.train.loss import fixed_noise_loss
     from lora_tasks.train.models import load_models
 

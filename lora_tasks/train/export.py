@@ -23,10 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-ADAPTER_DIR = "adapter"
-DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
-PEFT_FILE = "adapter_model.safetensors"
-SUMMARY_FILE = "training_summary.json"
+from lora_tasks.train.outputs import ADAPTER_DIR, PEFT_FILE
 
 
 def lora_state_dict(unet: Any) -> dict[str, torch.Tensor]:

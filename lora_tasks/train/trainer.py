@@ -38,12 +38,13 @@ from lora_tasks.train.data import (
     dataset_fingerprint,
     tag_frequency,
 )
-from lora_tasks.train.export import SUMMARY_FILE, export_adapter, file_digests
+from lora_tasks.train.export import export_adapter, file_digests
 from lora_tasks.train.loss import denoising_loss, fixed_noise_loss
 from lora_tasks.train.metadata import TrainingFacts, base_model_version, kohya_metadata
 from lora_tasks.train.metrics import MetricsLog, peak_memory_bytes, read_metrics
 from lora_tasks.train.models import add_lora, load_models, trainable_parameters
 from lora_tasks.train.order import BatchStream, batches_per_epoch
+from lora_tasks.train.outputs import ADAPTER_DIR, CACHE_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE
 from lora_tasks.train.settings import RunSettings, resolve_settings
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,8 @@ class LoraTrainer:
         self.output_dir = Path(output_dir) if output_dir else self.spec.output_dir()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.settings: RunSettings = resolve_settings(self.spec, self.device)
-        self.checkpoint_dir = self.output_dir / "checkpoints"
-        self.metrics_path = self.output_dir / "metrics.jsonl"
+        self.checkpoint_dir = self.output_dir / CHECKPOINT_DIR
+        self.metrics_path = self.output_dir / METRICS_FILE
 
     # ------------------------------------------------------------------ the whole run
 
@@ -121,7 +122,7 @@ class LoraTrainer:
         self.buckets = self._buckets()
         encoder = Encoder(self.models, self.device)
         self.source: SampleSource = build_source(self.cfg.latent_cache, encoder, self.items, self.buckets,
-                                                 self.output_dir / "cache", self.ref.location)
+                                                 self.output_dir / CACHE_DIR, self.ref.location)
         self.empty_embedding = encoder.captions([""])[0]
         if self.cfg.latent_cache != "off":  # the frozen encoders are no longer needed on the GPU
             self.models.vae.to("cpu")
@@ -353,7 +354,7 @@ class LoraTrainer:
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
     def _finished(self) -> TrainResult | None:
-        summary_path = self.output_dir / "adapter" / SUMMARY_FILE
+        summary_path = self.output_dir / ADAPTER_DIR / SUMMARY_FILE
         try:
             summary = json.loads(summary_path.read_text())
         except (OSError, ValueError):

@@ -2,7 +2,7 @@
 
 Task callbacks: the start of a try is recorded when it begins (so the capacity planner
 sees it running), its end and cost when it succeeds, fails or is retried. A training pod's
-try is billed first, and exactly, by ``lora_airflow.pod_operator.PodGpuTime`` from the
+try is billed first, and exactly, by ``lora_airflow.runners.kubernetes_pod.PodGpuTime`` from the
 pod's own timestamps; the task callbacks then find it billed. Rows are keyed by run and
 try number, so a callback that fires twice bills once; a failing ledger is logged, never
 allowed to fail the training it describes.
@@ -13,16 +13,19 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
 def _peak_bytes(workspace: str) -> int | None:
-    metrics = Path(workspace) / "train" / "output" / "metrics.jsonl"
+    """The try's peak memory, from the trainer's metrics in the run's workspace."""
+    from lora_tasks.pipeline.workspace import train_output
+    from lora_tasks.train.outputs import METRICS_FILE
+
     try:
-        return max(json.loads(line)["peak_memory_bytes"] for line in metrics.read_text().splitlines() if line)
+        metrics = (train_output(workspace) / METRICS_FILE).read_text()
+        return max(json.loads(line)["peak_memory_bytes"] for line in metrics.splitlines() if line)
     except (OSError, ValueError, KeyError):
         return None
 

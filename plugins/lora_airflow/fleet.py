@@ -14,9 +14,13 @@ scale: the decisions are only recorded.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from lora_tasks.gpu_types import GpuType
+from lora_tasks.settings import PlatformSettings
+
+log = logging.getLogger(__name__)
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 PLACEHOLDER_PRIORITY_CLASS = "lora-placeholder"
@@ -44,9 +48,8 @@ def placeholder_name(gpu: GpuType) -> str:
 
 def placeholder_deployment(gpu: GpuType, namespace: str, replicas: int) -> Any:
     """Pause pods that each hold one GPU of this type, placed like its training pods."""
+    from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import convert_toleration
     from kubernetes.client import models as k8s
-
-    from lora_airflow.pod_operator import toleration
 
     labels = {"app.kubernetes.io/name": "lora-placeholder", "lora/gpu-type": gpu.name}
     gpu_only = {"nvidia.com/gpu": "1", "memory": "64Mi"}
@@ -59,7 +62,7 @@ def placeholder_deployment(gpu: GpuType, namespace: str, replicas: int) -> Any:
     pod = k8s.V1PodSpec(
         containers=[container], priority_class_name=PLACEHOLDER_PRIORITY_CLASS, termination_grace_period_seconds=0,
         automount_service_account_token=False, node_selector=gpu.node_selector or None,
-        tolerations=[toleration(t) for t in gpu.tolerations],
+        tolerations=[convert_toleration(t) for t in gpu.tolerations],
         security_context=k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=65535,
                                                   seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),
     )
@@ -84,7 +87,16 @@ def scale_placeholders(apps: Any, gpu: GpuType, namespace: str, replicas: int) -
         apps.create_namespaced_deployment(namespace, placeholder_deployment(gpu, namespace, replicas))
 
 
-def apply_kubernetes(decisions: list[dict[str, Any]], settings: Any, core: Any = None, apps: Any = None,
+def apply_decisions(decisions: list[dict[str, Any]], settings: PlatformSettings) -> list[dict[str, Any]]:
+    """Pool slots and placeholders in Kubernetes mode; with the local runner the GPUs are this
+    machine's, so the decisions are only recorded."""
+    if settings.runner != "kubernetes":
+        log.info("local runner: GPUs are this machine's; decisions recorded, nothing to scale")
+        return decisions
+    return apply_kubernetes(decisions, settings)
+
+
+def apply_kubernetes(decisions: list[dict[str, Any]], settings: PlatformSettings, core: Any = None, apps: Any = None,
                      airflow: Any = None) -> list[dict[str, Any]]:
     """Pool slots and placeholder replicas for each decision. The clients default to the
     Kubernetes connection (``kubernetes_default``) and Airflow's REST API from the settings."""

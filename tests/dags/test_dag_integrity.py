@@ -125,3 +125,16 @@ def test_no_heavy_imports_at_module_level(path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("path", AIRFLOW_MODULES, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_plugin_file_shadows_a_library(path: Path) -> None:
+    """Airflow's plugin loader imports every file of the plugins folder under its bare name into
+    sys.modules: a ``runners/kubernetes.py`` would replace the kubernetes client for the whole process."""
+    import importlib.util
+
+    if path.name == "__init__.py" or path.stem == "airflow_local_settings":
+        return
+    spec = importlib.util.find_spec(path.stem)
+    assert spec is None or Path(str(spec.origin)).is_relative_to(REPO / "plugins"), \
+        f"plugins/{path.relative_to(REPO / 'plugins')} is named like the installed module {spec.origin}"

@@ -67,7 +67,7 @@ def test_a_retried_try_is_billed_as_well_as_the_last(ledger_url: str, tmp_path: 
 def test_a_pod_is_billed_from_its_gpu_binding_to_its_container_end(ledger_url: str, tmp_path: Path) -> None:
     from kubernetes.client import models as k8s
 
-    from lora_airflow.pod_operator import PodGpuTime, gpu_span
+    from lora_airflow.runners.kubernetes_pod import PodGpuTime, gpu_span
 
     ledger = open_ledger(ledger_url)
     ledger.register_run("r2", tenant="acme", job="cats", priority="standard", gpu_type="l4", submitted_at=START)

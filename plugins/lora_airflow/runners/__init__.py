@@ -1,7 +1,11 @@
 """The train stage, as a local subprocess or a Kubernetes pod: one setting (LORA_RUNNER), one result.
 
-Both run ``python -m lora_tasks.train`` on the run's workspace, so both leave the same files
-(``train/output/adapter``) and a retry of either resumes from the newest checkpoint there.
+Both run ``python -m lora_tasks.train`` on the run's workspace, so both leave the same files (the
+trainer's output folder, ``lora_tasks.pipeline.workspace.TRAIN_OUTPUT``), return the same result (the
+adapter's location and figures, which evaluate and publish read), and a retry of either resumes from
+the newest checkpoint there. One module per runner: ``local`` and ``kubernetes_pod`` (not
+``kubernetes``: Airflow's plugin loader imports each plugin file under its bare name, which would
+shadow the kubernetes client).
 Pool and priority weight are set per run by ``lora_airflow.policies``; the values here are
 what a run gets if that policy is missing.
 """

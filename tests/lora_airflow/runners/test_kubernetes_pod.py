@@ -3,6 +3,9 @@ against the Kubernetes schema and against our rules (GPU, placement, priority, h
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -125,14 +128,36 @@ def test_cluster_manifests_are_valid(path: Path) -> None:
 def test_runner_setting_selects_the_operator() -> None:
     from airflow.sdk import DAG
 
-    from lora_airflow.pod_operator import LoraTrainPodOperator
     from lora_airflow.runners import train_task
+    from lora_airflow.runners.kubernetes_pod import LoraTrainPodOperator
 
     with DAG("runner_choice", schedule=None):
         info, checked = mock.MagicMock(), mock.MagicMock()
-        pod = train_task(PlatformSettings(runner="kubernetes"))(info, checked)
+        trained = train_task(PlatformSettings(runner="kubernetes"))(info, checked)
+    pod = trained.operator  # the runner returns the pod's result, as the local task does
     assert isinstance(pod, LoraTrainPodOperator)
+    assert trained.key == "return_value"
     assert callable(train_task(PlatformSettings(runner="local")))
+
+
+@pytest.mark.parametrize("entry", ["execute", "trigger_reentry"])
+def test_the_pod_returns_what_the_local_runner_returns(operator, entry: str, tmp_path: Path) -> None:
+    """Evaluate and publish read the adapter's location from train's result, under either runner."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    from lora_tasks.pipeline.training import training_result
+    from lora_tasks.pipeline.workspace import RunInfo
+
+    info = RunInfo.new(tmp_path, "demo", "cats", "standard", "l4", "manual__1", datetime(2026, 12, 1, tzinfo=UTC))
+    info.adapter_dir.mkdir(parents=True)
+    (info.adapter_dir / "training_summary.json").write_text(json.dumps(
+        {"steps": 3, "peak_memory_bytes": 1, "train_loss": {"first": 1.0, "last": 0.5}, "median_step_seconds": 0.1}))
+    ti = mock.MagicMock()
+    ti.xcom_pull.return_value = asdict(info)
+    with mock.patch.object(KubernetesPodOperator, entry):  # the pod itself ran on a cluster
+        result = getattr(operator, entry)({"ti": ti}, *([{"status": "success"}] if entry == "trigger_reentry" else []))
+    assert result == training_result(info) and result["adapter"] == str(info.adapter_dir)
+    ti.xcom_push.assert_called_once_with(key="return_value", value=result)
 
 
 @pytest.mark.parametrize(("code", "retried"), [(2, False), (1, True), (137, True)])
