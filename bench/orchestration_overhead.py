@@ -16,40 +16,43 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
+DAG = "lora_finetune"
 STAGES = ["validate_request", "scan_dataset", "filter_content", "caption", "check_dataset", "train", "evaluate",
           "publish"]
 
 
-def when(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+def measure(api: Any, conf: dict) -> dict[str, float]:
+    from airflow_client.client import DagRunApi, TaskInstanceApi, TriggerDAGRunPostBody, XComApi
 
+    from lora_airflow.rest_client import wait_for_run
 
-def measure(api, conf: dict) -> dict[str, float]:
-    run_id = api.trigger("lora_finetune", conf).json()["dag_run_id"]
-    run = api.wait("lora_finetune", run_id)
-    if run["state"] != "success":
-        raise RuntimeError(f"run {run_id} ended {run['state']}")
-    tis = {ti["task_id"]: ti for ti in api.task_instances("lora_finetune", run_id)}
-    compute = sum(api.xcom("lora_finetune", run_id, s)["seconds"] for s in STAGES)
-    inside = sum((when(ti["end_date"]) - when(ti["start_date"])).total_seconds() for ti in tis.values()
-                 if ti["start_date"] and ti["end_date"])
-    wall = (when(run["end_date"]) - when(run["start_date"])).total_seconds()
+    run_id = DagRunApi(api).trigger_dag_run(DAG, TriggerDAGRunPostBody(conf=conf, logical_date=None)).dag_run_id
+    run = wait_for_run(api, DAG, run_id)
+    if run.state != "success":
+        raise RuntimeError(f"run {run_id} ended {run.state}")
+    tis = TaskInstanceApi(api).get_task_instances(DAG, run_id).task_instances
+    compute = sum(XComApi(api).get_xcom_entry(DAG, s, run_id, "return_value", deserialize=True)
+                  .actual_instance.value["seconds"] for s in STAGES)
+    inside = sum((ti.end_date - ti.start_date).total_seconds() for ti in tis if ti.start_date and ti.end_date)
+    wall = (run.end_date - run.start_date).total_seconds()
     return {"wall": wall, "compute": compute, "overhead": wall - compute, "task_startup": inside - compute,
             "between_tasks": wall - inside}
 
 
 def main() -> int:
+    from airflow_client.client import DAGApi
+    from airflow_client.client.exceptions import NotFoundException
+    from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
     from lora_airflow.local_stack import (
         LOGINS,
         AirflowConfig,
-        ApiClient,
         LocalStack,
         build_demo_inputs,
         demo_conf,
@@ -57,6 +60,8 @@ def main() -> int:
         free_port,
         prepare,
     )
+    from lora_airflow.rest_client import airflow_api
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
@@ -71,9 +76,9 @@ def main() -> int:
     rows = []
     try:
         stack.wait_healthy()
-        api = ApiClient(config.base_url, "admin", LOGINS["admin"])
-        while api.http.get("/api/v2/dags/lora_finetune").status_code != 200:
-            time.sleep(1)
+        api = airflow_api(config.base_url, "admin", LOGINS["admin"])
+        retry(retry=retry_if_exception_type(NotFoundException), wait=wait_fixed(1), stop=stop_after_delay(120),
+              reraise=True)(DAGApi(api).get_dag)(DAG)  # until the dag-processor has parsed it
         for i in range(args.runs):
             conf = demo_conf()
             conf["job_spec"]["job"]["name"] = f"bench-{i}"

@@ -129,29 +129,30 @@ def text_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 API (moto in server mode) on a loopback port, with dummy credentials."""
-    import socket
     import subprocess
-    import sys
-    import time
     import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    from tenacity import RetryError, retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    from lora_airflow.local_stack import free_port
+
+    port = free_port()
     os.environ.update({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"})
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail("moto server did not start")
-            time.sleep(0.1)
+
+    @retry(retry=retry_if_exception_type(OSError), wait=wait_fixed(0.1), stop=stop_after_delay(30))
+    def answering() -> None:
+        if server.poll() is not None:
+            raise RuntimeError(f"moto server exited with status {server.returncode}")
+        urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+
+    try:
+        answering()
+    except (RetryError, RuntimeError) as exc:
+        server.kill()
+        pytest.fail(f"moto server did not start: {exc}")
     yield url
     server.terminate()
     server.wait(timeout=10)

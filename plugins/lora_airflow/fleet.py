@@ -100,7 +100,9 @@ def apply_kubernetes(decisions: list[dict[str, Any]], settings: PlatformSettings
                      airflow: Any = None) -> list[dict[str, Any]]:
     """Pool slots and placeholder replicas for each decision. The clients default to the
     Kubernetes connection (``kubernetes_default``) and Airflow's REST API from the settings."""
-    from lora_airflow.local_stack import ApiClient
+    from airflow_client.client import PoolApi, PoolPatchBody
+
+    from lora_airflow.rest_client import airflow_api
     from lora_tasks.gpu_types import load_gpu_types
 
     if core is None or apps is None:
@@ -109,7 +111,8 @@ def apply_kubernetes(decisions: list[dict[str, Any]], settings: PlatformSettings
 
         hook = KubernetesHook()
         core, apps = hook.core_v1_client, AppsV1Api(hook.api_client)
-    airflow = airflow or ApiClient(settings.airflow_api_url, settings.airflow_api_user, settings.airflow_api_password)
+    airflow = airflow or airflow_api(settings.airflow_api_url, settings.airflow_api_user, settings.airflow_api_password)
+    pools = PoolApi(airflow)
     types = load_gpu_types(settings.gpu_types_file)
     applied = []
     for decision in decisions:
@@ -117,8 +120,7 @@ def apply_kubernetes(decisions: list[dict[str, Any]], settings: PlatformSettings
         product = gpu.node_selector.get(PRODUCT_LABEL, "")
         ready = available_gpus(core.list_node(label_selector=f"{PRODUCT_LABEL}={product}").items)
         for pool in (gpu.pool, gpu.pool_for("interactive", "kubernetes")):
-            airflow.http.patch(f"/api/v2/pools/{pool}", params={"update_mask": "slots"},
-                               json={"pool": pool, "slots": ready, "include_deferred": True}).raise_for_status()
+            pools.patch_pool(pool, PoolPatchBody(pool=pool, slots=ready, include_deferred=True), update_mask=["slots"])
         replicas = placeholder_replicas(decision["applied"], decision["running"])
         scale_placeholders(apps, gpu, settings.k8s_namespace, replicas)
         applied.append({**decision, "pool_slots": ready, "placeholders": replicas})

@@ -15,11 +15,9 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,23 +124,27 @@ class LocalStack:
         (self.config.home / "pids.json").write_text(json.dumps({n: p.pid for n, p in self.processes.items()}))
 
     def wait_healthy(self, timeout: float = 240) -> None:
+        """Until every component reports healthy (the execution API too); a component that exits fails at once."""
         import httpx
+        from tenacity import RetryError, retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
-        deadline = time.monotonic() + timeout
+        @retry(retry=retry_if_exception_type((httpx.HTTPError, ValueError, NotHealthy)), wait=wait_fixed(1),
+               stop=stop_after_delay(timeout))
+        def check(client: httpx.Client) -> None:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"airflow {name} exited early; see {self.config.home}/logs/{name}.log")
+            health = client.get("/api/v2/monitor/health").json()
+            if not all(health.get(k, {}).get("status") == "healthy" for k in HEALTH_KEYS):
+                raise NotHealthy(health)
+            client.get("/execution/health")  # the execution API sets itself up on first use
+
         with httpx.Client(base_url=self.config.base_url, timeout=30) as client:
-            while time.monotonic() < deadline:
-                for name, process in self.processes.items():
-                    if process.poll() is not None:
-                        raise RuntimeError(f"airflow {name} exited early; see {self.config.home}/logs/{name}.log")
-                try:
-                    health = client.get("/api/v2/monitor/health").json()
-                    if all(health.get(k, {}).get("status") == "healthy" for k in HEALTH_KEYS):
-                        client.get("/execution/health")  # the execution API sets itself up on first use
-                        return
-                except (httpx.HTTPError, ValueError):
-                    pass
-                time.sleep(1)
-        raise TimeoutError(f"Airflow was not healthy after {timeout:.0f}s; see {self.config.home}/logs")
+            try:
+                check(client)
+            except RetryError:
+                raise TimeoutError(f"Airflow was not healthy after {timeout:.0f}s; see {self.config.home}/logs") \
+                    from None
 
     def stop(self) -> None:
         stop_process_groups({n: p.pid for n, p in self.processes.items()})
@@ -150,81 +152,29 @@ class LocalStack:
             process.wait(timeout=60)
 
 
+class NotHealthy(Exception):
+    """Airflow answers, but some component is not healthy yet."""
+
+
 def stop_process_groups(pids: dict[str, int], grace: float = 30) -> None:
-    for pid in pids.values():
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for pid in pids.values():
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+    """SIGTERM every process of each component's process group (the component and all it started),
+    then SIGKILL whatever is left after ``grace`` seconds."""
+    import psutil
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie of ours is dead for this purpose
-        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123
-            return stat.read().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-class ApiClient:
-    """The REST calls a user makes: a token, a triggered run, its state, its task instances."""
-
-    def __init__(self, base_url: str, username: str, password: str) -> None:
-        import httpx
-
-        self.http = httpx.Client(base_url=base_url, timeout=60)
-        response = self.http.post("/auth/token", json={"username": username, "password": password})
-        response.raise_for_status()
-        self.http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
-
-    def trigger(self, dag_id: str, conf: dict[str, Any], run_id: str | None = None) -> Any:
-        body: dict[str, Any] = {"logical_date": None, "conf": conf}
-        if run_id:
-            body["dag_run_id"] = run_id
-        return self.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
-
-    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-        response.raise_for_status()
-        return response.json()
-
-    def wait(self, dag_id: str, run_id: str, timeout: float = 900) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.run(dag_id, run_id)
-            if run["state"] in {"success", "failed"}:
-                return run
-            time.sleep(2)
-        raise TimeoutError(f"{dag_id} run {run_id} did not finish in {timeout:.0f}s")
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        response.raise_for_status()
-        return response.json()["task_instances"]
-
-    def log_text(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/"
-                                 f"{try_number}")
-        response.raise_for_status()
-        lines = []
-        for entry in response.json().get("content", []):
-            lines.append(str(entry.get("event", "")))
-            lines += [f"{e['exc_type']}: {e['exc_value']}" for e in entry.get("error_detail") or []]
-        return "\n".join(lines)
-
-    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
-        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/"
-                                 "return_value", params={"deserialize": True})
-        response.raise_for_status()
-        return response.json()["value"]
+    groups = set(pids.values())
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) in groups:
+                members.append(process)
+    for process in members:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(members, timeout=grace)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=grace)
 
 
 # ------------------------------------------------------------------------------ demo

@@ -3,16 +3,28 @@ machine's PostgreSQL when it answers, SQLite otherwise), driven over HTTP as a u
 
 from __future__ import annotations
 
+import json
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow_client.client import (
+    DAGApi,
+    DagRunApi,
+    PoolApi,
+    PoolPatchBody,
+    TaskInstanceApi,
+    TriggerDAGRunPostBody,
+    XComApi,
+)
+from airflow_client.client.exceptions import ApiException, NotFoundException
+from tenacity import retry, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
-from lora_airflow.local_stack import LOGINS, AirflowConfig, ApiClient, LocalStack, free_port, prepare
+from lora_airflow.local_stack import LOGINS, AirflowConfig, LocalStack, free_port, prepare
+from lora_airflow.rest_client import airflow_api, wait_for_run
 from lora_tasks.stores import open_store
 from lora_tasks.stores.versions import verify_version
 
@@ -63,15 +75,33 @@ def airflow(tmp_path_factory: pytest.TempPathFactory, clamav_database: Path) -> 
             admin.close()
 
 
-def client(config: AirflowConfig, user: str) -> ApiClient:
-    return ApiClient(config.base_url, user, LOGINS[user])
+def client(config: AirflowConfig, user: str) -> Any:
+    return airflow_api(config.base_url, user, LOGINS[user])
 
 
-def wait_for_dag(api: ApiClient, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while api.http.get(f"/api/v2/dags/{DAG}").status_code != 200:
-        assert time.monotonic() < deadline, "the DAG never appeared"
-        time.sleep(1)
+@retry(retry=retry_if_exception_type(NotFoundException), wait=wait_fixed(1), stop=stop_after_delay(120), reraise=True)
+def wait_for_dag(api: Any) -> None:
+    DAGApi(api).get_dag(DAG)
+
+
+def trigger(api: Any, conf: dict[str, Any]) -> str:
+    return DagRunApi(api).trigger_dag_run(DAG, TriggerDAGRunPostBody(conf=conf, logical_date=None)).dag_run_id
+
+
+def log_text(api: Any, run_id: str, task_id: str, try_number: int = 1) -> str:
+    """The task log as a person reads it: each event, and the exception under it. Read raw: the client's
+    model of a log line keeps only its event and time, not the exception details."""
+    response = TaskInstanceApi(api).get_log_without_preload_content(DAG, run_id, task_id, try_number)
+    lines = []
+    for entry in json.loads(response.data)["content"]:
+        lines.append(str(entry.get("event", "")) if isinstance(entry, dict) else str(entry))
+        lines += [f"{e['exc_type']}: {e['exc_value']}" for e in (entry.get("error_detail") or [])
+                  if isinstance(entry, dict)]
+    return "\n".join(lines)
+
+
+def xcom(api: Any, run_id: str, task_id: str) -> Any:
+    return XComApi(api).get_xcom_entry(DAG, task_id, run_id, "return_value", deserialize=True).actual_instance.value
 
 
 def conf(model: Path, dataset: Path, **job: Any) -> dict[str, Any]:
@@ -85,27 +115,26 @@ def conf(model: Path, dataset: Path, **job: Any) -> dict[str, Any]:
     }}
 
 
-def states(api: ApiClient, run_id: str) -> dict[str, Any]:
-    return {ti["task_id"]: ti for ti in api.task_instances(DAG, run_id)}
+def states(api: Any, run_id: str) -> dict[str, Any]:
+    return {ti.task_id: ti for ti in TaskInstanceApi(api).get_task_instances(DAG, run_id).task_instances}
 
 
 def test_a_user_trains_over_http(airflow: AirflowConfig, tiny_model: Path, style_dataset: Path) -> None:
     alice = client(airflow, "alice")
     wait_for_dag(alice)
-    response = alice.trigger(DAG, conf(tiny_model, style_dataset))
-    assert response.status_code == 200, response.text
-    run = alice.wait(DAG, response.json()["dag_run_id"])
-    assert run["state"] == "success", {k: v["state"] for k, v in states(alice, run["dag_run_id"]).items()}
-    assert run["triggering_user_name"] == "alice"
-    published = alice.xcom(DAG, run["dag_run_id"], "publish")
+    run = wait_for_run(alice, DAG, trigger(alice, conf(tiny_model, style_dataset)))
+    assert run.state == "success", {k: v.state for k, v in states(alice, run.dag_run_id).items()}
+    assert run.triggering_user_name == "alice"
+    published = xcom(alice, run.dag_run_id, "publish")
     manifest = verify_version(open_store(airflow.extra["artifacts"]), "demo", "api-style", published["version"])
     assert "pytorch_lora_weights.safetensors" in manifest["files"]
 
 
 def test_schema_violations_are_refused_at_trigger_time(airflow: AirflowConfig) -> None:
-    response = client(airflow, "alice").trigger(DAG, {"lora_rank": 0})
-    assert response.status_code == 400
-    assert "lora_rank" in response.text and "minimum" in response.text
+    with pytest.raises(ApiException) as refused:
+        trigger(client(airflow, "alice"), {"lora_rank": 0})
+    assert refused.value.status == 400
+    assert "lora_rank" in refused.value.body and "minimum" in refused.value.body
 
 
 @pytest.mark.parametrize(
@@ -120,12 +149,12 @@ def test_bad_requests_fail_in_validate_request(airflow: AirflowConfig, tiny_mode
     api = client(airflow, user)
     body = conf(tiny_model, style_dataset)
     body["job_spec"]["model_config"].update(changes)
-    run = api.wait(DAG, api.trigger(DAG, body).json()["dag_run_id"], timeout=300)
-    tasks = states(api, run["dag_run_id"])
-    assert run["state"] == "failed"
-    assert tasks["validate_request"]["state"] == "failed" and tasks["validate_request"]["try_number"] == 1
-    assert tasks["scan_dataset"]["state"] == "upstream_failed"
-    assert message in client(airflow, "admin").log_text(DAG, run["dag_run_id"], "validate_request")
+    run = wait_for_run(api, DAG, trigger(api, body), timeout=300)
+    tasks = states(api, run.dag_run_id)
+    assert run.state == "failed"
+    assert tasks["validate_request"].state == "failed" and tasks["validate_request"].try_number == 1
+    assert tasks["scan_dataset"].state == "upstream_failed"
+    assert message in log_text(client(airflow, "admin"), run.dag_run_id, "validate_request")
 
 
 def test_interactive_trains_first(airflow: AirflowConfig, tiny_model: Path, style_dataset: Path) -> None:
@@ -133,23 +162,27 @@ def test_interactive_trains_first(airflow: AirflowConfig, tiny_model: Path, styl
     admin = client(airflow, "admin")
 
     def set_slots(slots: int) -> None:
-        body = {"pool": "gpu_cpu", "slots": slots, "include_deferred": True}
-        response = admin.http.patch("/api/v2/pools/gpu_cpu", params={"update_mask": "slots"}, json=body)
-        assert response.status_code == 200, response.text
+        pool = PoolApi(admin).patch_pool("gpu_cpu", PoolPatchBody(pool="gpu_cpu", slots=slots, include_deferred=True),
+                                         update_mask=["slots"])
+        assert pool.slots == slots
 
     set_slots(0)
     runs = {}
     for priority in ("batch", "standard", "interactive"):  # arrival order: worst first
         body = conf(tiny_model, style_dataset, name=f"order-{priority}", priority=priority)
-        runs[priority] = admin.trigger(DAG, body).json()["dag_run_id"]
-    deadline = time.monotonic() + 600
-    while not all(states(admin, r)["train"]["state"] == "scheduled" for r in runs.values()):
-        assert time.monotonic() < deadline, {p: states(admin, r)["train"]["state"] for p, r in runs.items()}
-        time.sleep(2)
+        runs[priority] = trigger(admin, body)
+
+    @retry(retry=retry_if_result(lambda trains: set(trains.values()) != {"scheduled"}), wait=wait_fixed(2),
+           stop=stop_after_delay(600), retry_error_callback=lambda state: state.outcome.result())
+    def trains() -> dict[str, Any]:
+        return {p: states(admin, r)["train"].state for p, r in runs.items()}
+
+    waiting = trains()
+    assert set(waiting.values()) == {"scheduled"}, waiting
     set_slots(1)
     for run_id in runs.values():
-        assert admin.wait(DAG, run_id)["state"] == "success"
-    started = {p: states(admin, r)["train"]["start_date"] for p, r in runs.items()}
+        assert wait_for_run(admin, DAG, run_id).state == "success"
+    started = {p: states(admin, r)["train"].start_date for p, r in runs.items()}
     assert started["interactive"] < started["standard"] < started["batch"], started
 
 
@@ -173,8 +206,8 @@ def test_capacity_decisions_set_pool_slots_and_placeholders(airflow: AirflowConf
         first = apply_kubernetes([{"gpu_type": "l4", "applied": 6, "running": 2}], settings, core, apps, admin)
         assert (first[0]["pool_slots"], first[0]["placeholders"]) == (8, 4)
         for name in ("gpu_l4", "gpu_l4_interactive"):
-            pool = admin.http.get(f"/api/v2/pools/{name}").json()
-            assert pool["slots"] == 8 and pool["include_deferred"] is True
+            pool = PoolApi(admin).get_pool(name)
+            assert pool.slots == 8 and pool.include_deferred is True
         created = cluster.deployments[("lora-training", "lora-placeholder-l4")]
         kubernetes_validate.validate(created, "1.30", strict=True)
         assert created["spec"]["replicas"] == 4
@@ -185,6 +218,6 @@ def test_capacity_decisions_set_pool_slots_and_placeholders(airflow: AirflowConf
             ("POST", "/apis/apps/v1/namespaces/lora-training/deployments")]
     finally:
         for name in ("gpu_l4", "gpu_l4_interactive"):
-            admin.http.patch(f"/api/v2/pools/{name}", params={"update_mask": "slots"},
-                             json={"pool": name, "slots": 8, "include_deferred": True})
+            PoolApi(admin).patch_pool(name, PoolPatchBody(pool=name, slots=8, include_deferred=True),
+                                      update_mask=["slots"])
         cluster.shutdown()
