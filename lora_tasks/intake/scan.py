@@ -34,7 +34,6 @@ from lora_tasks.stores.base import Store, StoreObject
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 1 << 20
 MAX_CAPTION_BYTES = 64 * 1024
 REWRITTEN = ("objects", "expanded")
 """The stage's copies of S3 objects and of archive members, rebuilt by every run."""
@@ -44,16 +43,12 @@ INLINE_BELOW = 64
 
 def describe_file(path: str) -> dict[str, Any]:
     """Size, sha256, sniffed type and (for images) the header's size and mode; errors as fields."""
-    digest = hashlib.sha256()
-    head = b""
-    size = 0
     try:
         with open(path, "rb") as stream:  # noqa: PTH123 - hot path, str paths from the pool
-            while chunk := stream.read(READ_CHUNK):
-                if not head:
-                    head = chunk[:HEAD_BYTES]
-                digest.update(chunk)
-                size += len(chunk)
+            head = stream.read(HEAD_BYTES)
+            stream.seek(0)
+            digest = hashlib.file_digest(stream, "sha256")
+            size = stream.tell()
     except OSError as exc:
         return {"error": "unreadable", "error_detail": exc.strerror or str(exc)}
     kind, mime = sniff(head)

@@ -206,14 +206,13 @@ def _hub_snapshot(repo_id: str) -> Path | None:
         return None
 
 
-def base_model_sha256(ref: BaseModelRef, chunk: int = 8 << 20) -> str:
-    """sha256 of the weight files (for a single file, the kohya 'new' model hash)."""
+def base_model_sha256(ref: BaseModelRef) -> str:
+    """sha256 of the weight files, in order (for a single file, the kohya 'new' model hash)."""
     files = weight_files(ref)
     if not files:
         return ""
     digest = hashlib.sha256()
     for path in files:
         with path.open("rb") as f:
-            while block := f.read(chunk):
-                digest.update(block)
+            hashlib.file_digest(f, lambda: digest)  # one digest over every file
     return digest.hexdigest()

@@ -26,7 +26,8 @@ def version_prefix(tenant: str, name: str, version: str) -> str:
 
 
 def _digest(path: Path) -> dict[str, Any]:
-    return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+    with path.open("rb") as f:
+        return {"sha256": hashlib.file_digest(f, "sha256").hexdigest(), "bytes": path.stat().st_size}
 
 
 def publish_version(store: Store, tenant: str, name: str, version: str, files: dict[str, Path],

@@ -99,14 +99,11 @@ ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def byte_level_symbols() -> list[str]:
-    """GPT-2/CLIP's reversible map of the 256 byte values to printable unicode characters."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    symbols = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in symbols:
-            symbols[b] = chr(256 + extra)
-            extra += 1
+    """GPT-2/CLIP's reversible map of the 256 byte values to printable characters (transformers' own), in
+    byte order."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = bytes_to_unicode()
     return [symbols[b] for b in range(256)]
 
 

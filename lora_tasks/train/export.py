@@ -90,7 +90,8 @@ def file_digests(folder: Path) -> dict[str, dict[str, Any]]:
     """sha256 and size of every file in a folder (the summary lists what it describes)."""
     out = {}
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        out[path.name] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+        with path.open("rb") as f:
+            out[path.name] = {"sha256": hashlib.file_digest(f, "sha256").hexdigest(), "bytes": path.stat().st_size}
     return out
 
 
