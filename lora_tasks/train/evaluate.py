@@ -38,7 +38,7 @@ def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Pa
     from lora_tasks.train.buckets import training_buckets
     from lora_tasks.train.cache import Encoder
     from lora_tasks.train.data import collect_images
-    from lora_tasks.train.loss import fixed_noise_loss
+    from lora_tasks.train.loss import adapter_effect
     from lora_tasks.train.models import load_models
 
     models = load_models(resolve_base_model(spec.model))
@@ -54,10 +54,7 @@ def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Pa
                                    unet=models.unet, scheduler=models.noise_scheduler, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.load_lora_weights(adapter_dir, weight_name=DIFFUSERS_FILE, adapter_name="candidate")
-    models.unet.disable_adapters()
-    base = fixed_noise_loss(models.unet, models.noise_scheduler, batches, spec.training.seed)
-    models.unet.enable_adapters()
-    lora = fixed_noise_loss(models.unet, models.noise_scheduler, batches, spec.training.seed)
+    base, lora = adapter_effect(models.unet, models.noise_scheduler, batches, spec.training.seed)
     ratio = lora / base
     report = {"images": len(items), "held_out": held_out, "base_loss": base, "lora_loss": lora, "loss_ratio": ratio,
               "max_loss_ratio": spec.eval.max_loss_ratio, "passed": ratio <= spec.eval.max_loss_ratio}

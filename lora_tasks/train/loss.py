@@ -44,3 +44,15 @@ def fixed_noise_loss(unet: Any, noise_scheduler: Any, batches: list[tuple[torch.
             total += denoising_loss(unet, noise_scheduler, latents, embeddings, noise, timesteps).item()
             count += 1
     return total / max(count, 1)
+
+
+def adapter_effect(unet: Any, noise_scheduler: Any, batches: list[tuple[torch.Tensor, torch.Tensor]],
+                   seed: int) -> tuple[float, float]:
+    """The fixed-noise loss without the UNet's LoRA and with it, on the same batches: how the adapter
+    changes the denoising error (the trainer reports it on training images, evaluate gates on held-out ones)."""
+    unet.disable_adapters()
+    try:
+        base = fixed_noise_loss(unet, noise_scheduler, batches, seed)
+    finally:
+        unet.enable_adapters()
+    return base, fixed_noise_loss(unet, noise_scheduler, batches, seed)

@@ -26,7 +26,8 @@ def peak_memory_bytes(device: torch.device) -> int:
 def peak_rss_bytes() -> int:
     """This process's own peak RSS. On Linux that is ``VmHWM``, not ``ru_maxrss``: a child that
     ``subprocess`` starts by vfork + exec inherits its parent's peak in ``ru_maxrss`` (the
-    Airflow worker's, or pytest's), while ``VmHWM`` belongs to the new address space alone."""
+    Airflow worker's, or pytest's), while ``VmHWM`` belongs to the new address space alone (psutil
+    reports no peak on Linux, so the status file is read here)."""
     status = Path("/proc/self/status")
     if status.exists():
         for line in status.read_text().splitlines():

@@ -39,7 +39,7 @@ from lora_tasks.train.data import (
     tag_frequency,
 )
 from lora_tasks.train.export import export_adapter, file_digests
-from lora_tasks.train.loss import denoising_loss, fixed_noise_loss
+from lora_tasks.train.loss import adapter_effect, denoising_loss
 from lora_tasks.train.metadata import TrainingFacts, base_model_version, kohya_metadata
 from lora_tasks.train.metrics import MetricsLog, peak_memory_bytes, read_metrics
 from lora_tasks.train.models import add_lora, load_models, trainable_parameters
@@ -289,13 +289,8 @@ class LoraTrainer:
         """Fixed-noise denoising loss on training images without and with the adapter."""
         batches = [tuple(t.to(self.device) for t in self.source.batch([i]))
                    for i in range(min(EVAL_ITEMS, len(self.items)))]
-        unet, scheduler = self.models.unet, self.models.noise_scheduler
         with self._autocast():
-            unet.disable_adapters()
-            base = fixed_noise_loss(unet, scheduler, batches, self.cfg.seed)
-            unet.enable_adapters()
-            lora = fixed_noise_loss(unet, scheduler, batches, self.cfg.seed)
-        return base, lora
+            return adapter_effect(self.models.unet, self.models.noise_scheduler, batches, self.cfg.seed)
 
     def _facts(self, started: datetime) -> TrainingFacts:
         dirs: dict[str, dict[str, int]] = {}
