@@ -28,17 +28,15 @@ STAGES = ["validate_request", "scan_dataset", "filter_content", "caption", "chec
 
 
 def measure(api: Any, conf: dict) -> dict[str, float]:
-    from airflow_client.client import DagRunApi, TaskInstanceApi, TriggerDAGRunPostBody, XComApi
+    from airflow_client.client import TaskInstanceApi
 
-    from lora_airflow.rest_client import wait_for_run
+    from lora_airflow.rest_client import task_result, trigger_run, wait_for_run
 
-    run_id = DagRunApi(api).trigger_dag_run(DAG, TriggerDAGRunPostBody(conf=conf, logical_date=None)).dag_run_id
-    run = wait_for_run(api, DAG, run_id)
+    run = wait_for_run(api, DAG, trigger_run(api, DAG, conf))
     if run.state != "success":
-        raise RuntimeError(f"run {run_id} ended {run.state}")
-    tis = TaskInstanceApi(api).get_task_instances(DAG, run_id).task_instances
-    compute = sum(XComApi(api).get_xcom_entry(DAG, s, run_id, "return_value", deserialize=True)
-                  .actual_instance.value["seconds"] for s in STAGES)
+        raise RuntimeError(f"run {run.dag_run_id} ended {run.state}")
+    tis = TaskInstanceApi(api).get_task_instances(DAG, run.dag_run_id).task_instances
+    compute = sum(task_result(api, DAG, run.dag_run_id, s)["seconds"] for s in STAGES)
     inside = sum((ti.end_date - ti.start_date).total_seconds() for ti in tis if ti.start_date and ti.end_date)
     wall = (run.end_date - run.start_date).total_seconds()
     return {"wall": wall, "compute": compute, "overhead": wall - compute, "task_startup": inside - compute,
@@ -46,10 +44,6 @@ def measure(api: Any, conf: dict) -> dict[str, float]:
 
 
 def main() -> int:
-    from airflow_client.client import DAGApi
-    from airflow_client.client.exceptions import NotFoundException
-    from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
-
     from lora_airflow.local_stack import (
         LOGINS,
         AirflowConfig,
@@ -60,7 +54,7 @@ def main() -> int:
         free_port,
         prepare,
     )
-    from lora_airflow.rest_client import airflow_api
+    from lora_airflow.rest_client import airflow_api, wait_for_dag
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -77,8 +71,7 @@ def main() -> int:
     try:
         stack.wait_healthy()
         api = airflow_api(config.base_url, "admin", LOGINS["admin"])
-        retry(retry=retry_if_exception_type(NotFoundException), wait=wait_fixed(1), stop=stop_after_delay(120),
-              reraise=True)(DAGApi(api).get_dag)(DAG)  # until the dag-processor has parsed it
+        wait_for_dag(api, DAG)
         for i in range(args.runs):
             conf = demo_conf()
             conf["job_spec"]["job"]["name"] = f"bench-{i}"

@@ -98,7 +98,7 @@ def load_text_tokenizer(spec: JobSpec) -> Any | None:
         return None
 
 
-def auto_label(source: Path, out_dir: Path, caption: CaptionSection, trigger: str | None = None,
+def caption_images(source: Path, out_dir: Path, caption: CaptionSection, trigger: str | None = None,
                tokenizer: Any | None = None, caption_extension: str = ".txt",
                captioner: Captioner | None = None) -> list[ManifestRow]:
     """Caption the images of ``source`` into ``out_dir`` (captioned.jsonl and captions/)."""
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = _tokenizer(args.tokenizer) if args.tokenizer else (load_text_tokenizer(spec) if spec else None)
     trigger = args.trigger_word or (spec.dataset.trigger_word if spec else None)
     extension = spec.dataset.caption_extension if spec else ".txt"
-    rows = auto_label(args.source, args.out, caption, trigger, tokenizer, extension)
+    rows = caption_images(args.source, args.out, caption, trigger, tokenizer, extension)
     sources = {s: sum(r.caption_source == s for r in rows) for s in ("sidecar", "auto", "filename")}
     print(f"captioned {len(rows)} images: " + ", ".join(f"{n} {s}" for s, n in sources.items()))
     return 0

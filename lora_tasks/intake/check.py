@@ -46,9 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             raise DatasetError(f"{path} does not exist. Fix: pass the caption stage's captioned.jsonl and the filter "
                                "stage's rejected.jsonl")
-    report = check_samples(read_rows(args.kept), read_rows(args.rejected),
-                           spec.dataset.checks if spec else ChecksSection(), spec.job.task if spec else "image",
-                           args.out)
+    try:
+        report = check_samples(read_rows(args.kept), read_rows(args.rejected),
+                               spec.dataset.checks if spec else ChecksSection(), spec.job.task if spec else "image",
+                               args.out)
+    except OSError as exc:  # exit 1 means "a check failed": a file problem must not look like one
+        raise DatasetError(f"{exc.filename}: {exc.strerror}. Fix: check the paths and their permissions") from None
     print(report.text())
     return 0 if report.passed else 1
 

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lora_tasks.cli import entry_point
-from lora_tasks.errors import LoraTaskError
+from lora_tasks.errors import LoraTaskError, StoreError
 from lora_tasks.pipeline.tenancy import load_tenants, may_act
 from lora_tasks.settings import PlatformSettings, platform_settings
 from lora_tasks.spec.loading import parse_job_spec, read_spec_file, read_yaml_text
@@ -60,7 +60,7 @@ def collect_requests(store: Store, allowed: Callable[[str], bool] = lambda tenan
     requests, rejected = [], []
     for key in store.list(INBOX):
         parts = PurePosixPath(key).parts
-        if len(parts) != 3 or not key.endswith(SPEC_SUFFIXES) or not allowed(parts[1]):
+        if len(parts) != 3 or parts[2].startswith(".") or not key.endswith(SPEC_SUFFIXES) or not allowed(parts[1]):
             continue
         tenant = parts[1]
         try:
@@ -135,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--tenant", required=True)
     args = parser.parse_args(argv)
     settings = platform_settings()
-    key = submit_request(open_store(settings.artifact_root, settings.s3_endpoint_url), args.tenant,
-                         read_spec_file(args.spec), args.spec.name)
+    try:
+        key = submit_request(open_store(settings.artifact_root, settings.s3_endpoint_url), args.tenant,
+                             read_spec_file(args.spec), args.spec.name)
+    except OSError as exc:
+        raise StoreError(f"the inbox at {settings.artifact_root} cannot be written ({exc.strerror}). Fix: check "
+                         "LORA_ARTIFACT_ROOT and its permissions") from None
     print(f"queued {key}")
     return 0
 

@@ -56,11 +56,11 @@ def filter_content(info: RunInfo, manifest: str) -> dict[str, Any]:
 
 @timed
 def caption(info: RunInfo, kept: str) -> dict[str, Any]:
-    from lora_tasks.intake.caption import auto_label, load_text_tokenizer
+    from lora_tasks.intake.caption import caption_images, load_text_tokenizer
 
     spec = info.load_spec()
     folder = info.stage("caption")
-    rows = auto_label(Path(kept), folder, spec.dataset.caption, spec.dataset.trigger_word,
+    rows = caption_images(Path(kept), folder, spec.dataset.caption, spec.dataset.trigger_word,
                       load_text_tokenizer(spec), spec.dataset.caption_extension)
     return {"captioned": str(folder / "captioned.jsonl"),
             "sources": {s: sum(r.caption_source == s for r in rows) for s in ("sidecar", "auto", "filename")}}

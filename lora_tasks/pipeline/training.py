@@ -17,7 +17,8 @@ STDERR_TAIL = 30
 
 
 def train_command(info: RunInfo, dataset: str) -> list[str]:
-    """The trainer's command line: identical for the local subprocess and the pod."""
+    """The trainer's command line. The pod spells the same one in templates (it is built before the run
+    exists); a test keeps the two equal."""
     return ["python", "-m", "lora_tasks.train", "--config", info.spec, "--dataset", dataset,
             "--output", str(info.train_output)]
 

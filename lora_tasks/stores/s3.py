@@ -86,7 +86,9 @@ class S3Store(Store):
         self.client.download_file(self.bucket, self._key(key), str(local), Config=self.transfer)
 
     def exists(self, key: str) -> bool:
-        """Only a 404 means absent: any other error is raised, since publishing acts on the answer."""
+        """Only a 404 means absent: any other error is raised, since publishing acts on the answer (a
+        denied HEAD read as "absent" would let it upload over an immutable version). S3 answers 403 for a
+        missing key to a caller without s3:ListBucket, which the platform needs anyway (the batch inbox)."""
         from botocore.exceptions import ClientError
 
         try:
@@ -95,7 +97,8 @@ class S3Store(Store):
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                 return False
-            raise StoreError(f"{self.uri_of(key)} cannot be checked ({exc})") from None
+            raise StoreError(f"{self.uri_of(key)} cannot be checked ({exc}). Fix: grant the platform s3:GetObject and "
+                             f"s3:ListBucket on {self.bucket!r}") from None
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lora_tasks.digests import file_digest
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.stores.base import Store
 
@@ -25,16 +26,11 @@ def version_prefix(tenant: str, name: str, version: str) -> str:
     return f"tenants/{tenant}/loras/{name}/{version}"
 
 
-def _digest(path: Path) -> dict[str, Any]:
-    with path.open("rb") as f:
-        return {"sha256": hashlib.file_digest(f, "sha256").hexdigest(), "bytes": path.stat().st_size}
-
-
 def publish_version(store: Store, tenant: str, name: str, version: str, files: dict[str, Path],
                     metadata: dict[str, Any]) -> dict[str, Any]:
     """Upload ``files`` (name in the version -> local path), then the manifest; returns the manifest."""
     prefix = version_prefix(tenant, name, version)
-    digests = {filename: _digest(path) for filename, path in sorted(files.items())}
+    digests = {filename: file_digest(path) for filename, path in sorted(files.items())}
     if store.exists(f"{prefix}/{MANIFEST}"):
         existing = json.loads(store.read(f"{prefix}/{MANIFEST}"))
         if existing.get("files") == digests:

@@ -12,8 +12,6 @@ when complete, so a failed run never leaves something that looks like a finished
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from lora_tasks.digests import file_digest
 from lora_tasks.train.outputs import ADAPTER_DIR, PEFT_FILE
 
 
@@ -88,14 +87,4 @@ def _replace_dir(new: Path, final: Path) -> None:
 
 def file_digests(folder: Path) -> dict[str, dict[str, Any]]:
     """sha256 and size of every file in a folder (the summary lists what it describes)."""
-    out = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        with path.open("rb") as f:
-            out[path.name] = {"sha256": hashlib.file_digest(f, "sha256").hexdigest(), "bytes": path.stat().st_size}
-    return out
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    return {path.name: file_digest(path) for path in sorted(p for p in folder.iterdir() if p.is_file())}

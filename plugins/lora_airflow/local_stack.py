@@ -158,23 +158,25 @@ class NotHealthy(Exception):
 
 def stop_process_groups(pids: dict[str, int], grace: float = 30) -> None:
     """SIGTERM every process of each component's process group (the component and all it started),
-    then SIGKILL whatever is left after ``grace`` seconds."""
+    then SIGKILL whatever is left after ``grace`` seconds, processes started meanwhile included."""
     import psutil
 
     groups = set(pids.values())
-    members = []
-    for process in psutil.process_iter():
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(process.pid) in groups:
-                members.append(process)
-    for process in members:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, alive = psutil.wait_procs(members, timeout=grace)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(alive, timeout=grace)
+
+    def members() -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if os.getpgid(process.pid) in groups:
+                    found.append(process)
+        return found
+
+    for signal_them, wait in ((psutil.Process.terminate, grace), (psutil.Process.kill, 10)):
+        running = members()
+        for process in running:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                signal_them(process)
+        psutil.wait_procs(running, timeout=wait)
 
 
 # ------------------------------------------------------------------------------ demo

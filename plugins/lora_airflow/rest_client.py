@@ -1,5 +1,5 @@
 """Airflow's REST API through its official client (``apache-airflow-client``), the way a user's tools
-talk to it: logged in with the auth manager's token, and waiting for a run to end."""
+talk to it: logged in with the auth manager's token; triggering a run, waiting for it, reading a result."""
 
 from __future__ import annotations
 
@@ -36,3 +36,29 @@ def wait_for_run(api: Any, dag_id: str, run_id: str, timeout: float = 900) -> An
         return poll()
     except RetryError:
         raise TimeoutError(f"{dag_id} run {run_id} did not finish in {timeout:.0f}s") from None
+
+
+def wait_for_dag(api: Any, dag_id: str, timeout: float = 120) -> Any:
+    """The DAG once the dag-processor has parsed it (404 until then)."""
+    from airflow_client.client import DAGApi
+    from airflow_client.client.exceptions import NotFoundException
+    from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    return retry(retry=retry_if_exception_type(NotFoundException), wait=wait_fixed(1), stop=stop_after_delay(timeout),
+                 reraise=True)(DAGApi(api).get_dag)(dag_id)
+
+
+def trigger_run(api: Any, dag_id: str, conf: dict[str, Any]) -> str:
+    """A new run of ``dag_id`` with ``conf``; its run id. Refusals raise the client's ApiException (400 for a
+    conf that breaks the DAG's params)."""
+    from airflow_client.client import DagRunApi, TriggerDAGRunPostBody
+
+    return DagRunApi(api).trigger_dag_run(dag_id, TriggerDAGRunPostBody(conf=conf, logical_date=None)).dag_run_id
+
+
+def task_result(api: Any, dag_id: str, run_id: str, task_id: str) -> Any:
+    """What a task returned (its ``return_value`` XCom)."""
+    from airflow_client.client import XComApi
+
+    entry = XComApi(api).get_xcom_entry(dag_id, task_id, run_id, "return_value", deserialize=True)
+    return entry.actual_instance.value

@@ -12,19 +12,15 @@ from typing import Any
 
 import pytest
 from airflow_client.client import (
-    DAGApi,
-    DagRunApi,
     PoolApi,
     PoolPatchBody,
     TaskInstanceApi,
-    TriggerDAGRunPostBody,
-    XComApi,
 )
-from airflow_client.client.exceptions import ApiException, NotFoundException
-from tenacity import retry, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
+from airflow_client.client.exceptions import ApiException
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from lora_airflow.local_stack import LOGINS, AirflowConfig, LocalStack, free_port, prepare
-from lora_airflow.rest_client import airflow_api, wait_for_run
+from lora_airflow.rest_client import airflow_api, task_result, trigger_run, wait_for_dag, wait_for_run
 from lora_tasks.stores import open_store
 from lora_tasks.stores.versions import verify_version
 
@@ -79,29 +75,18 @@ def client(config: AirflowConfig, user: str) -> Any:
     return airflow_api(config.base_url, user, LOGINS[user])
 
 
-@retry(retry=retry_if_exception_type(NotFoundException), wait=wait_fixed(1), stop=stop_after_delay(120), reraise=True)
-def wait_for_dag(api: Any) -> None:
-    DAGApi(api).get_dag(DAG)
-
-
-def trigger(api: Any, conf: dict[str, Any]) -> str:
-    return DagRunApi(api).trigger_dag_run(DAG, TriggerDAGRunPostBody(conf=conf, logical_date=None)).dag_run_id
-
-
 def log_text(api: Any, run_id: str, task_id: str, try_number: int = 1) -> str:
     """The task log as a person reads it: each event, and the exception under it. Read raw: the client's
     model of a log line keeps only its event and time, not the exception details."""
     response = TaskInstanceApi(api).get_log_without_preload_content(DAG, run_id, task_id, try_number)
     lines = []
     for entry in json.loads(response.data)["content"]:
-        lines.append(str(entry.get("event", "")) if isinstance(entry, dict) else str(entry))
-        lines += [f"{e['exc_type']}: {e['exc_value']}" for e in (entry.get("error_detail") or [])
-                  if isinstance(entry, dict)]
+        if not isinstance(entry, dict):
+            lines.append(str(entry))
+            continue
+        lines.append(str(entry.get("event", "")))
+        lines += [f"{e['exc_type']}: {e['exc_value']}" for e in entry.get("error_detail") or []]
     return "\n".join(lines)
-
-
-def xcom(api: Any, run_id: str, task_id: str) -> Any:
-    return XComApi(api).get_xcom_entry(DAG, task_id, run_id, "return_value", deserialize=True).actual_instance.value
 
 
 def conf(model: Path, dataset: Path, **job: Any) -> dict[str, Any]:
@@ -121,18 +106,18 @@ def states(api: Any, run_id: str) -> dict[str, Any]:
 
 def test_a_user_trains_over_http(airflow: AirflowConfig, tiny_model: Path, style_dataset: Path) -> None:
     alice = client(airflow, "alice")
-    wait_for_dag(alice)
-    run = wait_for_run(alice, DAG, trigger(alice, conf(tiny_model, style_dataset)))
+    wait_for_dag(alice, DAG)
+    run = wait_for_run(alice, DAG, trigger_run(alice, DAG, conf(tiny_model, style_dataset)))
     assert run.state == "success", {k: v.state for k, v in states(alice, run.dag_run_id).items()}
     assert run.triggering_user_name == "alice"
-    published = xcom(alice, run.dag_run_id, "publish")
+    published = task_result(alice, DAG, run.dag_run_id, "publish")
     manifest = verify_version(open_store(airflow.extra["artifacts"]), "demo", "api-style", published["version"])
     assert "pytorch_lora_weights.safetensors" in manifest["files"]
 
 
 def test_schema_violations_are_refused_at_trigger_time(airflow: AirflowConfig) -> None:
     with pytest.raises(ApiException) as refused:
-        trigger(client(airflow, "alice"), {"lora_rank": 0})
+        trigger_run(client(airflow, "alice"), DAG, {"lora_rank": 0})
     assert refused.value.status == 400
     assert "lora_rank" in refused.value.body and "minimum" in refused.value.body
 
@@ -149,7 +134,7 @@ def test_bad_requests_fail_in_validate_request(airflow: AirflowConfig, tiny_mode
     api = client(airflow, user)
     body = conf(tiny_model, style_dataset)
     body["job_spec"]["model_config"].update(changes)
-    run = wait_for_run(api, DAG, trigger(api, body), timeout=300)
+    run = wait_for_run(api, DAG, trigger_run(api, DAG, body), timeout=300)
     tasks = states(api, run.dag_run_id)
     assert run.state == "failed"
     assert tasks["validate_request"].state == "failed" and tasks["validate_request"].try_number == 1
@@ -170,7 +155,7 @@ def test_interactive_trains_first(airflow: AirflowConfig, tiny_model: Path, styl
     runs = {}
     for priority in ("batch", "standard", "interactive"):  # arrival order: worst first
         body = conf(tiny_model, style_dataset, name=f"order-{priority}", priority=priority)
-        runs[priority] = trigger(admin, body)
+        runs[priority] = trigger_run(admin, DAG, body)
 
     @retry(retry=retry_if_result(lambda trains: set(trains.values()) != {"scheduled"}), wait=wait_fixed(2),
            stop=stop_after_delay(600), retry_error_callback=lambda state: state.outcome.result())

@@ -34,7 +34,7 @@ from lora_tasks.scheduling.windows import OffPeakCalendar
 def simulate(jobs: list[TraceJob], policy_name: str, calendar: OffPeakCalendar, max_count: dict[str, int],
              node_startup: timedelta = timedelta(minutes=4)) -> tuple[dict[str, Any], Simulation]:
     policies = {
-        "static": lambda: StaticPolicy(peak_fleet(jobs, calendar)),
+        "static": lambda: StaticPolicy(peak_fleet(jobs)),
         "reactive": lambda: ReactivePolicy(),
         "predictive": lambda: PredictivePolicy(PlannerConfig(node_startup=node_startup)),
     }

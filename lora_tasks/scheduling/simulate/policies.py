@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lora_tasks.scheduling.planner import (
     Hysteresis,
@@ -15,7 +15,6 @@ from lora_tasks.scheduling.planner import (
     interactive_forecast,
 )
 from lora_tasks.scheduling.simulate.trace import TraceJob
-from lora_tasks.scheduling.windows import OffPeakCalendar
 
 if TYPE_CHECKING:
     from lora_tasks.scheduling.simulate.engine import Simulation
@@ -75,7 +74,6 @@ class PredictivePolicy(Policy):
         super().__init__("predictive")
         self.config = config
         self.hysteresis: dict[str, Hysteresis] = defaultdict(lambda: Hysteresis(self.config))
-        self.last_wish: dict[str, Any] = {}
 
     def target(self, sim: Simulation, gpu: str, now: datetime) -> int:
         jobs = [Job(j.run_id, j.priority, j.submitted_at, j.predicted_seconds, j.deadline) for j in sim.queues[gpu]]
@@ -83,11 +81,10 @@ class PredictivePolicy(Policy):
                      n.started_at) for n in sim.nodes[gpu] if n.job is not None]
         rate = interactive_forecast([at for at, p in sim.arrivals[gpu] if p == "interactive"], now, sim.calendar)
         wish = desired_gpus(jobs, now, sim.calendar, self.config, rate, sim.max_count.get(gpu, 1000))
-        self.last_wish[gpu] = wish
         return self.hysteresis[gpu].decide(len(sim.nodes[gpu]), wish.gpus, now)
 
 
-def peak_fleet(jobs: list[TraceJob], calendar: OffPeakCalendar) -> dict[str, int]:
+def peak_fleet(jobs: list[TraceJob]) -> dict[str, int]:
     """Per GPU type, the most jobs that would run at once if none ever waited: the static fleet."""
     fleet: dict[str, int] = {}
     for gpu in {j.gpu_type for j in jobs}:

@@ -9,7 +9,7 @@ import pytest
 from transformers import CLIPTokenizer
 
 from lora_tasks.errors import DatasetError, ModelLoadError
-from lora_tasks.intake.caption import auto_label, main
+from lora_tasks.intake.caption import caption_images, main
 from lora_tasks.intake.captioner import BlipCaptioner
 from lora_tasks.intake.manifest import read_rows
 from lora_tasks.spec.schema import CaptionSection
@@ -35,7 +35,7 @@ def tree(root: Path) -> dict[str, str]:
 def test_sources_in_order_of_preference(style_dataset: Path, blip: Path, tokenizer: CLIPTokenizer,
                                         tmp_path: Path) -> None:
     before = tree(style_dataset)
-    rows = auto_label(style_dataset, tmp_path, CaptionSection(model=str(blip)), "sks", tokenizer)
+    rows = caption_images(style_dataset, tmp_path, CaptionSection(model=str(blip)), "sks", tokenizer)
     assert tree(style_dataset) == before  # nothing written beside the user's files
     by_source = {s: [r for r in rows if r.caption_source == s] for s in ("sidecar", "auto", "filename")}
     assert len(by_source["sidecar"]) == 8 and len(by_source["auto"]) == 4
@@ -49,14 +49,14 @@ def test_sources_in_order_of_preference(style_dataset: Path, blip: Path, tokeniz
 
 
 def test_without_a_model_file_names_fill_in(style_dataset: Path, tmp_path: Path) -> None:
-    rows = auto_label(style_dataset, tmp_path, CaptionSection(), "sks")
+    rows = caption_images(style_dataset, tmp_path, CaptionSection(), "sks")
     names = [r for r in rows if r.caption_source == "filename"]
     assert len(names) == 4 and names[0].caption.startswith("sks, teal ")
 
 
 def test_rerun_is_identical(style_dataset: Path, blip: Path, tokenizer: CLIPTokenizer, tmp_path: Path) -> None:
-    auto_label(style_dataset, tmp_path / "a", CaptionSection(model=str(blip)), "sks", tokenizer)
-    auto_label(style_dataset, tmp_path / "b", CaptionSection(model=str(blip)), "sks", tokenizer)
+    caption_images(style_dataset, tmp_path / "a", CaptionSection(model=str(blip)), "sks", tokenizer)
+    caption_images(style_dataset, tmp_path / "b", CaptionSection(model=str(blip)), "sks", tokenizer)
     assert (tmp_path / "a" / "captioned.jsonl").read_text().replace(str(tmp_path / "a"), "") == \
         (tmp_path / "b" / "captioned.jsonl").read_text().replace(str(tmp_path / "b"), "")
     assert tree(tmp_path / "a" / "captions") == tree(tmp_path / "b" / "captions")
@@ -94,7 +94,7 @@ def test_images_sharing_a_stem_get_their_own_caption_files(tmp_path: Path) -> No
     photo(0).save(data / "cat.jpg")
     photo(1).save(data / "cat.png")
     photo(2).save(data / "dog.png")
-    rows = {r.path: r for r in auto_label(data, tmp_path / "out", CaptionSection(), "sks")}
+    rows = {r.path: r for r in caption_images(data, tmp_path / "out", CaptionSection(), "sks")}
     captions = tmp_path / "out" / "captions"
     assert sorted(p.name for p in captions.iterdir()) == ["cat.jpg.txt", "cat.png.txt", "dog.txt"]
     assert (captions / "cat.png.txt").read_text().strip() == rows["cat.png"].caption
@@ -103,5 +103,5 @@ def test_images_sharing_a_stem_get_their_own_caption_files(tmp_path: Path) -> No
 def test_captions_are_never_written_into_the_dataset(style_dataset: Path, tmp_path: Path) -> None:
     before = tree(style_dataset)
     with pytest.raises(DatasetError, match="inside the dataset"):
-        auto_label(style_dataset, style_dataset / "captioned", CaptionSection(), "sks")
+        caption_images(style_dataset, style_dataset / "captioned", CaptionSection(), "sks")
     assert tree(style_dataset) == before and not (style_dataset / "captioned").exists()

@@ -52,7 +52,7 @@ def jobs(*specs: tuple[str, float, float]) -> list[TraceJob]:
 
 def test_static_fleet_is_sized_for_the_peak_and_waits_for_nothing() -> None:
     work = jobs(("standard", 0, 60), ("standard", 10, 60), ("interactive", 20, 30), ("standard", 120, 30))
-    assert peak_fleet(work, CALENDAR) == {"l4": 3}
+    assert peak_fleet(work) == {"l4": 3}
     report, _ = simulate(work, "static", CALENDAR, {})
     assert report["interactive_wait_p95_min"] == 0 and report["standard_wait_p95_min"] == 0
     assert report["unfinished"] == 0
