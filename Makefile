@@ -48,7 +48,7 @@ bench: setup clamav
 	$(PY) bench/dag_parse.py
 	$(PY) bench/orchestration_overhead.py
 	$(PY) bench/scheduling_policies.py
-	$(PY) bench/memory_model.py
+	$(PY) bench/memory_model.py --fit
 	$(PY) bench/duration_predictor.py
 
 clean:
