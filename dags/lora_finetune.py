@@ -157,4 +157,5 @@ def lora_finetune() -> None:
     published = publish(info, trained, evaluate(info, checked, trained))
     published >> cleanup().as_teardown(setups=info)
 
+
 lora_finetune()

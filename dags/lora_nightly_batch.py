@@ -61,4 +61,5 @@ def lora_nightly_batch() -> None:
     ).expand_kwargs(submissions(requests))
     submit >> mark_submitted(requests)
 
+
 lora_nightly_batch()
