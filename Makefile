@@ -17,12 +17,14 @@ $(STAMP): requirements.txt requirements-train.txt requirements-dev.txt requireme
 
 setup: $(STAMP)
 
-# Intake scans uploads with ClamAV; the demo and the tests write their own signature file.
+# Intake scans uploads with ClamAV (the demo and the tests write their own signature file);
+# the README's REST walkthrough uses curl and jq, and a test runs it.
 clamav:
-	@if ! command -v clamscan >/dev/null || ! [ -x /usr/sbin/clamd ]; then \
-		echo "Installing Debian's clamav and clamav-daemon..."; \
-		$(SUDO) apt-get install -y -qq clamav clamav-daemon >/dev/null 2>&1 || \
-		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq clamav clamav-daemon >/dev/null; }; \
+	@if ! command -v clamscan >/dev/null || ! [ -x /usr/sbin/clamd ] || ! command -v jq >/dev/null \
+			|| ! command -v curl >/dev/null; then \
+		echo "Installing Debian's clamav, clamav-daemon, curl and jq..."; \
+		$(SUDO) apt-get install -y -qq clamav clamav-daemon curl jq >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq clamav clamav-daemon curl jq >/dev/null; }; \
 	fi
 
 # Builds the tiny model and sample data, then runs the lora_finetune DAG once (dag.test).

@@ -36,11 +36,16 @@ class PlatformSettings(BaseSettings):
         "JPEGs, so large installations use clamd or turn it off"
     )
     workers: int = Field(0, ge=0, description="processes for scanning and filtering; 0 = one per CPU core")
+    cache_dir: Path = Field(
+        Path("build/cache"), description="measurements every worker reuses (base-model memory and FLOP profiles)"
+    )
     workspace: Path = Field(Path("build/workspace"), description="per-run working folders: <tenant>/<run>/<stage>/")
     artifact_root: str = Field("build/artifacts", description="published adapters and batch requests (path/s3://)")
     runner: Literal["local", "kubernetes"] = Field("local", description="how the train stage runs")
     default_gpu_type: str = Field("cpu", description="GPU type for jobs that say gpu_type: auto")
-    default_base_model: str = Field("", description="base model the trigger form proposes")
+    form_defaults: Path | None = Field(
+        None, description="a job spec whose values the trigger form proposes (make up: include/jobs/demo.yaml)"
+    )
     tenants_file: Path = Field(INCLUDE / "tenants.yaml", description="who may act for which tenant")
     scheduling_file: Path = Field(INCLUDE / "scheduling.yaml", description="off-peak windows and prices")
     gpu_types_file: Path = Field(INCLUDE / "gpu_types.yaml", description="GPU types: memory, nodes, pools")

@@ -24,6 +24,20 @@ atexit.register(shutil.rmtree, TEST_ROOT, ignore_errors=True)
 EICAR_SIGNATURES = TEST_ROOT / "clamav" / "test.hdb"
 EICAR_SIGNATURES.parent.mkdir()
 EICAR_SIGNATURES.write_text("44d88612fea8a8f36de82e1278abb02f:68:Test.EICAR\n")
+UPLOADS = TEST_ROOT / "uploads"
+"""Each tenant's upload folder (<tenant>/), the only datasets its runs may read."""
+MODELS = TEST_ROOT / "models"
+TENANTS_FILE = TEST_ROOT / "tenants.yaml"
+DEMO = REPO / "build" / "demo"
+"""make up's demo data, which the README walkthrough test runs on."""
+TENANTS_FILE.write_text(yaml.safe_dump({
+    "shared_read": [str(MODELS), str(DEMO / "models")],
+    "tenants": {
+        "demo": {"users": ["dag_test", "operator"], "roles": ["admin"],
+                 "read": [str(UPLOADS / "demo"), str(DEMO / "uploads" / "demo")]},
+        "acme": {"roles": ["admin"], "read": [str(UPLOADS / "acme"), "s3://lora-uploads/acme"]},
+    },
+}))
 
 
 def _configure_airflow_and_platform() -> None:
@@ -38,6 +52,8 @@ def _configure_airflow_and_platform() -> None:
         "LORA_ARTIFACT_ROOT": str(TEST_ROOT / "artifacts"),
         "LORA_CLAMAV_DATABASE": str(EICAR_SIGNATURES),
         "LORA_LEDGER_URL": f"sqlite:///{TEST_ROOT / 'ledger.db'}",
+        "LORA_TENANTS_FILE": str(TENANTS_FILE),
+        "LORA_CACHE_DIR": str(TEST_ROOT / "cache"),
     })
 
 
@@ -45,17 +61,27 @@ _configure_airflow_and_platform()
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model() -> Path:
+    """In the shared model folder every test tenant may read."""
     from lora_tasks.tiny.diffusion import save_pipeline
 
-    return save_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd", "tiny", seed=0)
+    return save_pipeline(MODELS / "tiny-sd", "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
-def style_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def style_dataset() -> Path:
+    """Uploaded by tenant demo."""
     from lora_tasks.tiny.sample_data import make_style_dataset
 
-    return make_style_dataset(tmp_path_factory.mktemp("data") / "sks", count=12, seed=0)
+    return make_style_dataset(UPLOADS / "demo" / "sks", count=12, seed=0)
+
+
+@pytest.fixture(scope="session")
+def acme_dataset() -> Path:
+    """Uploaded by tenant acme."""
+    from lora_tasks.tiny.sample_data import make_style_dataset
+
+    return make_style_dataset(UPLOADS / "acme" / "sks", count=12, seed=1)
 
 
 def base_job(model: Path, dataset: Path, output: Path) -> dict[str, Any]:

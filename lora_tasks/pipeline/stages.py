@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,11 +77,11 @@ def check_dataset(info: RunInfo, captioned: str, rejected: str, run_id: str,
 
     spec = info.load_spec()
     folder = info.stage("check")
-    kept = read_rows(Path(captioned))
-    report = check_samples(kept, read_rows(Path(rejected)), spec.dataset.checks, spec.job.task, folder)
+    kept, refused = read_rows(Path(captioned)), read_rows(Path(rejected))
+    report = check_samples(kept, refused, spec.dataset.checks, spec.job.task, folder)
     if not report.passed:
-        raise DatasetError(f"{report.text()}\nFix: the report names each failed expectation and the observed value; "
-                           "correct the upload or relax dataset.checks")
+        raise DatasetError(f"{report.text()}\n{rejection_summary(refused)}Fix: the report names each failed "
+                           "expectation and the observed value; correct the upload or relax dataset.checks")
     train_rows, holdout_rows = split_holdout(kept, spec.eval)
     write_rows(folder / "train.jsonl", train_rows)
     write_rows(folder / "holdout.jsonl", holdout_rows or train_rows)
@@ -88,6 +89,26 @@ def check_dataset(info: RunInfo, captioned: str, rejected: str, run_id: str,
     return {"train": str(folder / "train.jsonl"), "holdout": str(folder / "holdout.jsonl"),
             "train_images": len(train_rows), "holdout_images": len(holdout_rows),
             "predicted_seconds": prediction.seconds, "predicted_interval": [prediction.low, prediction.high]}
+
+
+TOP_REASONS = 5
+
+
+def rejection_summary(rejected: list[Any]) -> str:
+    """The filter's most frequent rejection reasons with counts and an example each, for a failed check's
+    message (the rows themselves sit in the filter stage's rejected.jsonl)."""
+    samples = [r for r in rejected if r.role == "sample"]
+    if not samples:
+        return ""
+    reasons = Counter(r.reason or r.error or "unknown" for r in samples)
+    lines = [f"the filter rejected {len(samples)} file(s); top reasons:"]
+    for reason, count in reasons.most_common(TOP_REASONS):
+        example = next(r for r in samples if (r.reason or r.error or "unknown") == reason)
+        detail = example.message or example.error_detail or ""
+        lines.append(f"  - {reason}: {count} (e.g. {example.path}{': ' + detail if detail else ''})")
+    if len(reasons) > TOP_REASONS:
+        lines.append(f"  - {len(reasons) - TOP_REASONS} other reason(s)")
+    return "\n".join(lines) + "\n"
 
 
 @timed

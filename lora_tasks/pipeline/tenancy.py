@@ -1,4 +1,11 @@
-"""Which Airflow users may act for which tenant (include/tenants.yaml)."""
+"""Tenants (include/tenants.yaml): which operators may act for each, and what each one's runs may read.
+
+Airflow accounts belong to operators; a tenant never logs in to Airflow. A run's tenant must
+list its triggering user by name, or one of that user's roles. What a run reads is bounded by
+its tenant's ``read`` roots (upload prefixes, ``file://`` or ``s3://``) and the platform's
+``shared_read`` roots (base-model folders every tenant may use). Relative local roots are
+relative to the folder holding tenants.yaml.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +15,52 @@ from pathlib import Path
 import yaml
 
 from lora_tasks.errors import LoraTaskError
+from lora_tasks.pipeline.locations import Location, parse_location
+
+TENANT_KEYS = frozenset({"users", "roles", "read"})
+TOP_KEYS = frozenset({"tenants", "shared_read"})
 
 
 @dataclass(frozen=True)
 class Tenant:
     users: frozenset[str]
     roles: frozenset[str]
+    read: tuple[Location, ...] = ()
 
 
-def load_tenants(path: Path) -> dict[str, Tenant]:
+@dataclass(frozen=True)
+class Tenants:
+    members: dict[str, Tenant]
+    shared_read: tuple[Location, ...] = ()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.members
+
+    def __getitem__(self, name: str) -> Tenant:
+        return self.members[name]
+
+
+def load_tenants(path: Path) -> Tenants:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise LoraTaskError(f"tenant list {path} cannot be read ({exc}). Fix: check LORA_TENANTS_FILE") from None
-    return {name: Tenant(frozenset(entry.get("users") or []), frozenset(entry.get("roles") or []))
-            for name, entry in (data.get("tenants") or {}).items()}
+    problems = [f"{key}: unknown key (allowed: {', '.join(sorted(TOP_KEYS))})" for key in set(data) - TOP_KEYS]
+    entries = data.get("tenants") or {}
+    for name, entry in entries.items():
+        problems += [f"tenants.{name}.{key}: unknown key (allowed: {', '.join(sorted(TENANT_KEYS))})"
+                     for key in set(entry or {}) - TENANT_KEYS]
+    if problems:
+        raise LoraTaskError(f"tenant list {path}: " + "; ".join(sorted(problems)) + ". Fix: correct the file")
+
+    def roots(values: list[str] | None, key: str) -> tuple[Location, ...]:
+        return tuple(parse_location(str(v), f"{path}: {key}", relative_to=path.parent) for v in values or [])
+
+    return Tenants(
+        {name: Tenant(frozenset((entry or {}).get("users") or []), frozenset((entry or {}).get("roles") or []),
+                      roots((entry or {}).get("read"), f"tenants.{name}.read"))
+         for name, entry in entries.items()},
+        roots(data.get("shared_read"), "shared_read"))
 
 
 def may_act(tenant: Tenant, user: str | None, roles: frozenset[str] = frozenset()) -> bool:
@@ -31,12 +69,23 @@ def may_act(tenant: Tenant, user: str | None, roles: frozenset[str] = frozenset(
     return user is None or user in tenant.users or bool(roles & tenant.roles)
 
 
-def check_tenant_access(tenants: dict[str, Tenant], tenant: str, user: str | None,
-                        roles: frozenset[str] = frozenset()) -> None:
+def check_tenant_access(tenants: Tenants, tenant: str, user: str | None, roles: frozenset[str] = frozenset()) -> None:
     """Refuse a run whose triggering user may not act for its tenant (before any data is read)."""
     if tenant not in tenants:
         raise LoraTaskError(f"tenant {tenant!r} is not known to this platform. Fix: use one of "
-                            f"{', '.join(sorted(tenants))}, or ask an operator to add it to tenants.yaml")
+                            f"{', '.join(sorted(tenants.members))}, or ask an operator to add it to tenants.yaml")
     if not may_act(tenants[tenant], user, roles):
-        raise LoraTaskError(f"user {user!r} may not act for tenant {tenant!r}. Fix: trigger the run as a member of "
-                            f"{tenant!r}, or ask an operator to add {user!r} to that tenant in tenants.yaml")
+        raise LoraTaskError(f"user {user!r} may not act for tenant {tenant!r}. Fix: trigger the run as an operator "
+                            f"of {tenant!r}, or ask an admin to add {user!r} to that tenant in tenants.yaml")
+
+
+def check_readable(tenants: Tenants, tenant: str, location: Location, what: str, shared: bool = False) -> None:
+    """Refuse ``location`` unless it lies inside one of the tenant's read roots (or, with ``shared``,
+    the platform's shared roots), after symlinks and ``..`` are resolved."""
+    allowed = tenants[tenant].read + (tenants.shared_read if shared else ())
+    if any(location.is_within(root) for root in allowed):
+        return
+    listed = ", ".join(str(r) for r in allowed) or "nothing yet"
+    raise LoraTaskError(f"{what} {location.given!r} (resolved: {location}) is outside what tenant {tenant!r} may "
+                        f"read ({listed}). Fix: upload it under one of those, or ask an operator to add its "
+                        "folder to the tenant's read roots in tenants.yaml")

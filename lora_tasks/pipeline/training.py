@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections import deque
@@ -13,6 +14,7 @@ from lora_tasks.pipeline.stages import timed
 from lora_tasks.pipeline.workspace import RunInfo
 from lora_tasks.train.outputs import SUMMARY_FILE
 
+log = logging.getLogger(__name__)
 STDERR_TAIL = 30
 
 
@@ -30,9 +32,9 @@ def train_locally(info: RunInfo, dataset: str) -> dict[str, Any]:
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
     tail: deque[str] = deque(maxlen=STDERR_TAIL)
     assert process.stderr is not None
-    for line in process.stderr:  # shown live in the task log, and the end kept for the error message
-        sys.stderr.write(line)
-        tail.append(line.rstrip())
+    for line in process.stderr:  # shown live in the task log (as info: stderr is where it logs, not only
+        tail.append(line.rstrip())  # errors), and the end kept for the error message
+        log.info(tail[-1])
     code = process.wait()
     if code == INPUT_ERROR_EXIT:  # the trainer's "your input needs fixing": retrying cannot help
         raise LoraTaskError("\n".join(line for line in tail if line.startswith("error:")) or "\n".join(tail))

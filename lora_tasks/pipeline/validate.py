@@ -12,6 +12,7 @@ from typing import Any
 from lora_tasks.errors import DatasetError, LoraTaskError
 from lora_tasks.gpu_types import load_gpu_types, resolve_gpu_type
 from lora_tasks.ledger.store import open_ledger
+from lora_tasks.pipeline.data_access import check_dataset_location, check_model_location
 from lora_tasks.pipeline.pods import check_reachable_from_pods, pod_resources
 from lora_tasks.pipeline.prediction import predict_training
 from lora_tasks.pipeline.stages import timed
@@ -19,23 +20,32 @@ from lora_tasks.pipeline.tenancy import check_tenant_access, load_tenants
 from lora_tasks.pipeline.workspace import RunInfo
 from lora_tasks.scheduling.recommend import ASSUMED_IMAGES, check_fits
 from lora_tasks.settings import PlatformSettings
-from lora_tasks.spec.conf import PRIORITY_WEIGHTS, spec_data_from_conf
+from lora_tasks.spec.conf import PRIORITY_WEIGHTS, check_conf_keys, spec_data_from_conf
 from lora_tasks.spec.loading import parse_job_spec
 
 
 @timed
 def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_after: datetime,
                      settings: PlatformSettings, roles: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Parse and check the request before any data is read: spec, tenant (for ``user``, who has
-    ``roles``), GPU type, base model."""
-    from lora_tasks.spec.base_model import check_spec_against_model
+    """Parse and check the request before any data is read: conf keys, spec, tenant (for ``user``, who has
+    ``roles``), what the run may read, GPU type, base model."""
+    from lora_tasks.spec.base_model import check_spec_against_model, resolve_base_model
 
+    check_conf_keys(conf)
     spec = parse_job_spec(spec_data_from_conf(conf), "dag run conf")
-    check_tenant_access(load_tenants(settings.tenants_file), spec.job.tenant, user, roles)
+    tenants = load_tenants(settings.tenants_file)
+    check_tenant_access(tenants, spec.job.tenant, user, roles)
     gpu = resolve_gpu_type(spec.job.gpu_type, load_gpu_types(settings.gpu_types_file), settings.default_gpu_type)
     if not spec.dataset.uri:
         raise DatasetError("the run names no dataset. Fix: set dataset_uri in the trigger form (or dataset.uri "
                            "in job_spec)")
+    dataset = check_dataset_location(spec.dataset.uri, spec.job.tenant, tenants, settings)
+    model = resolve_base_model(spec.model)
+    if model.kind != "hub":
+        check_model_location(model.location, spec.job.tenant, tenants, settings, "model_config.base_model")
+    if spec.model.base_model_config and Path(spec.model.base_model_config).expanduser().exists():
+        check_model_location(spec.model.base_model_config, spec.job.tenant, tenants, settings,
+                             "model_config.base_model_config")
     if settings.runner == "kubernetes" and not gpu.is_gpu:
         raise LoraTaskError(f"job.gpu_type {gpu.name!r} has no GPU, and this platform trains in GPU pods. Fix: "
                             "choose a GPU type or 'auto'")
@@ -52,8 +62,7 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
         resolved["model_config"]["base_model_config"] = ref.config
     resolved["output"]["uri"] = str(info.train_output)
     resolved["training_config"].update(advice.settings())  # 'auto' resolved for this GPU type
-    if "://" not in spec.dataset.uri:  # a local path: later stages may run in another directory
-        resolved["dataset"]["uri"] = str(Path(spec.dataset.uri).expanduser().resolve())
+    resolved["dataset"]["uri"] = str(dataset)  # links and '..' resolved: what was checked is what is read
     info.write_spec(resolved)
     open_ledger(settings.ledger_url).register_run(
         run_id, tenant=info.tenant, job=info.name, priority=info.priority, gpu_type=gpu.name, submitted_at=run_after,

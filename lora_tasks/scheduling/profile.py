@@ -4,20 +4,51 @@ The UNet (with its LoRA) is built on PyTorch's ``meta`` device, where tensors ha
 but no data, and run forward once per shape: a saved-tensor hook adds up what autograd
 keeps for the backward pass (the activations), and PyTorch's FLOP counter adds up the
 arithmetic. That is exact for any UNet2DConditionModel config, takes a second or two for
-Stable Diffusion 1.5 and allocates nothing. Attention is counted as the memory-efficient
-kernels that both CUDA and CPU use (no seq x seq matrix is kept), not as the textbook
-formula the meta device would otherwise trace.
+Stable Diffusion 1.5 (plus importing torch and diffusers) and allocates nothing. Attention
+is counted as the memory-efficient kernels that both CUDA and CPU use (no seq x seq matrix
+is kept), not as the textbook formula the meta device would otherwise trace.
+
+Results are kept on disk (``LORA_CACHE_DIR``), keyed by everything they depend on, so
+validate_request, which estimates every run's memory, stays light: one measurement per
+architecture and shape, not one per run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
+from importlib import metadata
 from typing import Any
 
 TEXT_TOKENS = 77
+MEASURED_WITH = ("torch", "diffusers", "peft", "transformers", "accelerate")
+"""Packages whose versions are part of every cache key: a new version may count differently."""
+CACHE_FORMAT = 1
+"""Bump when the measuring code changes what it returns."""
+
+
+def _disk_cached(kind: str, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``compute()``'s JSON result, kept under ``LORA_CACHE_DIR`` for every process of the platform."""
+    from lora_tasks.settings import platform_settings
+
+    versions = {name: metadata.version(name) for name in MEASURED_WITH}
+    blob = json.dumps({"kind": kind, "key": key, "versions": versions, "format": CACHE_FORMAT}, sort_keys=True)
+    path = platform_settings().cache_dir / "model-profiles" / f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # concurrent writers each rename a whole file
+    partial.write_text(json.dumps(value))
+    partial.replace(path)
+    return value
 
 
 @dataclass(frozen=True)
@@ -113,6 +144,11 @@ def _forward_flops(unet: Any, latent_hw: tuple[int, int]) -> int:
 
 @lru_cache(maxsize=64)
 def _profile(config_json: str, latent_hw: tuple[int, int], rank: int, targets: tuple[str, ...]) -> UNetProfile:
+    key = {"config": config_json, "latent_hw": list(latent_hw), "rank": rank, "targets": list(targets)}
+    return UNetProfile(**_disk_cached("unet", key, lambda: asdict(_measure(config_json, latent_hw, rank, targets))))
+
+
+def _measure(config_json: str, latent_hw: tuple[int, int], rank: int, targets: tuple[str, ...]) -> UNetProfile:
     config = json.loads(config_json)
     unet = _meta_unet(config, rank, targets)
     full = _saved_bytes(unet, latent_hw, checkpointing=False)
@@ -168,16 +204,22 @@ def profile_unet(config: dict[str, Any], latent_hw: tuple[int, int], rank: int,
 
 
 def parameter_count(component: str, config: dict[str, Any]) -> int:
-    """Parameters of a VAE or CLIP text encoder config, counted on the meta device."""
+    """Parameters of a VAE or CLIP text encoder config, counted on the meta device (once per config)."""
+    public = {k: v for k, v in config.items() if not k.startswith("_")}
+    key = {"component": component, "config": json.dumps(public, sort_keys=True)}
+    return _disk_cached("params", key, lambda: {"count": _count_parameters(component, public)})["count"]
+
+
+def _count_parameters(component: str, config: dict[str, Any]) -> int:
     from accelerate import init_empty_weights
 
     with init_empty_weights():
         if component == "vae":
             from diffusers import AutoencoderKL
 
-            model = AutoencoderKL.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+            model = AutoencoderKL.from_config(config)
         else:
             from transformers import CLIPTextConfig, CLIPTextModel
 
-            model = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in config.items() if not k.startswith("_")}))
+            model = CLIPTextModel(CLIPTextConfig(**config))
     return sum(p.numel() for p in model.parameters())

@@ -95,7 +95,8 @@ def refuse_pickle(path: Path) -> UnsafeFileError:
 
 
 def unet_layer_names(ref: BaseModelRef) -> list[str] | None:
-    """Names of the UNet's weight-bearing layers, from file headers; None when not knowable offline."""
+    """Names of the UNet's weight-bearing layers, from file headers (read without torch: validate_request
+    stays light); None when not knowable offline."""
     from safetensors import safe_open
 
     if ref.kind == "diffusers":
@@ -103,7 +104,7 @@ def unet_layer_names(ref: BaseModelRef) -> list[str] | None:
         if keys is None:
             return None
     elif ref.kind == "single_file" and ref.location.endswith(".safetensors"):
-        with safe_open(ref.location, framework="pt") as f:
+        with safe_open(ref.location, framework="numpy") as f:
             keys = [k.removeprefix(SINGLE_FILE_UNET_PREFIX) for k in f.keys()  # noqa: SIM118 - safe_open has no __iter__
                     if k.startswith(SINGLE_FILE_UNET_PREFIX)]
     else:
@@ -119,7 +120,7 @@ def _diffusers_unet_keys(folder: Path) -> list[str] | None:
         return list(json.loads(index.read_text())["weight_map"])
     single = folder / "diffusion_pytorch_model.safetensors"
     if single.is_file():
-        with safe_open(str(single), framework="pt") as f:
+        with safe_open(str(single), framework="numpy") as f:
             return list(f.keys())
     return None
 

@@ -8,8 +8,13 @@ reads just the priority and GPU type, tolerating anything.
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from lora_tasks.errors import JobSpecError, Problem
 from lora_tasks.spec.loading import read_yaml_text
 
 FORM_TO_SPEC = {
@@ -27,7 +32,22 @@ FORM_TO_SPEC = {
 }
 """Trigger-form field -> job spec key."""
 
+CONF_KEYS = frozenset({*FORM_TO_SPEC, "job_spec"})
 PRIORITY_WEIGHTS = {"interactive": 100, "standard": 10, "batch": 1}
+
+
+def check_conf_keys(conf: dict[str, Any]) -> None:
+    """Refuse a conf key that is neither a form field nor ``job_spec``: Airflow passes unknown keys
+    through, and a misspelt one would otherwise be ignored without a word."""
+    problems = []
+    for key in sorted(set(conf) - CONF_KEYS):
+        close = difflib.get_close_matches(key, sorted(CONF_KEYS), n=1)
+        problems.append(Problem(
+            f"conf.{key}", f"unknown key; {f'did you mean {close[0]!r}? ' if close else ''}allowed keys here: "
+            f"{', '.join(sorted(CONF_KEYS))}",
+            f"rename it to {close[0]!r}" if close else "put other spec keys inside job_spec"))
+    if problems:
+        raise JobSpecError(problems, "the run's conf")
 
 
 def spec_data_from_conf(conf: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +69,27 @@ def spec_data_from_conf(conf: dict[str, Any]) -> dict[str, Any]:
         if isinstance(target, dict) and leaf not in target:
             target[leaf] = value
     return merged
+
+
+def form_defaults(path: Path | None) -> tuple[dict[str, Any], str | None]:
+    """What the trigger form proposes, from a job spec file: its values for the form's fields, and the
+    rest of it as the form's ``job_spec`` text (so a person sees, and can edit, every other setting).
+    Relative paths in it are taken from the working directory, as a job spec's are."""
+    if path is None:
+        return {}, None
+    data = yaml.safe_load(path.read_text()) or {}
+    fields = {}
+    for field, key in FORM_TO_SPEC.items():
+        section, leaf = key.split(".")
+        values = data.get(section)
+        if isinstance(values, dict) and leaf in values:
+            fields[field] = values.pop(leaf)
+    for field in ("dataset_uri", "base_model"):
+        value = fields.get(field)
+        if isinstance(value, str) and "://" not in value and Path(value).exists():  # not a hub id
+            fields[field] = str(Path(value).resolve())
+    rest = {section: values for section, values in data.items() if values not in ({}, None)}
+    return fields, yaml.safe_dump(rest, sort_keys=False) if rest else None
 
 
 def scheduling_hints(conf: dict[str, Any] | None, default_gpu_type: str) -> tuple[str, str]:

@@ -25,9 +25,13 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build"
-LOGINS = {"admin": "admin", "alice": "alice", "bob": "bob"}
-"""Demo logins (simple auth manager): admin is an admin, alice and bob are plain users."""
-ROLES = "admin:admin,alice:user,bob:user"
+LOGINS = {"admin": "admin", "operator": "operator", "viewer": "viewer"}
+"""Demo logins (simple auth manager), operators all: tenants never log in to Airflow (include/tenants.yaml)."""
+ROLES = "admin:admin,operator:op,viewer:viewer"
+DEMO = BUILD / "demo"
+DEMO_DATASET = DEMO / "uploads" / "demo" / "sks-style"
+DEMO_MODEL = DEMO / "models" / "tiny-sd"
+DEMO_JOB = REPO / "include" / "jobs" / "demo.yaml"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
@@ -184,21 +188,19 @@ def stop_process_groups(pids: dict[str, int], grace: float = 30) -> None:
 
 def demo_environment() -> dict[str, str]:
     """Where the demo keeps its model, data, workspace, artifacts and antivirus signatures."""
-    demo = BUILD / "demo"
-    signatures = demo / "clamav" / "demo.hdb"
+    signatures = DEMO / "clamav" / "demo.hdb"
     signatures.parent.mkdir(parents=True, exist_ok=True)
     signatures.write_text("44d88612fea8a8f36de82e1278abb02f:68:Demo.EICAR\n")  # the EICAR test file only
-    return {"LORA_WORKSPACE": str(demo / "workspace"), "LORA_ARTIFACT_ROOT": str(demo / "artifacts"),
-            "LORA_CLAMAV_DATABASE": str(signatures), "LORA_DEFAULT_BASE_MODEL": str(demo / "models" / "tiny-sd"),
-            "HF_HUB_OFFLINE": "1"}
+    return {"LORA_WORKSPACE": str(DEMO / "workspace"), "LORA_ARTIFACT_ROOT": str(DEMO / "artifacts"),
+            "LORA_CLAMAV_DATABASE": str(signatures), "LORA_FORM_DEFAULTS": str(DEMO_JOB), "HF_HUB_OFFLINE": "1"}
 
 
 def demo_conf() -> dict[str, Any]:
     import yaml
 
-    spec = yaml.safe_load((REPO / "include" / "jobs" / "demo.yaml").read_text())
-    spec["dataset"]["uri"] = str(BUILD / "demo" / "dataset")
-    spec["model_config"]["base_model"] = str(BUILD / "demo" / "models" / "tiny-sd")
+    spec = yaml.safe_load(DEMO_JOB.read_text())
+    spec["dataset"]["uri"] = str(DEMO_DATASET)
+    spec["model_config"]["base_model"] = str(DEMO_MODEL)
     spec.pop("output", None)
     return {"job_spec": spec}
 
@@ -208,11 +210,10 @@ def build_demo_inputs() -> None:
     from lora_tasks.tiny.diffusion import save_pipeline
     from lora_tasks.tiny.sample_data import make_style_dataset
 
-    demo = BUILD / "demo"
-    if not (demo / "models" / "tiny-sd" / "model_index.json").exists():
-        save_pipeline(demo / "models" / "tiny-sd", "tiny", seed=0)
-    if not (demo / "dataset").exists():
-        make_style_dataset(demo / "dataset", count=24, seed=0)
+    if not (DEMO_MODEL / "model_index.json").exists():
+        save_pipeline(DEMO_MODEL, "tiny", seed=0)
+    if not DEMO_DATASET.exists():
+        make_style_dataset(DEMO_DATASET, count=24, seed=0)
 
 
 def run_demo() -> int:
@@ -292,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalStack(config)
     stack.start(prepare(config))
     stack.wait_healthy()
-    print(f"Airflow is up: {config.base_url}  (logins: admin/admin, alice/alice, bob/bob)")
-    print(f"sample dataset: {BUILD / 'demo' / 'dataset'}   base model: {BUILD / 'demo' / 'models' / 'tiny-sd'}")
+    print(f"Airflow is up: {config.base_url}  (operator logins: {', '.join(f'{u}/{p}' for u, p in LOGINS.items())})")
+    print(f"the trigger form proposes the demo job ({DEMO_JOB.relative_to(REPO)}): dataset {DEMO_DATASET}, "
+          f"base model {DEMO_MODEL}")
     print(f"logs: {home}/logs   stop: make down")
     return 0
 

@@ -38,6 +38,9 @@ def test_house_rules(dagbag) -> None:
     finetune = dagbag.dags["lora_finetune"]
     assert finetune.get_task("validate_request").retries == 0  # a bad request does not improve by retrying
     assert all(t.retries >= 1 for t in finetune.tasks if t.task_id != "validate_request")
+    from lora_airflow.errors import NO_RETRY_FOR_INPUT_ERRORS
+
+    assert all(t.retry_policy is NO_RETRY_FOR_INPUT_ERRORS for t in finetune.tasks)
 
 
 def test_pipeline_order(dagbag) -> None:
@@ -47,6 +50,9 @@ def test_pipeline_order(dagbag) -> None:
     for upstream, downstream in itertools.pairwise(order):
         assert upstream in dag.get_task(downstream).upstream_task_ids | _ancestors(dag, downstream), downstream
     assert dag.get_task("cleanup").is_teardown
+    verdict = dag.get_task("outcome")
+    assert verdict.trigger_rule == "all_done" and "publish" in _ancestors(dag, "outcome")
+    assert not verdict.downstream_task_ids  # a leaf: it decides the run's state
 
 
 def _ancestors(dag, task_id: str) -> set[str]:

@@ -18,22 +18,6 @@ from tests.lora_tasks.pipeline.test_validate import job
 REPO = Path(__file__).resolve().parents[2]
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 @pytest.fixture(scope="module")
 def finetune(airflow_db: Path):
     from airflow.dag_processing.dagbag import DagBag
@@ -50,6 +34,7 @@ def test_a_job_runs_end_to_end(finetune, tiny_model: Path, style_dataset: Path) 
     run = finetune.test(run_conf={"job_spec": job(tiny_model, style_dataset, job__priority="interactive")})
     outcome = results(run)
     assert run.state == "success", {k: v[0] for k, v in outcome.items()}
+    assert outcome["outcome"] == ("success", {"state": "success"})
     train = next(ti for ti in run.get_task_instances() if ti.task_id == "train")
     assert (train.pool, train.priority_weight) == ("gpu_cpu", 100)  # set for this run by the policy hook
     info, published = outcome["validate_request"][1], outcome["publish"][1]
@@ -77,6 +62,7 @@ def test_failed_gate_publishes_nothing_and_keeps_the_workspace(finetune, tiny_mo
     outcome = results(run)
     assert run.state == "failed"
     assert outcome["evaluate"][0] == "failed" and outcome["publish"][0] == "upstream_failed"
+    assert outcome["outcome"][0] == "failed"  # the verdict, not the successful teardown, decides
     assert outcome["cleanup"][0] == "success" and Path(outcome["cleanup"][1]["kept_workspace"]).exists()
     report = json.loads((Path(outcome["cleanup"][1]["kept_workspace"]) / "evaluate" / "eval_report.json").read_text())
     assert report["passed"] is False

@@ -4,7 +4,10 @@ machine's PostgreSQL when it answers, SQLite otherwise), driven over HTTP as a u
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ from typing import Any
 
 import pytest
 from airflow_client.client import (
+    PatchTaskInstanceBody,
     PoolApi,
     PoolPatchBody,
     TaskInstanceApi,
@@ -19,13 +23,23 @@ from airflow_client.client import (
 from airflow_client.client.exceptions import ApiException
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
-from lora_airflow.local_stack import LOGINS, AirflowConfig, LocalStack, free_port, prepare
+from lora_airflow.local_stack import (
+    DEMO_DATASET,
+    DEMO_JOB,
+    LOGINS,
+    AirflowConfig,
+    LocalStack,
+    build_demo_inputs,
+    free_port,
+    prepare,
+)
 from lora_airflow.rest_client import airflow_api, task_result, trigger_run, wait_for_dag, wait_for_run
 from lora_tasks.stores import open_store
 from lora_tasks.stores.versions import verify_version
 
 pytestmark = pytest.mark.slow
 DAG = "lora_finetune"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def postgres_url() -> tuple[str | None, Any]:
@@ -51,8 +65,10 @@ def airflow(tmp_path_factory: pytest.TempPathFactory, clamav_database: Path) -> 
     calendar = root / "always-off-peak.yaml"  # batch runs must not wait for tonight in a test
     calendar.write_text("timezone: UTC\noff_peak_windows: [{start: '00:00', end: '24:00'}]\n"
                         "prices: {cpu: {peak: 0.0, off_peak: 0.0}}\n")
+    build_demo_inputs()  # what the trigger form proposes, as make up builds it
     env = prepare(config)
-    env.update({"LORA_WORKSPACE": str(root / "workspace"), "LORA_ARTIFACT_ROOT": str(root / "artifacts"),
+    env.update({"LORA_FORM_DEFAULTS": str(DEMO_JOB), "LORA_WORKSPACE": str(root / "workspace"),
+                "LORA_ARTIFACT_ROOT": str(root / "artifacts"),
                 "LORA_CLAMAV_DATABASE": str(clamav_database), "LORA_SCHEDULING_FILE": str(calendar),
                 "LORA_LEDGER_URL": f"sqlite:///{root / 'ledger.db'}",
                 "HF_HUB_OFFLINE": "1"})
@@ -84,7 +100,10 @@ def log_text(api: Any, run_id: str, task_id: str, try_number: int = 1) -> str:
         if not isinstance(entry, dict):
             lines.append(str(entry))
             continue
-        lines.append(str(entry.get("event", "")))
+        fields = " ".join(f"{k}={v}" for k, v in entry.items() if k not in {"event", "timestamp", "level", "logger",
+                                                                               "error_detail"})
+        text = f"{entry.get('level', '')}: {entry.get('event', '')} {fields}".rstrip()
+        lines.append(text.replace("\n", " / "))  # one line per log event
         lines += [f"{e['exc_type']}: {e['exc_value']}" for e in entry.get("error_detail") or []]
     return "\n".join(lines)
 
@@ -104,20 +123,21 @@ def states(api: Any, run_id: str) -> dict[str, Any]:
     return {ti.task_id: ti for ti in TaskInstanceApi(api).get_task_instances(DAG, run_id).task_instances}
 
 
-def test_a_user_trains_over_http(airflow: AirflowConfig, tiny_model: Path, style_dataset: Path) -> None:
-    alice = client(airflow, "alice")
-    wait_for_dag(alice, DAG)
-    run = wait_for_run(alice, DAG, trigger_run(alice, DAG, conf(tiny_model, style_dataset)))
-    assert run.state == "success", {k: v.state for k, v in states(alice, run.dag_run_id).items()}
-    assert run.triggering_user_name == "alice"
-    published = task_result(alice, DAG, run.dag_run_id, "publish")
+def test_an_operator_trains_for_a_tenant_over_http(airflow: AirflowConfig, tiny_model: Path,
+                                                    style_dataset: Path) -> None:
+    operator = client(airflow, "operator")
+    wait_for_dag(operator, DAG)
+    run = wait_for_run(operator, DAG, trigger_run(operator, DAG, conf(tiny_model, style_dataset)))
+    assert run.state == "success", {k: v.state for k, v in states(operator, run.dag_run_id).items()}
+    assert run.triggering_user_name == "operator"
+    published = task_result(operator, DAG, run.dag_run_id, "publish")
     manifest = verify_version(open_store(airflow.extra["artifacts"]), "demo", "api-style", published["version"])
     assert "pytorch_lora_weights.safetensors" in manifest["files"]
 
 
 def test_schema_violations_are_refused_at_trigger_time(airflow: AirflowConfig) -> None:
     with pytest.raises(ApiException) as refused:
-        trigger_run(client(airflow, "alice"), DAG, {"lora_rank": 0})
+        trigger_run(client(airflow, "operator"), DAG, {"lora_rank": 0})
     assert refused.value.status == 400
     assert "lora_rank" in refused.value.body and "minimum" in refused.value.body
 
@@ -125,21 +145,80 @@ def test_schema_violations_are_refused_at_trigger_time(airflow: AirflowConfig) -
 @pytest.mark.parametrize(
     ("user", "changes", "message"),
     [
-        ("alice", {"lora_rnak": 4}, "did you mean 'lora_rank'"),
-        ("bob", {}, "user 'bob' may not act for tenant 'demo'"),
+        ("operator", {"model_config": {"lora_rnak": 4}}, "did you mean 'lora_rank'"),
+        ("operator", {"job": {"tenant": "acme"}}, "user 'operator' may not act for tenant 'acme'"),
+        ("admin", {"dataset": {"uri": "{artifacts}/tenants/demo"}}, "is inside the artifact store"),
     ],
 )
 def test_bad_requests_fail_in_validate_request(airflow: AirflowConfig, tiny_model: Path, style_dataset: Path,
                                                user: str, changes: dict, message: str) -> None:
+    """Refused at once, and the log says why once, in one line, at the end: no traceback."""
     api = client(airflow, user)
     body = conf(tiny_model, style_dataset)
-    body["job_spec"]["model_config"].update(changes)
+    for section, values in changes.items():
+        body["job_spec"][section].update({k: v.format(**airflow.extra) if isinstance(v, str) else v
+                                          for k, v in values.items()})
     run = wait_for_run(api, DAG, trigger_run(api, DAG, body), timeout=300)
     tasks = states(api, run.dag_run_id)
     assert run.state == "failed"
     assert tasks["validate_request"].state == "failed" and tasks["validate_request"].try_number == 1
     assert tasks["scan_dataset"].state == "upstream_failed"
-    assert message in log_text(client(airflow, "admin"), run.dag_run_id, "validate_request")
+    log = log_text(client(airflow, "admin"), run.dag_run_id, "validate_request")
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], log
+    assert "Traceback" not in log and "InputNeedsFixing" not in log and "error_detail" not in log, log
+
+
+def test_a_viewer_cannot_trigger(airflow: AirflowConfig) -> None:
+    with pytest.raises(ApiException) as refused:
+        trigger_run(client(airflow, "viewer"), DAG, {})
+    assert refused.value.status == 403
+
+
+def test_a_stage_failed_from_outside_fails_the_run(airflow: AirflowConfig, tiny_model: Path,
+                                                   style_dataset: Path) -> None:
+    """Another operator marks train failed while it trains: the run ends failed, nothing is published."""
+    api, admin = client(airflow, "operator"), client(airflow, "admin")
+    body = conf(tiny_model, style_dataset, name="stopped-from-outside")
+    body["job_spec"]["training_config"].update(max_steps=5000, save_steps=5000)
+    run_id = trigger_run(api, DAG, body)
+
+    @retry(retry=retry_if_result(lambda state: state != "running"), wait=wait_fixed(1), stop=stop_after_delay(300))
+    def training() -> str | None:
+        return states(api, run_id)["train"].state
+
+    training()
+    TaskInstanceApi(admin).patch_task_instance(DAG, run_id, "train", PatchTaskInstanceBody(new_state="failed"))
+    run = wait_for_run(api, DAG, run_id, timeout=300)
+    tasks = states(api, run_id)
+    assert run.state == "failed", {k: v.state for k, v in tasks.items()}
+    assert (tasks["train"].state, tasks["publish"].state, tasks["outcome"].state) == (
+        "failed", "upstream_failed", "failed")
+    assert tasks["cleanup"].state == "success"
+    assert not open_store(airflow.extra["artifacts"]).list("tenants/demo/loras/stopped-from-outside")
+    assert "Fix: read the log of train" in log_text(admin, run_id, "outcome")
+
+
+def readme_walkthrough() -> str:
+    """The README's REST walkthrough, verbatim: the bash block after its marker comment."""
+    readme = (REPO / "README.md").read_text()
+    [block] = re.findall(r"<!-- tested: tests/e2e/test_airflow_api.py -->\n```bash\n(.*?)```", readme, re.S)
+    return block
+
+
+def test_the_readme_walkthrough_publishes_with_the_forms_defaults(airflow: AirflowConfig) -> None:
+    """Every curl command of the README, through the shell, as printed; only the URL comes from here."""
+    from airflow_client.client import DAGApi
+
+    form = DAGApi(client(airflow, "operator")).get_dag_details(DAG).params
+    assert form["dataset_uri"]["value"] == str(DEMO_DATASET) and "min_side: 48" in form["job_spec"]["value"]
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_walkthrough()], capture_output=True, text=True,
+                            timeout=900, env={**os.environ, "AIRFLOW": airflow.base_url}, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "state: success" in result.stdout, result.stdout
+    published = json.loads(result.stdout[result.stdout.index("{"):])
+    manifest = verify_version(open_store(airflow.extra["artifacts"]), "demo", "my-first-lora", published["version"])
+    assert "pytorch_lora_weights.safetensors" in manifest["files"]
 
 
 def test_interactive_trains_first(airflow: AirflowConfig, tiny_model: Path, style_dataset: Path) -> None:

@@ -15,11 +15,11 @@ def local_train(settings: PlatformSettings) -> Callable[..., Any]:
     @task(pool=f"gpu_{settings.default_gpu_type}", **COMMON)
     def train(info: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
         """Train in a subprocess of the worker, on its CPU or local GPU."""
-        from lora_airflow.errors import user_errors_fail_fast
+        from lora_airflow.errors import stage_errors
         from lora_tasks.pipeline.training import train_locally
         from lora_tasks.pipeline.workspace import RunInfo
 
-        with user_errors_fail_fast():
+        with stage_errors():
             return train_locally(RunInfo.of(info), checked["train"])
 
     return train

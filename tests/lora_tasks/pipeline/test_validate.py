@@ -34,7 +34,7 @@ def job(model: Path, dataset: Path, **changes: Any) -> dict[str, Any]:
     return spec
 
 
-def validate(conf: dict[str, Any], user: str | None = "alice", roles: frozenset[str] = frozenset(),
+def validate(conf: dict[str, Any], user: str | None = "operator", roles: frozenset[str] = frozenset(),
              **settings: Any) -> dict[str, Any]:
     base = platform_settings().model_dump()
     return validate_request(conf, user, "manual__1", NOW, PlatformSettings(**{**base, **settings}), roles)
@@ -63,15 +63,15 @@ def test_form_fields_alone_make_a_job(tiny_model: Path, style_dataset: Path) -> 
 @pytest.mark.parametrize(
     ("changes", "user", "error", "message"),
     [
-        ({"job__tenant": "acme"}, "alice", LoraTaskError, "user 'alice' may not act for tenant 'acme'"),
-        ({"job__tenant": "nobody-corp"}, "alice", LoraTaskError, "tenant 'nobody-corp' is not known"),
-        ({"job__tenant": "../acme"}, "alice", JobSpecError, "'..' is not allowed"),
-        ({"job__name": "a/b"}, "alice", JobSpecError, "job.name"),
-        ({"job__gpu_type": "tpu-v9"}, "alice", LoraTaskError, "job.gpu_type 'tpu-v9' is not a GPU type"),
-        ({"model_config__lora_rnak": 4}, "alice", JobSpecError, "did you mean 'lora_rank'"),
-        ({"model_config__target_modules": ["query"]}, "alice", JobSpecError, "to_q, to_k, to_v, to_out.0"),
-        ({"dataset__uri": ""}, "alice", LoraTaskError, "names no dataset"),
-        ({"job__gpu_type": "t4", "training_config__batch_size": 64, "training_config__resolution": 1024}, "alice",
+        ({"job__tenant": "acme"}, "operator", LoraTaskError, "user 'operator' may not act for tenant 'acme'"),
+        ({"job__tenant": "nobody-corp"}, "operator", LoraTaskError, "tenant 'nobody-corp' is not known"),
+        ({"job__tenant": "../acme"}, "operator", JobSpecError, "'..' is not allowed"),
+        ({"job__name": "a/b"}, "operator", JobSpecError, "job.name"),
+        ({"job__gpu_type": "tpu-v9"}, "operator", LoraTaskError, "job.gpu_type 'tpu-v9' is not a GPU type"),
+        ({"model_config__lora_rnak": 4}, "operator", JobSpecError, "did you mean 'lora_rank'"),
+        ({"model_config__target_modules": ["query"]}, "operator", JobSpecError, "to_q, to_k, to_v, to_out.0"),
+        ({"dataset__uri": ""}, "operator", LoraTaskError, "names no dataset"),
+        ({"job__gpu_type": "t4", "training_config__batch_size": 64, "training_config__resolution": 1024}, "operator",
          LoraTaskError, "exceeds t4's 15 GiB"),
     ],
 )
@@ -81,20 +81,21 @@ def test_bad_requests_fail_with_the_reason(tiny_model: Path, style_dataset: Path
         validate({"job_spec": job(tiny_model, style_dataset, **changes)}, user)
 
 
-def test_a_role_named_by_the_tenant_lets_its_users_act(tiny_model: Path, style_dataset: Path,
+def test_a_role_named_by_the_tenant_lets_its_users_act(tiny_model: Path, acme_dataset: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from lora_airflow.users import user_roles
 
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "root:admin,carol:user")
-    acme = {"job_spec": job(tiny_model, style_dataset, job__tenant="acme")}
+    acme = {"job_spec": job(tiny_model, acme_dataset, job__tenant="acme")}
     assert user_roles("root") == {"admin"} and user_roles("carol") == {"user"} and user_roles(None) == set()
     assert validate(acme, "root", user_roles("root"))["tenant"] == "acme"
     with pytest.raises(LoraTaskError, match="user 'carol' may not act for tenant 'acme'"):
         validate(acme, "carol", user_roles("carol"))
 
 
-def test_scheduled_runs_carry_no_user_and_kubernetes_needs_a_gpu(tiny_model: Path, style_dataset: Path) -> None:
-    assert validate({"job_spec": job(tiny_model, style_dataset, job__tenant="acme")}, user=None)["tenant"] == "acme"
+def test_scheduled_runs_carry_no_user_and_kubernetes_needs_a_gpu(tiny_model: Path, style_dataset: Path,
+                                                                 acme_dataset: Path) -> None:
+    assert validate({"job_spec": job(tiny_model, acme_dataset, job__tenant="acme")}, user=None)["tenant"] == "acme"
     with pytest.raises(LoraTaskError, match="has no GPU"):
         validate({"job_spec": job(tiny_model, style_dataset)}, runner="kubernetes")
 
@@ -107,3 +108,22 @@ def test_kubernetes_runs_need_files_their_pod_can_read(tiny_model: Path, style_d
     info = validate(on_l4, runner="kubernetes", shared_data=shared)
     assert info["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert info["resources"] == {"cpu": "4", "memory": "8Gi"} and info["gpu_product"] == "NVIDIA-L4"
+
+
+def test_a_request_is_checked_without_torch_once_the_architecture_is_measured(tiny_model: Path,
+                                                                               style_dataset: Path) -> None:
+    """Twelve runs arriving at once must not each import torch and diffusers (seconds of CPU apiece) to
+    estimate memory: the architecture's profile is measured once and kept in LORA_CACHE_DIR."""
+    import json
+    import subprocess
+    import sys
+
+    conf = {"job_spec": job(tiny_model, style_dataset)}
+    validate(conf)  # measures the tiny architecture, if no test has yet
+    script = ("import json, sys; from tests.lora_tasks.pipeline.test_validate import validate; "
+              f"validate(json.loads({json.dumps(json.dumps(conf))})); "
+              "print(json.dumps([m for m in ('torch', 'diffusers', 'great_expectations') if m in sys.modules]))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[3],
+                            env={**os.environ, "PYTHONPATH": f"plugins{os.pathsep}."})
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

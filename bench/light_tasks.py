@@ -1,0 +1,99 @@
+"""How long the light tasks take under load: validate_request and check_dataset with 1 and 12 concurrent runs.
+
+Starts the local stack (LocalExecutor, as `make up` configures it), then triggers the demo job
+(the trigger form's defaults) once alone, then ``--concurrent`` times at once over the REST API,
+and reads each task instance's duration (start to end, as the UI shows it: process start-up,
+DAG parse, imports and the stage's own work; queueing before the start is not counted). The
+stages' own compute (``seconds`` in their results) is printed beside it: what is left when
+start-up costs nothing. Training runs meanwhile, one at a time in ``gpu_cpu``, on the same cores.
+
+    python bench/light_tasks.py [--concurrent 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+
+DAG = "lora_finetune"
+LIGHT = ("validate_request", "check_dataset")
+
+
+def durations(api: Any, run_ids: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Per light task: task-instance durations and the stage's own seconds, over ``run_ids``."""
+    from airflow_client.client import TaskInstanceApi
+
+    from lora_airflow.rest_client import task_result, wait_for_run
+
+    found: dict[str, dict[str, list[float]]] = {t: {"task": [], "own": []} for t in LIGHT}
+    for run_id in run_ids:
+        run = wait_for_run(api, DAG, run_id, timeout=3600)
+        if run.state != "success":
+            raise RuntimeError(f"run {run_id} ended {run.state}")
+        for ti in TaskInstanceApi(api).get_task_instances(DAG, run_id).task_instances:
+            if ti.task_id in LIGHT:
+                found[ti.task_id]["task"].append((ti.end_date - ti.start_date).total_seconds())
+                found[ti.task_id]["own"].append(task_result(api, DAG, run_id, ti.task_id)["seconds"])
+    return found
+
+
+def main() -> int:
+    from lora_airflow.local_stack import (
+        LOGINS,
+        AirflowConfig,
+        LocalStack,
+        build_demo_inputs,
+        demo_environment,
+        free_port,
+        prepare,
+    )
+    from lora_airflow.rest_client import airflow_api, trigger_run, wait_for_dag
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrent", type=int, default=12)
+    args = parser.parse_args()
+    build_demo_inputs()
+    work = Path(tempfile.mkdtemp(prefix="light-tasks-"))
+    config = AirflowConfig(home=work / "airflow", port=free_port())
+    env = prepare(config)
+    env.update(demo_environment())
+    env.update({"LORA_WORKSPACE": str(work / "workspace"), "LORA_ARTIFACT_ROOT": str(work / "artifacts"),
+                "LORA_LEDGER_URL": f"sqlite:///{work / 'ledger.db'}", "LORA_CACHE_DIR": str(work / "cache")})
+    stack = LocalStack(config)
+    stack.start(env)
+    results = {}
+    try:
+        stack.wait_healthy()
+        api = airflow_api(config.base_url, "operator", LOGINS["operator"])
+        wait_for_dag(api, DAG)
+        # the first run of a base model measures its architecture once (cache cold); the rows below run warm
+        durations(api, [trigger_run(api, DAG, {"job_name": "warm-up"})])
+        for count in (1, args.concurrent):
+            runs = [trigger_run(api, DAG, {"job_name": f"load-{count}-{i}"}) for i in range(count)]
+            results[count] = durations(api, runs)
+    finally:
+        stack.stop()
+    print(f"cores: {len(os.sched_getaffinity(0))}; Airflow parallelism {env['AIRFLOW__CORE__PARALLELISM']}, "
+          "cpu_preprocess 4 slots, gpu_cpu 1 slot")
+    print("| concurrent runs | task | median (s) | min-max (s) | stage's own compute, median (s) |")
+    print("|---|---|---|---|---|")
+    for count, found in results.items():
+        for task in LIGHT:
+            seconds, own = found[task]["task"], found[task]["own"]
+            print(f"| {count} | {task} | {statistics.median(seconds):.1f} | {min(seconds):.1f}-{max(seconds):.1f} "
+                  f"| {statistics.median(own):.2f} |")
+    for task in LIGHT:
+        print(f"{task}_median_{args.concurrent} {statistics.median(results[args.concurrent][task]['task']):.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
