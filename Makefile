@@ -49,6 +49,7 @@ bench: setup clamav
 	$(PY) bench/intake_throughput.py
 	$(PY) bench/dag_parse.py
 	$(PY) bench/orchestration_overhead.py
+	$(PY) bench/light_tasks.py
 	$(PY) bench/scheduling_policies.py
 	$(PY) bench/memory_model.py --fit
 	$(PY) bench/duration_predictor.py

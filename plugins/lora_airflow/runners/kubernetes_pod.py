@@ -107,13 +107,15 @@ class LoraTrainPodOperator(KubernetesPodOperator):
 
     def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> None:
         """A trainer that exits 2 refused its input (the message says why): no retry can help."""
-        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+        from airflow.sdk.exceptions import AirflowException
+
+        from lora_airflow.errors import InputNeedsFixing
 
         try:
             super().cleanup(pod, remote_pod, xcom_result, context)
         except AirflowException as exc:
             if exit_code(remote_pod, self.base_container_name) == INPUT_ERROR_EXIT:
-                raise AirflowFailException(f"the trainer refused its input, so retrying cannot help:\n{exc}") from exc
+                raise InputNeedsFixing(f"the trainer refused its input, so retrying cannot help:\n{exc}") from None
             raise
 
     def execute(self, context: Any) -> dict[str, Any]:

@@ -163,8 +163,10 @@ def test_the_pod_returns_what_the_local_runner_returns(operator, entry: str, tmp
 @pytest.mark.parametrize(("code", "retried"), [(2, False), (1, True), (137, True)])
 def test_a_refused_input_fails_at_once_other_failures_retry(operator, code: int, retried: bool) -> None:
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+    from airflow.sdk.exceptions import AirflowException
     from kubernetes.client import models as k8s
+
+    from lora_airflow.errors import NO_RETRY_FOR_INPUT_ERRORS
 
     pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="lora-train-x", namespace="lora-training"),
                     status=k8s.V1PodStatus(phase="Failed", container_statuses=[k8s.V1ContainerStatus(
@@ -172,6 +174,7 @@ def test_a_refused_input_fails_at_once_other_failures_retry(operator, code: int,
                         state=k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(exit_code=code)))]))
     with mock.patch.object(KubernetesHook, "_get_default_client"), \
             mock.patch.object(KubernetesHook, "is_in_cluster", new_callable=mock.PropertyMock, return_value=False), \
-            pytest.raises(AirflowException) as raised:
+            pytest.raises((AirflowException, SystemExit)) as raised:
         operator.cleanup(pod, pod)
-    assert isinstance(raised.value, AirflowFailException) is not retried
+    decision = NO_RETRY_FOR_INPUT_ERRORS.evaluate(raised.value, try_number=1, max_tries=5)
+    assert (decision.action.value == "default") is retried
