@@ -18,7 +18,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,33 +62,15 @@ def durations(api: Any, run_ids: list[str], whole_runs: bool) -> dict[str, dict[
 
 
 def main() -> int:
-    from lora_airflow.local_stack import (
-        LOGINS,
-        AirflowConfig,
-        LocalStack,
-        build_demo_inputs,
-        demo_environment,
-        free_port,
-        prepare,
-    )
+    from lora_airflow.local_stack import LOGINS, demo_stack
     from lora_airflow.rest_client import airflow_api, trigger_run, wait_for_dag
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--alone", type=int, default=3)
     parser.add_argument("--concurrent", type=int, default=12)
     args = parser.parse_args()
-    build_demo_inputs()
-    work = Path(tempfile.mkdtemp(prefix="light-tasks-"))
-    config = AirflowConfig(home=work / "airflow", port=free_port())
-    env = prepare(config)
-    env.update(demo_environment())
-    env.update({"LORA_WORKSPACE": str(work / "workspace"), "LORA_ARTIFACT_ROOT": str(work / "artifacts"),
-                "LORA_LEDGER_URL": f"sqlite:///{work / 'ledger.db'}", "LORA_CACHE_DIR": str(work / "cache")})
-    stack = LocalStack(config)
-    stack.start(env)
     results = {}
-    try:
-        stack.wait_healthy()
+    with demo_stack("light-tasks-") as (config, env):
         api = airflow_api(config.base_url, "operator", LOGINS["operator"])
         wait_for_dag(api, DAG)
         # the first run of a base model measures its architecture once (cache cold); the rows below run warm
@@ -102,8 +83,6 @@ def main() -> int:
         results[1] = alone
         runs = [trigger_run(api, DAG, {"job_name": f"load-{i}"}) for i in range(args.concurrent)]
         results[args.concurrent] = durations(api, runs, whole_runs=False)
-    finally:
-        stack.stop()
     print(f"cores: {len(os.sched_getaffinity(0))}; Airflow parallelism {env['AIRFLOW__CORE__PARALLELISM']}, "
           "cpu_preprocess 4 slots, gpu_cpu 1 slot")
     print("| concurrent runs | task | median (s) | min-max (s) | stage's own compute, median (s) |")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,40 +43,20 @@ def measure(api: Any, conf: dict) -> dict[str, float]:
 
 
 def main() -> int:
-    from lora_airflow.local_stack import (
-        LOGINS,
-        AirflowConfig,
-        LocalStack,
-        build_demo_inputs,
-        demo_conf,
-        demo_environment,
-        free_port,
-        prepare,
-    )
+    from lora_airflow.local_stack import LOGINS, demo_conf, demo_stack
     from lora_airflow.rest_client import airflow_api, wait_for_dag
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    build_demo_inputs()
-    work = Path(tempfile.mkdtemp(prefix="orchestration-"))
-    config = AirflowConfig(home=work / "airflow", port=free_port())
-    env = prepare(config)
-    env.update(demo_environment())
-    env.update({"LORA_WORKSPACE": str(work / "workspace"), "LORA_ARTIFACT_ROOT": str(work / "artifacts")})
-    stack = LocalStack(config)
-    stack.start(env)
     rows = []
-    try:
-        stack.wait_healthy()
+    with demo_stack("orchestration-") as (config, _):
         api = airflow_api(config.base_url, "admin", LOGINS["admin"])
         wait_for_dag(api, DAG)
         for i in range(args.runs):
             conf = demo_conf()
             conf["job_spec"]["job"]["name"] = f"bench-{i}"
             rows.append(measure(api, conf))
-    finally:
-        stack.stop()
     print("| run | wall (s) | stages' compute (s) | overhead (s) | of which task start-up | between tasks |")
     print("|---|---|---|---|---|---|")
     for i, row in enumerate(rows, 1):
