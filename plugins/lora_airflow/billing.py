@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _peak_bytes(workspace: str) -> int | None:
@@ -30,14 +36,14 @@ def _peak_bytes(workspace: str) -> int | None:
         return None
 
 
-def attempt_started(context: Any) -> None:
+def attempt_started(context: Any, clock: Clock = utc_now) -> None:
     from lora_tasks.ledger.store import open_ledger
     from lora_tasks.settings import platform_settings
 
     try:
         ti = context["ti"]
         open_ledger(platform_settings().ledger_url).attempt_started(context["run_id"], ti.try_number,
-                                                                     ti.start_date or datetime.now(UTC))
+                                                                     ti.start_date or clock())
     except Exception:
         log.exception("could not record the start of this training attempt in the ledger")
 
@@ -59,14 +65,15 @@ def bill_try(context: Any, started_at: datetime, finished_at: datetime, succeede
         log.exception("could not bill this training attempt in the ledger")
 
 
-def _finished(context: Any, succeeded: bool) -> None:
-    now = datetime.now(UTC)
+def _finished(context: Any, succeeded: bool, clock: Clock) -> None:
+    """A callback runs as its try ends: the clock's time is the try's end."""
+    now = clock()
     bill_try(context, context["ti"].start_date or now, now, succeeded)
 
 
-def attempt_succeeded(context: Any) -> None:
-    _finished(context, succeeded=True)
+def attempt_succeeded(context: Any, clock: Clock = utc_now) -> None:
+    _finished(context, True, clock)
 
 
-def attempt_failed(context: Any) -> None:
-    _finished(context, succeeded=False)
+def attempt_failed(context: Any, clock: Clock = utc_now) -> None:
+    _finished(context, False, clock)

@@ -49,9 +49,11 @@ def test_a_job_runs_end_to_end(finetune, tiny_model: Path, style_dataset: Path) 
     assert billed.status == "success" and billed.gpu_seconds > 0 and billed.actual_seconds > 0
     assert billed.predicted_seconds > 0 and billed.predicted_peak_bytes > 0 and billed.features["flops"] > 0
     with open_ledger(platform_settings().ledger_url).session() as session:
-        stages = {t.stage for t in session.query(StageTiming).filter_by(run_id=run.run_id)}
-    assert {"scan_dataset", "train", "evaluate", "publish"} <= stages
-    assert all(outcome[s][1]["seconds"] >= 0 for s in ("scan_dataset", "train", "evaluate", "publish"))
+        recorded = {t.stage: t.seconds for t in session.query(StageTiming).filter_by(run_id=run.run_id)}
+    stages = ("validate_request", "scan_dataset", "filter_content", "caption", "check_dataset", "train", "evaluate",
+              "publish")
+    assert recorded == {s: outcome[s][1]["seconds"] for s in stages}  # what each stage measured, as it measured it
+    assert outcome["train"][1]["seconds"] > outcome["train"][1]["steps"] * outcome["train"][1]["median_step_seconds"]
 
 
 @pytest.mark.slow

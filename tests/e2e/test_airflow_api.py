@@ -114,9 +114,8 @@ def conf(model: Path, dataset: Path, **job: Any) -> dict[str, Any]:
         "dataset": {"uri": str(dataset), "trigger_word": "sks", "filter": {"min_side": 48},
                     "checks": {"min_side": 48, "min_images": 5}},
         "model_config": {"base_model": str(model), "lora_rank": 4},
-        "training_config": {"batch_size": 2, "max_steps": 3, "learning_rate": 5e-3, "resolution": 64},
-        "eval": {"max_loss_ratio": 2.0},
-    }}
+        "training_config": {"batch_size": 2, "max_steps": 24, "learning_rate": 5e-3, "resolution": 64},
+    }}  # the default quality gate
 
 
 def states(api: Any, run_id: str) -> dict[str, Any]:

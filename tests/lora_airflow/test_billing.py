@@ -49,17 +49,18 @@ def test_a_retried_try_is_billed_as_well_as_the_last(ledger_url: str, tmp_path: 
     metrics.write_text('{"step": 1, "peak_memory_bytes": 123}\n')
     first = TryOfTrain(1, START, str(tmp_path))
     attempt_started({"ti": first, "run_id": "r1"})
-    COMMON["on_retry_callback"]({"ti": first, "run_id": "r1"})  # what Airflow calls when a try will be retried
-    COMMON["on_retry_callback"]({"ti": first, "run_id": "r1"})  # a callback that ran twice bills once
+    ended = lambda: START + timedelta(seconds=30)  # noqa: E731 - the clock when the first try's callbacks run
+    COMMON["on_retry_callback"]({"ti": first, "run_id": "r1"}, clock=ended)  # Airflow calls it when a try retries
+    COMMON["on_retry_callback"]({"ti": first, "run_id": "r1"}, clock=lambda: START + timedelta(hours=1))  # twice
     second = TryOfTrain(2, START + timedelta(minutes=1), str(tmp_path))
     attempt_started({"ti": second, "run_id": "r1"})
-    attempt_succeeded({"ti": second, "run_id": "r1"})
+    attempt_succeeded({"ti": second, "run_id": "r1"}, clock=lambda: START + timedelta(minutes=3))
     with ledger.session() as session:
         from lora_tasks.ledger.models import TrainAttempt
 
         tries = {a.try_number: a for a in session.query(TrainAttempt).filter_by(run_id="r1")}
-    assert tries[1].status == "failed" and tries[1].gpu_seconds > 0 and tries[1].finished_at is not None
-    assert tries[2].status == "success" and tries[2].peak_bytes == 123
+    assert tries[1].status == "failed" and tries[1].gpu_seconds == 30  # the first bill of a try wins
+    assert tries[2].status == "success" and tries[2].gpu_seconds == 120 and tries[2].peak_bytes == 123
     [run] = ledger.runs()
     assert run.status == "success" and run.gpu_seconds == pytest.approx(tries[1].gpu_seconds + tries[2].gpu_seconds)
 
