@@ -137,7 +137,11 @@ def test_runner_setting_selects_the_operator() -> None:
     pod = trained.operator  # the runner returns the pod's result, as the local task does
     assert isinstance(pod, LoraTrainPodOperator)
     assert trained.key == "return_value"
-    assert callable(train_task(PlatformSettings(runner="local")))
+    with DAG("runner_choice_local", schedule=None):
+        local = train_task(PlatformSettings(runner="local"))(info, checked).operator
+    assert not isinstance(local, LoraTrainPodOperator)
+    assert (local.task_id, local.pool, local.retries) == ("train", "gpu_cpu", 2)
+    assert local.python_callable.__doc__.startswith("Train in a subprocess of the worker")
 
 
 @pytest.mark.parametrize("entry", ["execute", "trigger_reentry"])

@@ -217,6 +217,11 @@ def test_single_file_base_model_trains(single_file: Path, tiny_model: Path, styl
     job["training_config"]["max_steps"] = 2
     result = LoraTrainer(parse_job_spec(job)).train()
     assert result.summary["base_model"]["kind"] == "single_file"
+    same = train(tiny_model, style_dataset, tmp_path / "from-folder", training_config={"max_steps": 2})
+    a, b = (load_file(r.adapter_dir / "pytorch_lora_weights.safetensors") for r in (result, same))
+    assert a.keys() == b.keys()  # the checkpoint's UNet is the folder's: the same seed learns the same adapter
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
 
 
 def test_dora_trains_and_loads(trained: TrainResult, tiny_model: Path, style_dataset: Path, tmp_path: Path,
@@ -225,8 +230,12 @@ def test_dora_trains_and_loads(trained: TrainResult, tiny_model: Path, style_dat
                    training_config={"max_steps": 4}, output={"formats": ["diffusers", "peft"]})
     state = load_file(result.adapter_dir / "pytorch_lora_weights.safetensors")
     assert any("magnitude" in k for k in state)
+    before = generate(pipe)
     pipe.load_lora_weights(result.adapter_dir, weight_name="pytorch_lora_weights.safetensors", adapter_name="dora")
-    pipe.unload_lora_weights()
+    try:
+        assert not np.allclose(generate(pipe), before, atol=1e-3)  # loaded as DoRA, and it changes the image
+    finally:
+        pipe.unload_lora_weights()
 
 
 def test_pickled_weights_refused_then_loaded_weights_only(tiny_model: Path, style_dataset: Path,
