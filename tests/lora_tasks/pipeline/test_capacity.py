@@ -58,20 +58,23 @@ def test_hysteresis_survives_between_runs(tmp_path: Path) -> None:
     assert book.decisions("l4")[-1].desired == 0
 
 
-
-
 def test_cli(tmp_path: Path, monkeypatch, capsys) -> None:
     from lora_tasks.settings import platform_settings
 
-    monkeypatch.setenv("LORA_LEDGER_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    migrate(url)
+    book = Ledger(url)
+    queue(book, "a", "standard", 3600)
+    queue(book, "b", "standard", 3600)
+    monkeypatch.setenv("LORA_LEDGER_URL", url)
     platform_settings.cache_clear()
     try:
         assert main(["plan", "--now", NOON.isoformat()]) == 0
     finally:
         platform_settings.cache_clear()
-    assert "a100-80g" in capsys.readouterr().out
-
-
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert "(0 running, 2 queued)" in lines["l4"] and "wish 0)" not in lines["l4"]  # the queue is read and wanted
+    assert "wish 0)" in lines["a100-80g"]  # nothing queued there
 
 
 def test_the_dag_decides_like_one_long_lived_hysteresis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
