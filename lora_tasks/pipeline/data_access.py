@@ -12,14 +12,17 @@ import os
 from pathlib import Path
 
 from lora_tasks.errors import DatasetError, LoraTaskError
-from lora_tasks.pipeline.locations import Location, parse_location
 from lora_tasks.pipeline.tenancy import Tenants, check_readable
 from lora_tasks.settings import PlatformSettings
+from lora_tasks.stores.locations import Location, parse_location
 
 
 def check_dataset_location(uri: str, tenant: str, tenants: Tenants, settings: PlatformSettings) -> Location:
     """The dataset's canonical location, once it is known to be the tenant's to read and readable."""
     location = parse_location(uri, "dataset.uri")
+    if location.scheme == "s3" and any(part in {".", ".."} for part in location.path.split("/")):
+        # some S3 tools fold them and others do not: the prefix checked might not be the one read
+        raise LoraTaskError(f"dataset.uri: {uri!r} has a '.' or '..' segment. Fix: write the prefix without them")
     refuse_platform_storage(location, "dataset.uri", settings)
     check_readable(tenants, tenant, location, "dataset.uri")
     if location.scheme == "s3":

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from lora_tasks.errors import LoraTaskError
-from lora_tasks.pipeline.locations import Location, parse_location
+from lora_tasks.stores.locations import Location, parse_location
 
 TENANT_KEYS = frozenset({"users", "roles", "read"})
 TOP_KEYS = frozenset({"tenants", "shared_read"})
@@ -46,10 +46,10 @@ def load_tenants(path: Path) -> Tenants:
     except (OSError, yaml.YAMLError) as exc:
         raise LoraTaskError(f"tenant list {path} cannot be read ({exc}). Fix: check LORA_TENANTS_FILE") from None
     problems = [f"{key}: unknown key (allowed: {', '.join(sorted(TOP_KEYS))})" for key in set(data) - TOP_KEYS]
-    entries = data.get("tenants") or {}
+    entries = {name: entry or {} for name, entry in (data.get("tenants") or {}).items()}
     for name, entry in entries.items():
         problems += [f"tenants.{name}.{key}: unknown key (allowed: {', '.join(sorted(TENANT_KEYS))})"
-                     for key in set(entry or {}) - TENANT_KEYS]
+                     for key in set(entry) - TENANT_KEYS]
     if problems:
         raise LoraTaskError(f"tenant list {path}: " + "; ".join(sorted(problems)) + ". Fix: correct the file")
 
@@ -57,8 +57,8 @@ def load_tenants(path: Path) -> Tenants:
         return tuple(parse_location(str(v), f"{path}: {key}", relative_to=path.parent) for v in values or [])
 
     return Tenants(
-        {name: Tenant(frozenset((entry or {}).get("users") or []), frozenset((entry or {}).get("roles") or []),
-                      roots((entry or {}).get("read"), f"tenants.{name}.read"))
+        {name: Tenant(frozenset(entry.get("users") or []), frozenset(entry.get("roles") or []),
+                      roots(entry.get("read"), f"tenants.{name}.read"))
          for name, entry in entries.items()},
         roots(data.get("shared_read"), "shared_read"))
 

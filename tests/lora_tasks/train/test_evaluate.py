@@ -13,6 +13,7 @@ from lora_tasks.spec.loading import parse_job_spec
 from lora_tasks.spec.schema import EvalSection
 from lora_tasks.train.evaluate import QualityGateError, evaluate_adapter
 from lora_tasks.train.outputs import DIFFUSERS_FILE
+from tests.conftest import base_job
 from tests.lora_tasks.train.test_trainer import train
 
 pytestmark = pytest.mark.slow
@@ -34,8 +35,6 @@ def trained(tiny_model: Path, style_dataset: Path, tmp_path_factory: pytest.Temp
 
 
 def spec_for(tiny_model: Path, style_dataset: Path, out: Path):
-    from tests.conftest import base_job
-
     return parse_job_spec(base_job(tiny_model, style_dataset, out))
 
 

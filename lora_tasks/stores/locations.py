@@ -1,8 +1,7 @@
-"""A dataset or model location in canonical form, so "is it inside this root?" has one honest answer.
+"""A store URI in canonical form: what ``open_store`` opens, and what "is it inside this root?" compares.
 
 Local paths are resolved the way the kernel will open them (symlinks followed, ``..`` folded,
-``file://`` unwrapped); S3 locations keep bucket and key prefix, and a key with ``.`` or ``..``
-segments is refused outright, because some tools fold them and others do not.
+``file://`` unwrapped); S3 locations keep bucket and key prefix as written.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from lora_tasks.errors import LoraTaskError
+from lora_tasks.errors import StoreError
 
 
 @dataclass(frozen=True)
@@ -42,15 +41,12 @@ def parse_location(uri: str, what: str, relative_to: Path | None = None) -> Loca
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         if not parsed.netloc:
-            raise LoraTaskError(f"{what}: {uri!r} names no bucket. Fix: write s3://BUCKET/PREFIX")
-        key = parsed.path.strip("/")
-        if any(part in {".", ".."} for part in key.split("/")):
-            raise LoraTaskError(f"{what}: {uri!r} has a '.' or '..' segment. Fix: write the prefix without them")
-        return Location(uri, "s3", parsed.netloc, key)
+            raise StoreError(f"{what}: {uri!r} names no bucket. Fix: write s3://BUCKET/PREFIX")
+        return Location(uri, "s3", parsed.netloc, parsed.path.strip("/"))
     if parsed.scheme == "file":
         path = unquote(parsed.path)
     elif parsed.scheme and len(parsed.scheme) > 1:
-        raise LoraTaskError(f"{what}: {uri!r} uses an unsupported scheme {parsed.scheme!r}. Fix: use a folder path, "
+        raise StoreError(f"{what}: {uri!r} uses an unsupported scheme {parsed.scheme!r}. Fix: use a folder path, "
                             "file:// or s3://")
     else:
         path = uri
