@@ -1,10 +1,14 @@
-"""Three capacity policies on the same generated week of LoRA jobs.
+"""The capacity policies on the same generated week of LoRA jobs, against a fair static fleet
+and the cost lower bound.
 
 A 7-day trace (seeded: arrivals that follow the working day, 20% interactive / 50%
 standard / 30% batch, heavy-tailed durations, predictions within about 15%) is replayed by
-``lora_tasks.scheduling.simulate`` under the static, reactive and predictive policies,
-with 4-minute node start-up and the prices of include/scheduling.yaml. Prints the table,
-the targets, writes a chart, and ends with ``saving <percent>``: predictive against static.
+``lora_tasks.scheduling.simulate`` (the same code as its ``replay`` command) with 4-minute
+node start-up and the prices of include/scheduling.yaml: the smallest static fleet that
+meets predictive's service levels (found by search), reactive and predictive, with node
+pools unbounded and bounded by include/gpu_types.yaml's max_count, each as a multiple of
+the cost lower bound. Prints the table, the targets, writes a chart, and ends with
+``saving <percent>``: predictive against the fair static fleet, unbounded pools.
 
     python bench/scheduling_policies.py [--seed 1] [--days 7] [--chart build/bench/scheduling.png]
 """
@@ -13,7 +17,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,51 +26,49 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from lora_tasks.scheduling.simulate import simulate
+    from lora_tasks.gpu_types import load_gpu_types
+    from lora_tasks.scheduling.simulate.__main__ import describe, verdict
+    from lora_tasks.scheduling.simulate.compare import compare, markdown_table
     from lora_tasks.scheduling.simulate.report import chart
-    from lora_tasks.scheduling.simulate.trace import PRIORITY_ORDER, generate_trace
+    from lora_tasks.scheduling.simulate.trace import generated_week
     from lora_tasks.scheduling.windows import load_calendar
+    from lora_tasks.settings import platform_settings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--chart", type=Path, default=ROOT / "build" / "bench" / "scheduling.png")
     args = parser.parse_args()
-    calendar = load_calendar()
-    start = datetime(2026, 11, 2, tzinfo=calendar.zone).astimezone(UTC)  # a Monday
-    jobs = generate_trace(start, args.days, args.seed, calendar)
-    reports, sims = {}, {}
-    for name in ("static", "reactive", "predictive"):
-        reports[name], sims[name] = simulate(jobs, name, calendar, max_count={})  # node pools unbounded
-    print(f"{len(jobs)} jobs over {args.days} days: " + ", ".join(
-        f"{sum(j.priority == p for j in jobs)} {p}" for p in PRIORITY_ORDER))
-    print("| policy | GPU-hours | cost (USD) | utilisation | interactive wait p50 / p95 (min) | standard p50 / p95 "
-          "| batch p50 / p95 | deadline misses (std / batch) | batch run off-peak | preemptions |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, r in reports.items():
-        print(f"| {name} | {r['gpu_hours']:.0f} | {r['cost']:.0f} | {r['utilisation']:.0%} "
-              f"| {r['interactive_wait_p50_min']:.1f} / {r['interactive_wait_p95_min']:.1f} "
-              f"| {r['standard_wait_p50_min']:.1f} / {r['standard_wait_p95_min']:.1f} "
-              f"| {r['batch_wait_p50_min']:.0f} / {r['batch_wait_p95_min']:.0f} "
-              f"| {r['standard_deadline_misses']} / {r['batch_deadline_misses']} "
-              f"| {r['batch_off_peak_share']:.0%} | {r['preemptions']} |")
-    static, reactive, predictive = reports["static"], reports["reactive"], reports["predictive"]
-    saving = 1 - predictive["cost"] / static["cost"]
-    p95 = "interactive_wait_p95_min"
-    reactive_cut = 1 - predictive[p95] / reactive[p95] if reactive[p95] else 0.0
-    checks = {
-        "predictive costs >= 30% less than static": saving >= 0.30,
-        "interactive p95 no worse than static's": predictive[p95] <= static[p95] + 1e-9,
-        "interactive p95 >= 40% lower than reactive's": reactive_cut >= 0.40,
-        "cost <= 110% of reactive's": predictive["cost"] <= 1.10 * reactive["cost"],
-        "no batch deadline misses": predictive["batch_deadline_misses"] == 0,
-        "every job finished, in every policy": all(r["unfinished"] == 0 for r in reports.values()),
-    }
+    settings = platform_settings()
+    calendar = load_calendar(settings.scheduling_file)
+    max_count = {name: t.max_count for name, t in load_gpu_types(settings.gpu_types_file).items()}
+    jobs = generated_week(calendar, args.days, args.seed)
+    began = time.perf_counter()
+    comparison = compare(jobs, calendar, max_count, timedelta(minutes=4))
+    print(describe(jobs))
+    print(markdown_table(comparison))
+    print("\n".join(verdict(comparison)))
+    print(f"replayed in {time.perf_counter() - began:.1f} s ({len(comparison.rows)} rows and the static searches)")
+    checks, savings = {}, {}
+    for pools in ("unbounded", "bounded"):
+        static, reactive, predictive = (comparison.row(pools, p).report for p in ("static", "reactive", "predictive"))
+        savings[pools] = 1 - predictive["cost"] / static["cost"]
+        p95 = "interactive_wait_p95_min"
+        reactive_cut = 1 - predictive[p95] / reactive[p95] if reactive[p95] else 0.0
+        checks |= {
+            f"{pools}: predictive costs >= 30% less than the fair static fleet": savings[pools] >= 0.30,
+            f"{pools}: interactive p95 >= 40% lower than reactive's": reactive_cut >= 0.40,
+            f"{pools}: cost <= 110% of reactive's": predictive["cost"] <= 1.10 * reactive["cost"],
+            f"{pools}: no batch deadline misses": predictive["batch_deadline_misses"] == 0,
+            f"{pools}: every job finished, in every policy": all(
+                r.report["unfinished"] == 0 for r in comparison.rows if r.pools == pools),
+        }
     for check, ok in checks.items():
         print(f"{'ok  ' if ok else 'FAIL'} {check}")
     args.chart.parent.mkdir(parents=True, exist_ok=True)
-    print(f"chart: {chart(sims, args.chart)}")
-    print(f"saving {saving:.1%}")
+    bounded = {f"{r.policy} (bounded)": r.simulation for r in comparison.rows if r.pools == "bounded"}
+    print(f"chart: {chart(bounded, args.chart)}")
+    print(f"saving {savings['unbounded']:.1%}")
     return 0 if all(checks.values()) else 1
 
 

@@ -9,6 +9,7 @@ The current time is always a parameter: nothing here reads the clock.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -46,6 +47,27 @@ class Window:
         return start, end
 
 
+@functools.lru_cache(maxsize=4096)
+def _merged_intervals(zone: ZoneInfo, windows: tuple[Window, ...], local_day: date, days_before: int,
+                      days_after: int) -> tuple[Interval, ...]:
+    """The windows around one local day as merged UTC intervals; cached, because a replay asks
+    about the same few days millions of times."""
+    spans = sorted(
+        window.on(day, zone)
+        for offset in range(-days_before, days_after + 1)
+        for day in [local_day + timedelta(days=offset)]
+        for window in windows
+        if day.weekday() in window.days
+    )
+    merged: list[Interval] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return tuple(merged)
+
+
 def _instant(day: date, clock: time, zone: ZoneInfo) -> datetime:
     """A wall-clock time as UTC; in a spring-forward gap it lands just after the gap."""
     return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
@@ -67,20 +89,7 @@ class OffPeakCalendar:
     def intervals(self, around: datetime, days_before: int = 7, days_after: int = 8) -> list[Interval]:
         """Merged off-peak intervals from a week before ``around`` to a week after (a merged stretch can span days)."""
         local_day = around.astimezone(self.zone).date()
-        spans = sorted(
-            window.on(day, self.zone)
-            for offset in range(-days_before, days_after + 1)
-            for day in [local_day + timedelta(days=offset)]
-            for window in self.windows
-            if day.weekday() in window.days
-        )
-        merged: list[Interval] = []
-        for start, end in spans:
-            if merged and start <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-            else:
-                merged.append((start, end))
-        return merged
+        return list(_merged_intervals(self.zone, self.windows, local_day, days_before, days_after))
 
     def crons(self) -> list[str]:
         """Cron expressions (in the calendar's zone) firing where an off-peak stretch begins. A

@@ -1,7 +1,8 @@
-"""Replay a workload trace under a capacity policy and see what it costs and how long jobs wait.
+"""Replay a workload trace under capacity policies and see what each costs and how long jobs wait.
 
-    python -m lora_tasks.scheduling.simulate --trace trace.csv --policy static|reactive|predictive [--chart out.png]
-    python -m lora_tasks.scheduling.simulate --generate trace.csv --days 7 --seed 1
+    python -m lora_tasks.scheduling.simulate replay [JOBS.csv] [--calendar scheduling.yaml]
+        [--boot-seconds 240] [--policy static|reactive|predictive|all] [--chart out.png]
+    python -m lora_tasks.scheduling.simulate generate OUT.csv [--days 7] [--seed 1]
 
 A discrete-event simulation (a heap of timed events): jobs arrive, wait in their GPU
 type's queue (interactive first, then standard, then batch, each oldest first; batch only
@@ -10,11 +11,15 @@ a node, and leave. Nodes take ``node_startup`` to become ready and are paid from
 moment they are requested until they are released, at the price of the window they are
 in. Policies only decide how many nodes each type should have:
 
-- ``static``: a fixed fleet, sized for the trace's peak concurrency, paid around the clock;
+- ``static``: a fixed fleet paid around the clock: the smallest one that meets the
+  predictive policy's service levels (``baseline``), so the comparison is fair;
 - ``reactive``: one more node when a type's queue exceeds a threshold, one less after a
   node has idled for a while (what a cluster autoscaler does on its own);
 - ``predictive``: ``planner.desired_gpus`` with ``Hysteresis``, every decision interval, on
   *predicted* durations: the same code as the capacity planner DAG.
+
+Each is shown beside the cost lower bound (``bounds``), with node pools bounded by the
+GPU types' ``max_count`` and unbounded (``compare``).
 """
 
 from __future__ import annotations
@@ -22,24 +27,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from lora_tasks.errors import LoraTaskError
-from lora_tasks.scheduling.planner import PlannerConfig
 from lora_tasks.scheduling.simulate.engine import Simulation
-from lora_tasks.scheduling.simulate.policies import PredictivePolicy, ReactivePolicy, StaticPolicy, peak_fleet
+from lora_tasks.scheduling.simulate.policies import Policy
 from lora_tasks.scheduling.simulate.report import summary
 from lora_tasks.scheduling.simulate.trace import TraceJob
 from lora_tasks.scheduling.windows import OffPeakCalendar
 
 
-def simulate(jobs: list[TraceJob], policy_name: str, calendar: OffPeakCalendar, max_count: dict[str, int],
+def simulate(jobs: list[TraceJob], policy: Policy, calendar: OffPeakCalendar, max_count: dict[str, int],
              node_startup: timedelta = timedelta(minutes=4)) -> tuple[dict[str, Any], Simulation]:
-    policies = {
-        "static": lambda: StaticPolicy(peak_fleet(jobs)),
-        "reactive": lambda: ReactivePolicy(),
-        "predictive": lambda: PredictivePolicy(PlannerConfig(node_startup=node_startup)),
-    }
-    if policy_name not in policies:
-        raise LoraTaskError(f"--policy {policy_name!r} is unknown. Fix: use static, reactive or predictive")
-    sim = Simulation(calendar, policies[policy_name](), node_startup, max_count)
+    sim = Simulation(calendar, policy, node_startup, max_count)
     sim.run(jobs)
     return summary(sim, jobs), sim

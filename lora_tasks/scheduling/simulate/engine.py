@@ -18,11 +18,6 @@ from lora_tasks.scheduling.simulate.policies import Policy
 from lora_tasks.scheduling.simulate.trace import PRIORITY_ORDER, TraceJob
 from lora_tasks.scheduling.windows import OffPeakCalendar
 
-# ----------------------------------------------------------------------------- policies
-
-
-# --------------------------------------------------------------------------- simulation
-
 
 @dataclass(eq=False)
 class Node:
@@ -60,6 +55,8 @@ class Simulation:
     queued_at: dict[str, datetime] = field(default_factory=dict)
     waited: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     preemptions: int = 0
+    redone_seconds: float = 0.0
+    """Work preempted jobs did twice: what they lost since their last checkpoint."""
     finished: int = 0
 
     def __post_init__(self) -> None:
@@ -164,6 +161,7 @@ class Simulation:
                                         + CHECKPOINT_LOSS_SECONDS))
         self.queued_at[job.run_id] = now
         self.preemptions += 1
+        self.redone_seconds += CHECKPOINT_LOSS_SECONDS
         node.job, node.started_at = None, None
         return node
 

@@ -29,6 +29,7 @@ def summary(sim: Simulation, jobs: list[TraceJob]) -> dict[str, Any]:
         "utilisation": sim.busy_seconds / sim.provisioned_seconds if sim.provisioned_seconds else 0.0,
         "batch_off_peak_share": sim.batch_off_peak_seconds / sim.batch_seconds if sim.batch_seconds else 0.0,
         "preemptions": sim.preemptions,
+        "redone_gpu_hours": sim.redone_seconds / 3600,
         **{f"{p}_wait_p50_min": pct(sim.waits[p], 50) for p in PRIORITY_ORDER},
         **{f"{p}_wait_p95_min": pct(sim.waits[p], 95) for p in PRIORITY_ORDER},
         **{f"{p}_deadline_misses": sim.misses[p] for p in PRIORITY_ORDER},

@@ -7,7 +7,7 @@ import csv
 import math
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from lora_tasks.errors import LoraTaskError
@@ -31,17 +31,23 @@ class TraceJob:
     deadline: datetime | None
 
 
-def _time(value: str, where: str) -> datetime:
+def _time(value: str, where: str, zone: tzinfo) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise LoraTaskError(f"{where}: {value!r} is not an ISO 8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        raise LoraTaskError(f"{where}: {value!r} is not an ISO 8601 time. Fix: write it as "
+                            "2026-11-02T09:30:00 (the calendar's time zone) or with an offset, +01:00") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
 
 
-def read_trace(path: Path, gpu_types: set[str] | None = None) -> list[TraceJob]:
-    """Load and check a trace: columns, order, durations, priorities and GPU types."""
-    with path.open(newline="") as handle:
+def read_trace(path: Path, gpu_types: set[str] | None = None, zone: tzinfo = UTC) -> list[TraceJob]:
+    """Load and check a trace: columns, order, durations, priorities and GPU types. Times without
+    an offset are wall-clock times in ``zone`` (the calendar's)."""
+    try:
+        handle = path.open(newline="")
+    except OSError as exc:
+        raise LoraTaskError(f"{path} cannot be read ({exc.strerror}). Fix: give the path of a CSV trace") from None
+    with handle:
         reader = csv.DictReader(handle)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -50,7 +56,7 @@ def read_trace(path: Path, gpu_types: set[str] | None = None) -> list[TraceJob]:
         jobs = []
         for line, row in enumerate(reader, start=2):
             where = f"{path}:{line}"
-            submitted = _time(row["submit_time"], where)
+            submitted = _time(row["submit_time"], where, zone)
             if jobs and submitted < jobs[-1].submitted_at:
                 raise LoraTaskError(f"{where}: submit_time {row['submit_time']} is earlier than the line before. "
                                     "Fix: sort the trace by submit_time")
@@ -66,7 +72,10 @@ def read_trace(path: Path, gpu_types: set[str] | None = None) -> list[TraceJob]:
             if gpu_types is not None and row["gpu_type"] not in gpu_types:
                 raise LoraTaskError(f"{where}: GPU type {row['gpu_type']!r} is unknown. Fix: use one of "
                                     f"{', '.join(sorted(gpu_types))}")
-            deadline = _time(row["deadline"], where) if row["deadline"] else None
+            deadline = _time(row["deadline"], where, zone) if row["deadline"] else None
+            if deadline is not None and deadline <= submitted:
+                raise LoraTaskError(f"{where}: deadline {row['deadline']} is not after submit_time "
+                                    f"{row['submit_time']}. Fix: leave it empty for no deadline")
             jobs.append(TraceJob(f"job-{line - 1:05d}", submitted, row["tenant"], row["priority"],
                                  row["gpu_type"], predicted, actual, deadline))
     return jobs
@@ -80,6 +89,12 @@ def write_trace(path: Path, jobs: list[TraceJob]) -> None:
             writer.writerow([job.submitted_at.isoformat(), job.tenant, job.priority, job.gpu_type,
                              f"{job.predicted_seconds:.0f}", f"{job.actual_seconds:.0f}",
                              job.deadline.isoformat() if job.deadline else ""])
+
+
+def generated_week(calendar: OffPeakCalendar, days: int = 7, seed: int = 1) -> list[TraceJob]:
+    """The default workload of the bench and ``replay``: ``generate_trace`` from Monday 2 November 2026."""
+    start = datetime(2026, 11, 2, tzinfo=calendar.zone).astimezone(UTC)
+    return generate_trace(start, days, seed, calendar)
 
 
 def generate_trace(start: datetime, days: int, seed: int, calendar: OffPeakCalendar,

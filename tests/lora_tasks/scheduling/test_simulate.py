@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from lora_tasks.errors import LoraTaskError
+from lora_tasks.scheduling.planner import PlannerConfig
 from lora_tasks.scheduling.simulate import simulate
 from lora_tasks.scheduling.simulate.__main__ import main
-from lora_tasks.scheduling.simulate.policies import peak_fleet
+from lora_tasks.scheduling.simulate.baseline import ServiceLevels, fair_static_fleet
+from lora_tasks.scheduling.simulate.bounds import cost_lower_bound, job_lower_bound
+from lora_tasks.scheduling.simulate.compare import compare
+from lora_tasks.scheduling.simulate.policies import PredictivePolicy, ReactivePolicy, StaticPolicy, peak_fleet
 from lora_tasks.scheduling.simulate.trace import TraceJob, generate_trace, read_trace, write_trace
 from lora_tasks.scheduling.windows import load_calendar
 
@@ -36,6 +41,7 @@ def trace(tmp_path: Path, body: str, header: str = HEADER) -> Path:
         (HEADER, "2026-11-23T09:00:00+00:00,a,urgent,l4,60,60,\n", "priority 'urgent'"),
         (HEADER, "2026-11-23T09:00:00+00:00,a,standard,tpu-v9,60,60,\n", "GPU type 'tpu-v9' is unknown"),
         (HEADER, "yesterday,a,standard,l4,60,60,\n", "not an ISO 8601 time"),
+        (HEADER, "2026-11-23T09:00:00,a,standard,l4,60,60,2026-11-23T08:00:00\n", "is not after submit_time"),
     ],
 )
 def test_bad_traces_are_refused(tmp_path: Path, header: str, body: str, message: str) -> None:
@@ -50,46 +56,106 @@ def jobs(*specs: tuple[str, float, float]) -> list[TraceJob]:
             for i, (priority, at, minutes) in enumerate(specs)]
 
 
-def test_static_fleet_is_sized_for_the_peak_and_waits_for_nothing() -> None:
-    work = jobs(("standard", 0, 60), ("standard", 10, 60), ("interactive", 20, 30), ("standard", 120, 30))
-    assert peak_fleet(work) == {"l4": 3}
-    report, _ = simulate(work, "static", CALENDAR, {})
-    assert report["interactive_wait_p95_min"] == 0 and report["standard_wait_p95_min"] == 0
-    assert report["unfinished"] == 0
+def test_the_static_baseline_is_the_smallest_fleet_meeting_the_levels() -> None:
+    """Peak concurrency would buy 4 GPUs; one finishing before the next starts serves as well."""
+    work = jobs(("standard", 0, 60), ("standard", 10, 60), ("standard", 20, 60), ("standard", 30, 60),
+                ("standard", 300, 30))
+    assert peak_fleet(work) == {"l4": 4}
+    levels = ServiceLevels(interactive_p95_min=0, standard_p95_min=40, deadline_misses=0, unfinished=0)
+    base = fair_static_fleet(work, CALENDAR, {}, timedelta(minutes=4), levels)
+    assert base.fleet == {"l4": 2} and base.meets_levels
+    assert base.report["standard_wait_p95_min"] <= 40
+    one, _ = simulate(work, StaticPolicy({"l4": 1}), CALENDAR, {})
+    assert not levels.met_by(one)  # one GPU lets the fourth job wait three hours
+    capped = fair_static_fleet(work, CALENDAR, {"l4": 1}, timedelta(minutes=4), levels)
+    assert capped.fleet == {"l4": 1} and not capped.meets_levels  # the pool's maximum cannot meet them
+
+
+def test_the_lower_bound_pays_each_job_once_at_the_cheapest_price_its_deadline_allows() -> None:
+    l4 = CALENDAR.price("l4")
+    hour = timedelta(hours=1)
+    standard = TraceJob("s", MONDAY, "t", "standard", "l4", 3600, 3600, MONDAY + 12 * hour)  # 09:00-21:00 Paris
+    batch = TraceJob("b", MONDAY, "t", "batch", "l4", 3600, 3600, MONDAY + 36 * hour)  # reaches Monday night
+    tight = TraceJob("t", MONDAY + 12 * hour + timedelta(minutes=30), "t", "standard", "l4", 3600, 3600,
+                     MONDAY + 14 * hour)  # 21:30 Paris, due 23:00: half an hour before the window, an hour in
+    interactive = TraceJob("i", MONDAY + 14 * hour, "t", "interactive", "l4", 7200, 7200, None)  # 23:00 Paris
+    assert job_lower_bound(standard, CALENDAR) == pytest.approx(l4.peak)
+    assert job_lower_bound(batch, CALENDAR) == pytest.approx(l4.off_peak)
+    assert job_lower_bound(tight, CALENDAR) == pytest.approx(l4.off_peak)
+    squeezed = replace(tight, deadline=MONDAY + 13 * hour + timedelta(minutes=30))  # 22:30: 30 min off-peak left
+    assert job_lower_bound(squeezed, CALENDAR) == pytest.approx((l4.peak + l4.off_peak) / 2)
+    assert job_lower_bound(interactive, CALENDAR) == pytest.approx(2 * l4.off_peak)  # no waiting for cheaper hours
+    assert cost_lower_bound([standard, batch], CALENDAR) == pytest.approx(l4.peak + l4.off_peak)
 
 
 def test_batch_waits_for_off_peak_and_meets_its_deadline() -> None:
-    report, _ = simulate(jobs(("batch", 0, 60)), "predictive", CALENDAR, {})
+    report, _ = simulate(jobs(("batch", 0, 60)), PredictivePolicy(PlannerConfig()), CALENDAR, {})
     assert report["batch_off_peak_share"] == 1.0 and report["batch_deadline_misses"] == 0
     assert report["batch_wait_p50_min"] > 8 * 60  # Monday 08:00 UTC to 22:00 Paris
 
 
 def test_interactive_preempts_and_the_preempted_job_still_finishes() -> None:
-    report, sim = simulate(jobs(("standard", 0, 120), ("interactive", 30, 10)), "reactive", CALENDAR, {"l4": 1})
+    report, sim = simulate(jobs(("standard", 0, 120), ("interactive", 30, 10)), ReactivePolicy(), CALENDAR, {"l4": 1})
     assert report["preemptions"] == 1 and report["unfinished"] == 0
     assert report["interactive_wait_p95_min"] == 0
     assert sim.busy_seconds == pytest.approx((120 + 10 + 5) * 60)  # the evicted job redid one checkpoint interval
+    assert report["redone_gpu_hours"] == pytest.approx(5 / 60)
 
 
 def test_policies_on_a_generated_day_finish_everything() -> None:
     start = datetime(2026, 11, 23, tzinfo=CALENDAR.zone).astimezone(UTC)
     day = generate_trace(start, 1, seed=3, calendar=CALENDAR, jobs_per_day=60)
     assert day == sorted(day, key=lambda j: j.submitted_at) and len(day) > 20
-    costs = {}
-    for policy in ("static", "reactive", "predictive"):
-        report, _ = simulate(day, policy, CALENDAR, {})
-        assert report["unfinished"] == 0 and report["batch_deadline_misses"] == 0
-        costs[policy] = report["cost"]
-    assert costs["predictive"] < costs["static"]
+    comparison = compare(day, CALENDAR, {"a100-80g": 8, "l4": 16}, timedelta(minutes=4))
+    assert [(r.pools, r.policy) for r in comparison.rows] == [
+        (pools, policy) for pools in ("unbounded", "bounded") for policy in ("static", "reactive", "predictive")]
+    for row in comparison.rows:
+        assert row.report["unfinished"] == 0 and row.report["batch_deadline_misses"] == 0
+        assert row.report["cost"] >= comparison.lower_bound  # no replay beats the bound
+    for pools in ("unbounded", "bounded"):
+        static, predictive = comparison.row(pools, "static"), comparison.row(pools, "predictive")
+        assert static.meets_levels and ServiceLevels.of(predictive.report).met_by(static.report)
+        smaller = {gpu: n - 1 if gpu == "a100-80g" else n for gpu, n in static.fleet.items()}
+        fewer, _ = simulate(day, StaticPolicy(smaller), CALENDAR, {})
+        assert not ServiceLevels.of(predictive.report).met_by(fewer)  # the baseline is the smallest such fleet
+        assert predictive.report["cost"] < static.report["cost"]
 
 
-def test_cli_generates_simulates_and_charts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--generate", str(tmp_path / "t.csv"), "--days", "1", "--seed", "2"]) == 0
-    assert main(["--trace", str(tmp_path / "t.csv"), "--policy", "predictive", "--chart", str(tmp_path / "c.png")]) == 0
+def test_cli_replays_a_trace_against_the_fair_baseline_and_the_bound(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = ("2026-11-23T09:00:00,a,standard,l4,3600,3600,2026-11-23T21:00:00\n"
+            "2026-11-23T09:10:00,b,standard,l4,3600,3600,2026-11-23T21:00:00\n"
+            "2026-11-23T09:20:00,a,interactive,l4,600,600,\n")
+    assert main(["replay", str(trace(tmp_path, body)), "--boot-seconds", "0", "--chart", str(tmp_path / "c.png")]) == 0
     out = capsys.readouterr().out
-    assert "interactive_wait_p95_min" in out and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
-    assert main(["--trace", str(tmp_path / "t.csv"), "--policy", "magic"]) == 2
-    round_trip = read_trace(tmp_path / "t.csv")
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): line.split("|")[3:] for line in out.splitlines()
+            if line.startswith("| ")}
+    assert rows[("unbounded", "static")][0].strip() == "2 l4"  # one GPU would make the second job wait an hour
+    l4 = CALENDAR.price("l4")
+    bound = float(rows[("either", "lower bound")][2])  # naive times are Paris: all three run in peak hours
+    assert bound == pytest.approx(round(l4.peak * (2 + 600 / 3600)))
+    assert "3 jobs over 0.0 days: 1 interactive, 2 standard, 0 batch" in out
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["replay", str(trace(tmp_path, body)), "--policy", "reactive"]) == 0
+    assert [line.split("|")[2].strip() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and "---" not in line][1:] == ["reactive", "reactive", "lower bound"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["replay", "missing.csv"], "missing.csv cannot be read"),
+    (["replay", "--policy", "magic"], "--policy 'magic' is unknown"),
+    (["replay", "--boot-seconds", "-5"], "--boot-seconds -5 is negative"),
+])
+def test_cli_refuses_bad_arguments_with_the_fix(argv: list[str], message: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_generates_the_default_week_as_a_trace_that_reads_back(tmp_path: Path) -> None:
+    assert main(["generate", str(tmp_path / "t.csv"), "--days", "1", "--seed", "2"]) == 0
+    round_trip = read_trace(tmp_path / "t.csv", zone=CALENDAR.zone)
+    assert len(round_trip) > 100
     write_trace(tmp_path / "again.csv", round_trip)
     assert (tmp_path / "again.csv").read_text() == (tmp_path / "t.csv").read_text()
 

@@ -1,0 +1,92 @@
+"""The policies side by side on one trace: fair static, reactive and predictive, each as a
+multiple of the cost lower bound, with node pools bounded by ``max_count`` and unbounded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from lora_tasks.errors import LoraTaskError
+from lora_tasks.scheduling.planner import PlannerConfig
+from lora_tasks.scheduling.simulate import simulate
+from lora_tasks.scheduling.simulate.baseline import ServiceLevels, fair_static_fleet
+from lora_tasks.scheduling.simulate.bounds import cost_lower_bound
+from lora_tasks.scheduling.simulate.engine import Simulation
+from lora_tasks.scheduling.simulate.policies import PredictivePolicy, ReactivePolicy
+from lora_tasks.scheduling.simulate.trace import TraceJob
+from lora_tasks.scheduling.windows import OffPeakCalendar
+
+POLICIES = ("static", "reactive", "predictive")
+
+
+@dataclass(frozen=True)
+class Row:
+    pools: str
+    """"bounded" (each GPU type at most its max_count) or "unbounded"."""
+    policy: str
+    report: dict[str, Any]
+    simulation: Simulation
+    fleet: dict[str, int] | None = None
+    """The static fleet; None for the policies that scale."""
+    meets_levels: bool = True
+
+
+@dataclass(frozen=True)
+class Comparison:
+    rows: list[Row]
+    lower_bound: float
+    """USD: ``bounds.cost_lower_bound`` of the trace; the same with or without pool limits."""
+
+    def row(self, pools: str, policy: str) -> Row | None:
+        return next((r for r in self.rows if r.pools == pools and r.policy == policy), None)
+
+
+def policy_names(choice: str) -> tuple[str, ...]:
+    if choice == "all":
+        return POLICIES
+    if choice not in POLICIES:
+        raise LoraTaskError(f"--policy {choice!r} is unknown. Fix: use static, reactive, predictive or all")
+    return (choice,)
+
+
+def compare(jobs: list[TraceJob], calendar: OffPeakCalendar, max_count: dict[str, int], node_startup: timedelta,
+            policies: tuple[str, ...] = POLICIES) -> Comparison:
+    """Replay ``jobs`` under each policy, unbounded and bounded. The static fleet is sized against
+    the predictive policy's service levels under the same pool limits, so predictive always runs."""
+    rows = []
+    for pools, limits in (("unbounded", {}), ("bounded", max_count)):
+        report, sim = simulate(jobs, PredictivePolicy(PlannerConfig(node_startup=node_startup)), calendar, limits,
+                               node_startup)
+        predictive = Row(pools, "predictive", report, sim)
+        if "static" in policies:
+            base = fair_static_fleet(jobs, calendar, limits, node_startup, ServiceLevels.of(report))
+            rows.append(Row(pools, "static", base.report, base.simulation, base.fleet, base.meets_levels))
+        if "reactive" in policies:
+            rows.append(Row(pools, "reactive", *simulate(jobs, ReactivePolicy(), calendar, limits, node_startup)))
+        if "predictive" in policies:
+            rows.append(predictive)
+    return Comparison(rows, cost_lower_bound(jobs, calendar))
+
+
+def markdown_table(comparison: Comparison) -> str:
+    """The comparison as the README shows it: one line per policy and pool setting, then the bound."""
+    lines = ["| node pools | policy | GPUs (static) | GPU-hours | cost (USD) | cost / lower bound "
+             "| interactive wait p50 / p95 (min) | standard p50 / p95 | batch p50 / p95 | deadline misses "
+             "(std / batch) | unfinished | preemptions | redone GPU-hours |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in comparison.rows:
+        r = row.report
+        fleet = "-" if row.fleet is None else " + ".join(f"{n} {gpu}" for gpu, n in sorted(row.fleet.items()))
+        if not row.meets_levels:
+            fleet += " (levels not met)"
+        lines.append(
+            f"| {row.pools} | {row.policy} | {fleet} | {r['gpu_hours']:.0f} | {r['cost']:.0f} "
+            f"| {r['cost'] / comparison.lower_bound:.2f} "
+            f"| {r['interactive_wait_p50_min']:.1f} / {r['interactive_wait_p95_min']:.1f} "
+            f"| {r['standard_wait_p50_min']:.1f} / {r['standard_wait_p95_min']:.1f} "
+            f"| {r['batch_wait_p50_min']:.0f} / {r['batch_wait_p95_min']:.0f} "
+            f"| {r['standard_deadline_misses']} / {r['batch_deadline_misses']} | {r['unfinished']} "
+            f"| {r['preemptions']} | {r['redone_gpu_hours']:.1f} |")
+    lines.append(f"| either | lower bound | - | - | {comparison.lower_bound:.0f} | 1.00 | - | - | - | - | - | - | - |")
+    return "\n".join(lines)
