@@ -59,8 +59,11 @@ def main() -> int:
             return 1
         medians[path.name] = statistics.median(r["seconds"] for r in runs)
         print(f"| {path.name} | {', '.join(runs[0]['dags'])} | {medians[path.name]:.3f} | {args.runs} |")
-    print(f"max {max(medians.values()):.3f}")
-    print(f"sum {sum(medians.values()):.3f}")
+    slowest, total = max(medians.values()), sum(medians.values())
+    print(f"{'ok  ' if slowest <= 0.5 else 'FAIL'} every DAG file parses in <= 0.5 s")
+    print(f"{'ok  ' if total <= 1.5 else 'FAIL'} all of them in <= 1.5 s")
+    print(f"max {slowest:.3f}")
+    print(f"sum {total:.3f}")
     return 0
 
 

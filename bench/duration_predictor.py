@@ -101,7 +101,9 @@ def main() -> int:
     print("|---|---|---|")
     print(f"| cold start (GPU table) | {len(cold)} | {median_absolute_percentage_error(cold):.1%} |")
     print(f"| fitted on history | {len(fitted)} | {median_absolute_percentage_error(fitted):.1%} |")
-    print(f"mape {median_absolute_percentage_error(fitted):.3f}")
+    mape = median_absolute_percentage_error(fitted)
+    print(f"{'ok  ' if mape <= 0.15 else 'FAIL'} fitted predictor's median absolute error on held-out runs <= 15%")
+    print(f"mape {mape:.3f}")
     return 0
 
 

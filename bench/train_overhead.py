@@ -163,7 +163,9 @@ def main() -> int:
             return run.returncode
         rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
     report(rows)
-    print(f"ratio {max(r['median']['trainer'] / r['median']['bare'] for r in rows):.3f}")
+    ratio = max(r["median"]["trainer"] / r["median"]["bare"] for r in rows)
+    print(f"{'ok  ' if ratio <= 1.10 else 'FAIL'} trainer step <= 1.10 x the bare step, every model")
+    print(f"ratio {ratio:.3f}")
     return 0
 
 

@@ -14,6 +14,7 @@ empty, length and duplicate checks.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 from collections import Counter
@@ -56,6 +57,14 @@ def _reject(row: ManifestRow, reason: str, message: str) -> None:
     row.reason, row.message = reason, message
 
 
+def fork_ready() -> None:
+    """Import here what ``check_image`` would import lazily, so that the pool's forked workers
+    inherit it instead of each paying for it (imagehash.phash imports scipy.fftpack on first
+    use: 0.2-0.3 s per worker, a sixth of the whole filter on 2,000 images)."""
+    Image.init()
+    importlib.import_module("scipy.fftpack")
+
+
 def check_image(path: str) -> dict[str, Any]:
     """Decode the whole image (catches truncation and corruption) and take its perceptual hash.
 
@@ -71,8 +80,7 @@ def check_image(path: str) -> dict[str, Any]:
             # imagehash LANCZOS-resizes the whole image to 32x32, which costs as much as decoding it;
             # a box reduction to >= 64 px first (one C pass) makes the hash nearly free
             factor = max(1, min(image.size) // (2 * PHASH_INPUT))
-            small = image.reduce(factor).convert("L").resize((PHASH_INPUT, PHASH_INPUT), Image.Resampling.LANCZOS)
-            return {"phash": str(imagehash.phash(small))}
+            return {"phash": str(imagehash.phash(image.reduce(factor)))}
     except Exception as exc:  # Pillow raises many types for corrupt data
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -166,6 +174,7 @@ class ManifestFilter:
             elif max(width, height) > opts.max_side:
                 _reject(row, "too_large", f"{row.path} is {width}x{height}; its long side is over {opts.max_side} px")
         live = [r for r in rows if not r.reason]
+        fork_ready()
         for row, result in zip(live, parallel_map(check_image, [str(r.local_path) for r in live], self.workers),
                                strict=True):
             if "error" in result:

@@ -4,9 +4,10 @@ user's dataset (nor the dataset inside a folder a stage replaces), so intake can
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from lora_tasks.errors import DatasetError
 
@@ -28,7 +29,7 @@ def refuse_writing_among(sources: Iterable[str], stage: Path, rewritten: Iterabl
     """``refuse_overlap`` for a stage that reads a manifest: the folder common to the local files
     its rows came from (their ``file://`` sources; an archive member's is its archive's) stands
     for the dataset."""
-    folders = [str(Path(unquote(urlparse(uri.split("#", 1)[0]).path)).parent) for uri in sources
-               if uri.startswith("file://")]
+    folders = [posixpath.dirname(unquote(uri.split("#", 1)[0].removeprefix("file://"))) for uri in sources
+               if uri.startswith("file://")]  # string work: a manifest has thousands of rows
     if folders:
         refuse_overlap(Path(os.path.commonpath(folders)), stage, rewritten)

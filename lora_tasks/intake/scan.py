@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import posixpath
 import shutil
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from lora_tasks.cli import entry_point
@@ -38,6 +39,7 @@ MAX_CAPTION_BYTES = 64 * 1024
 REWRITTEN = ("objects", "expanded")
 """The stage's copies of S3 objects and of archive members, rebuilt by every run."""
 INLINE_BELOW = 64
+CHUNKS_PER_WORKER = 32
 """Fewer files than this are described in-process: a pool would cost more than it saves."""
 
 
@@ -90,8 +92,8 @@ def parallel_map(function: Callable[[Any], Any], items: list[Any], workers: int)
     """``map`` over processes for many items, in-process for a few; order is preserved."""
     if len(items) < INLINE_BELOW or workers == 1:
         return [function(item) for item in items]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(function, items, chunksize=max(1, len(items) // (workers * 8))))
+    with ProcessPoolExecutor(max_workers=workers) as pool:  # small chunks: the last one leaves a worker idle
+        return list(pool.map(function, items, chunksize=max(1, len(items) // (workers * CHUNKS_PER_WORKER))))
 
 
 def _materialize(store: Store, objects: list[StoreObject], folder: Path) -> dict[str, str]:
@@ -108,6 +110,9 @@ def _materialize(store: Store, objects: list[StoreObject], folder: Path) -> dict
 
 def _rows_for(paths: dict[str, str], uri_of: Callable[[str], str], workers: int) -> list[ManifestRow]:
     names = list(paths)
+    from PIL import Image
+
+    Image.init()  # Pillow's format plugins, loaded once before the pool forks, not in every worker
     infos = parallel_map(describe_file, [paths[n] for n in names], workers)
     return [ManifestRow(path=name, source=uri_of(name), local_path=paths[name], **info)
             for name, info in zip(names, infos, strict=True)]
@@ -128,15 +133,14 @@ def _expand(row: ManifestRow, stage: Path, limits: ArchiveLimits, workers: int) 
 
 def _attach_sidecars(rows: list[ManifestRow], caption_extension: str) -> None:
     """A text file named like an image (photo.png + photo.txt) is that image's caption."""
-    images: dict[tuple[str, str], list[ManifestRow]] = {}
+    images: dict[str, list[ManifestRow]] = {}
     for row in rows:
         if row.type in IMAGE_TYPES:
-            pure = PurePosixPath(row.path)
-            images.setdefault((str(pure.parent), pure.stem), []).append(row)
+            images.setdefault(posixpath.splitext(row.path)[0], []).append(row)
     for row in rows:
-        pure = PurePosixPath(row.path)
-        owners = images.get((str(pure.parent), pure.stem), [])
-        if pure.suffix.lower() != caption_extension or not owners or row.error:
+        stem, extension = posixpath.splitext(row.path)
+        owners = images.get(stem, [])
+        if extension.lower() != caption_extension or not owners or row.error:
             continue
         row.role = "sidecar"
         row.sidecar_of = owners[0].path

@@ -31,6 +31,10 @@ from lora_tasks.scheduling.sd15 import SD15
 
 ACTIVATION_FACTOR = 1.74
 CPU_RUNTIME_BYTES = int(0.475 * 2**30)
+CALIBRATED_ON = (("tiny", 64, 2, 8), ("tiny-m", 64, 2, 8), ("tiny-l", 128, 2, 8), ("sd15", 128, 1, 8),
+                 ("sd15", 256, 1, 8))
+"""(architecture, resolution, batch, LoRA rank) of the CPU runs the two constants above were fitted on;
+every other configuration is out of sample (the bench's held-out rows, the tests')."""
 GPU_RUNTIME_BYTES = int(1.0 * 2**30)
 ENCODE_BATCH = 8
 """Images the trainer encodes at once when caching latents (lora_tasks.train.cache)."""

@@ -4,7 +4,6 @@ and deployments placed like training pods."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
@@ -17,12 +16,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_kubernetes_levers() -> None:
-    def node(ready: str, gpus: str, unschedulable: bool = False) -> SimpleNamespace:
-        return SimpleNamespace(status=SimpleNamespace(conditions=[SimpleNamespace(type="Ready", status=ready)],
-                                                      allocatable={"nvidia.com/gpu": gpus}),
-                               spec=SimpleNamespace(unschedulable=unschedulable))
+    from kubernetes.client import V1Node, V1NodeCondition, V1NodeSpec, V1NodeStatus
 
-    assert available_gpus([node("True", "8"), node("False", "8"), node("True", "4", unschedulable=True)]) == 8
+    def node(ready: str, gpus: str | None, unschedulable: bool | None = None) -> V1Node:
+        conditions = [V1NodeCondition(type="MemoryPressure", status="False"),
+                      V1NodeCondition(type="Ready", status=ready)]
+        allocatable = {"cpu": "8", "memory": "64Gi"} | ({"nvidia.com/gpu": gpus} if gpus else {})
+        return V1Node(status=V1NodeStatus(conditions=conditions, allocatable=allocatable),
+                      spec=V1NodeSpec(unschedulable=unschedulable))
+
+    nodes = [node("True", "8"), node("False", "8"), node("True", "4", unschedulable=True), node("True", None),
+             node("Unknown", "2"), node("True", "2")]
+    assert available_gpus(nodes) == 10  # Ready and schedulable: 8 + 2; a CPU node has no GPUs
     assert placeholder_replicas(decided=6, running=4) == 2 and placeholder_replicas(decided=2, running=4) == 0
 
 

@@ -16,8 +16,10 @@ from lora_tasks.scheduling.windows import load_calendar
 
 def describe(jobs: list[TraceJob]) -> str:
     days = (jobs[-1].submitted_at - jobs[0].submitted_at).total_seconds() / 86400 if jobs else 0.0
+    gpus = sorted({j.gpu_type for j in jobs})
     return f"{len(jobs)} jobs over {days:.1f} days: " + ", ".join(
-        f"{sum(j.priority == p for j in jobs)} {p}" for p in PRIORITY_ORDER)
+        f"{sum(j.priority == p for j in jobs)} {p}" for p in PRIORITY_ORDER) + "; " + ", ".join(
+        f"{sum(j.gpu_type == g for j in jobs)} on {g}" for g in gpus)
 
 
 def verdict(comparison: Comparison) -> list[str]:

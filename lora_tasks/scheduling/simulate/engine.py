@@ -156,12 +156,12 @@ class Simulation:
         node = max(victims, key=lambda n: (PRIORITY_ORDER[n.job.priority], n.started_at))
         job, elapsed = node.job, (now - node.started_at).total_seconds()
         self._account(job, node.started_at, now)
-        self.queues[gpu].append(replace(job, actual_seconds=job.actual_seconds - elapsed + CHECKPOINT_LOSS_SECONDS,
-                                        predicted_seconds=max(60.0, job.predicted_seconds - elapsed)
-                                        + CHECKPOINT_LOSS_SECONDS))
+        lost = min(elapsed, CHECKPOINT_LOSS_SECONDS)  # a job evicted in its first minutes has little to redo
+        self.queues[gpu].append(replace(job, actual_seconds=job.actual_seconds - elapsed + lost,
+                                        predicted_seconds=max(60.0, job.predicted_seconds - elapsed) + lost))
         self.queued_at[job.run_id] = now
         self.preemptions += 1
-        self.redone_seconds += CHECKPOINT_LOSS_SECONDS
+        self.redone_seconds += lost
         node.job, node.started_at = None, None
         return node
 

@@ -134,7 +134,7 @@ def test_cli_replays_a_trace_against_the_fair_baseline_and_the_bound(
     l4 = CALENDAR.price("l4")
     bound = float(rows[("either", "lower bound")][2])  # naive times are Paris: all three run in peak hours
     assert bound == pytest.approx(round(l4.peak * (2 + 600 / 3600)))
-    assert "3 jobs over 0.0 days: 1 interactive, 2 standard, 0 batch" in out
+    assert "3 jobs over 0.0 days: 1 interactive, 2 standard, 0 batch; 3 on l4" in out
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["replay", str(trace(tmp_path, body)), "--policy", "reactive"]) == 0
     assert [line.split("|")[2].strip() for line in capsys.readouterr().out.splitlines()
