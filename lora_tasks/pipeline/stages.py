@@ -13,7 +13,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from lora_tasks.ledger.store import open_ledger
 from lora_tasks.pipeline.prediction import predict_training
 from lora_tasks.pipeline.workspace import RunInfo
 from lora_tasks.settings import PlatformSettings
+from lora_tasks.stores.versions import utc_now
 
 
 def timed(function: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -137,16 +138,17 @@ def publish(info: RunInfo, adapter: str, eval_report: str, settings: PlatformSet
             "version": info.run_key, "files": len(manifest["files"])}
 
 
-def cleanup(info: RunInfo, results: dict[str, Any], run_id: str, settings: PlatformSettings) -> dict[str, Any]:
+def cleanup(info: RunInfo, results: dict[str, Any], run_id: str, settings: PlatformSettings,
+            clock: Callable[[], datetime] = utc_now) -> dict[str, Any]:
     """Record each stage's own seconds (from its ``results``, None for a stage that did not finish);
     remove the run's workspace once published, keep it after a failure (for debugging and resume)
-    and take the run out of the planner's queue."""
+    and take the run out of the planner's queue (closed at ``clock()``)."""
     ledger = open_ledger(settings.ledger_url)
     for stage, result in results.items():
         if isinstance(result, dict) and "seconds" in result:
             ledger.record_stage(run_id, stage, result["seconds"])
     if results.get("publish") is None:
-        ledger.close_run(run_id, "failed", datetime.now(UTC))
+        ledger.close_run(run_id, "failed", clock())
         return {"kept_workspace": info.workspace}
     shutil.rmtree(info.workspace, ignore_errors=True)
     return {"removed_workspace": info.workspace}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,14 @@ def version_prefix(tenant: str, name: str, version: str) -> str:
     return f"tenants/{tenant}/loras/{name}/{version}"
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def publish_version(store: Store, tenant: str, name: str, version: str, files: dict[str, Path],
-                    metadata: dict[str, Any]) -> dict[str, Any]:
-    """Upload ``files`` (name in the version -> local path), then the manifest; returns the manifest."""
+                    metadata: dict[str, Any], clock: Callable[[], datetime] = utc_now) -> dict[str, Any]:
+    """Upload ``files`` (name in the version -> local path), then the manifest; returns the manifest.
+    ``clock`` gives the manifest's ``published_at``."""
     prefix = version_prefix(tenant, name, version)
     digests = {filename: file_digest(path) for filename, path in sorted(files.items())}
     if store.exists(f"{prefix}/{MANIFEST}"):
@@ -40,7 +46,7 @@ def publish_version(store: Store, tenant: str, name: str, version: str, files: d
     for filename, path in sorted(files.items()):
         store.upload(f"{prefix}/{filename}", path)
     manifest = {"tenant": tenant, "name": name, "version": version, "files": digests,
-                "published_at": datetime.now(UTC).isoformat(timespec="seconds"), **metadata}
+                "published_at": clock().isoformat(timespec="seconds"), **metadata}
     store.write(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode())
     return manifest
 

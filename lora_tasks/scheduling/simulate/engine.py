@@ -7,7 +7,7 @@ import heapq
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from lora_tasks.scheduling.planner import (
@@ -76,10 +76,12 @@ class Simulation:
 
     def run(self, jobs: list[TraceJob], until: datetime | None = None) -> None:
         """Replay ``jobs`` until every one has finished and the policy has released what it pays for."""
+        if not jobs:
+            return
         counter = itertools.count()
         events: list[tuple[datetime, int, str, Any]] = []
-        start = jobs[0].submitted_at if jobs else datetime.now(UTC)
-        end = until or (max(j.submitted_at for j in jobs) + timedelta(days=2) if jobs else start)
+        start = jobs[0].submitted_at
+        end = until or max(j.submitted_at for j in jobs) + timedelta(days=2)
         for job in jobs:
             heapq.heappush(events, (job.submitted_at, next(counter), "arrive", job))
         for gpu in sorted({j.gpu_type for j in jobs}):

@@ -56,3 +56,21 @@ def test_a_missing_object_and_a_missing_bucket_say_so(store: Store, s3_endpoint:
 def test_unsupported_uris(uri: str, message: str) -> None:
     with pytest.raises(StoreError, match=message):
         open_store(uri)
+
+
+def test_a_published_version_is_verified_and_immutable_and_stamped_by_the_clock(store: Store, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from lora_tasks.errors import LoraTaskError
+    from lora_tasks.stores.versions import publish_version, verify_version
+
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"weights")
+    moment = datetime(2026, 11, 30, 23, 59, 58, tzinfo=UTC)
+    manifest = publish_version(store, "acme", "cats", "v1", {"w.safetensors": weights}, {"base_model": "m"},
+                               clock=lambda: moment)
+    assert manifest["published_at"] == "2026-11-30T23:59:58+00:00"
+    assert verify_version(store, "acme", "cats", "v1")["files"]["w.safetensors"]["bytes"] == len(b"weights")
+    weights.write_bytes(b"other weights")
+    with pytest.raises(LoraTaskError, match="already published with different files"):
+        publish_version(store, "acme", "cats", "v1", {"w.safetensors": weights}, {}, clock=lambda: moment)
