@@ -12,7 +12,12 @@ weights built from the published configs, at 128 px, batch 1), in one process:
 Rounds of the three are interleaved and medians reported, since these machines are noisy.
 The last line is ``ratio <value>``: the larger trainer/bare median ratio of the two models.
 
-    python bench/train_overhead.py [--models tiny sd15]
+``--device cuda`` runs the SD 1.5 architecture at 512 px, batch 4, bf16 instead, timing
+whole rounds between ``torch.cuda.synchronize()`` calls (per-step host times only measure
+kernel launches there), and adds images/s and torch's peak allocation for the bare step and
+for the trainer, each measured from a reset of the peak.
+
+    python bench/train_overhead.py [--models tiny sd15] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -31,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 MODELS = {
-    # arch: (resolution, batch size, rounds, steps per round, checkpoint every)
-    "tiny": (64, 1, 20, 10, 25),
-    "sd15": (128, 1, 8, 2, 10),
+    # device: {arch: (resolution, batch size, rounds, steps per round, checkpoint every)}
+    "cpu": {"tiny": (64, 1, 20, 10, 25), "sd15": (128, 1, 8, 2, 10)},
+    "cuda": {"sd15": (512, 4, 6, 10, 50)},
 }
 
 
@@ -46,43 +51,60 @@ def ensure_model(arch: str) -> Path:
     return path
 
 
+def synchronize(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def bare_steps(trainer: Any, batch: tuple[Any, Any], count: int) -> list[float]:
-    """The irreducible step: forward, loss, backward, optimizer, on the same batch every time."""
+    """The irreducible step: forward, loss, backward, optimizer, on the same batch every time.
+    On CUDA the round is timed as a whole (one sync at its end), each step its average."""
     import torch
 
     from lora_tasks.train.loss import denoising_loss
 
-    latents, embeddings = batch
-    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
-    timesteps = torch.full((latents.shape[0],), 500, dtype=torch.long)
+    device = trainer.device
+    latents, embeddings = (t.to(device) for t in batch)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0)).to(device)
+    timesteps = torch.full((latents.shape[0],), 500, dtype=torch.long, device=device)
     unet, scheduler, optimizer = trainer.models.unet, trainer.models.noise_scheduler, trainer.optimizer
     out = []
+    synchronize(device)
+    began = time.perf_counter()
     for _ in range(count):
         start = time.perf_counter()
-        denoising_loss(unet, scheduler, latents, embeddings, noise, timesteps).backward()
+        with trainer._autocast():
+            loss = denoising_loss(unet, scheduler, latents, embeddings, noise, timesteps)
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         out.append(time.perf_counter() - start)
-    return out
+    synchronize(device)
+    return out if device.type != "cuda" else [(time.perf_counter() - began) / count] * count
 
 
-def measure(arch: str) -> dict[str, Any]:
+def measure(arch: str, device: str = "cpu") -> dict[str, Any]:
     """Run in a fresh process per model, so peak memory belongs to that model alone."""
+    import torch
+
     from lora_tasks.spec.loading import parse_job_spec
     from lora_tasks.tiny.sample_data import make_style_dataset
     from lora_tasks.train.cache import Encoder, build_source
     from lora_tasks.train.metrics import MetricsLog, peak_memory_bytes
     from lora_tasks.train.trainer import LoraTrainer
 
-    resolution, batch_size, rounds, per_round, save_steps = MODELS[arch]
+    resolution, batch_size, rounds, per_round, save_steps = MODELS[device][arch]
     work = Path(tempfile.mkdtemp(prefix=f"bench-{arch}-"))
     dataset = make_style_dataset(work / "data", count=8, seed=0)
     spec = parse_job_spec({
         "model_config": {"base_model": str(ensure_model(arch)), "lora_rank": 8},
         "training_config": {"batch_size": batch_size, "resolution": resolution, "bucketing": False,
-                            "save_steps": save_steps, "max_steps": 10_000, "learning_rate": 1e-4},
+                            "save_steps": save_steps, "max_steps": 10_000, "learning_rate": 1e-4,
+                            "mixed_precision": "bf16" if device == "cuda" else "no"},
     })
-    trainer = LoraTrainer(spec, dataset, work / "out", device="cpu")
+    trainer = LoraTrainer(spec, dataset, work / "out", device=device)
     prepare_start = time.perf_counter()
     trainer.prepare()
     prepare_seconds = time.perf_counter() - prepare_start
@@ -99,15 +121,23 @@ def measure(arch: str) -> dict[str, Any]:
         writes its metrics and maybe a checkpoint after its own timer stops)."""
         nonlocal step
         trainer.source = source
+        synchronize(trainer.device)
         start = time.perf_counter()
         times = trainer.loop(step, step + count)
+        synchronize(trainer.device)
+        wall = time.perf_counter() - start
         if kind:
-            walls[kind].append(time.perf_counter() - start)
+            walls[kind].append(wall)
         step += count
-        return times
+        return times if trainer.device.type != "cuda" else [wall / count] * count
 
-    trainer_steps(cached, 3)  # warm-up: allocator, first checkpoint folder, thread pools
-    bare_steps(trainer, batch, 3)
+    peaks = {}
+    for kind, warm_up in (("trainer", lambda: trainer_steps(cached, 3)),  # allocator, first checkpoint folder
+                          ("bare", lambda: bare_steps(trainer, batch, 3))):
+        if trainer.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(trainer.device)
+        warm_up()
+        peaks[kind] = peak_memory_bytes(trainer.device)
     results: dict[str, list[float]] = {"trainer": [], "bare": [], "no_cache": []}
     for round_ in range(rounds):  # alternate who goes first, so drift in machine speed cancels
         if round_ % 2:
@@ -130,6 +160,8 @@ def measure(arch: str) -> dict[str, Any]:
         "steps": {k: len(v) for k, v in results.items()},
         "peak_memory_bytes": max(r["peak_memory_bytes"] for r in records),
         "process_peak_bytes": peak_memory_bytes(trainer.device),
+        "peaks": peaks,
+        "device": device,
     }
 
 
@@ -146,23 +178,38 @@ def report(rows: list[dict[str, Any]]) -> None:
               f"| {r['peak_memory_bytes'] / 2**20:.0f} MiB |")
 
 
+def report_cuda(rows: list[dict[str, Any]]) -> None:
+    import torch
+
+    print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, bf16")
+    print("| model | px | batch | bare s/step | bare images/s | bare peak (torch) | trainer s/step | trainer images/s "
+          "| trainer peak (torch) | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        med, peaks = r["median"], r["peaks"]
+        print(f"| {r['arch']} | {r['resolution']} | {r['batch']} | {med['bare']:.3f} | {r['batch'] / med['bare']:.1f} "
+              f"| {peaks['bare'] / 2**30:.1f} GiB | {med['trainer']:.3f} | {r['batch'] / med['trainer']:.1f} "
+              f"| {peaks['trainer'] / 2**30:.1f} GiB | {med['trainer'] / med['bare']:.3f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["tiny", "sd15"])
-    parser.add_argument("--one", choices=sorted(MODELS), help=argparse.SUPPRESS)
+    parser.add_argument("--device", choices=sorted(MODELS), default="cpu")
+    parser.add_argument("--models", nargs="+", choices=["tiny", "sd15"])
+    parser.add_argument("--one", choices=["tiny", "sd15"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one)))
+        print(json.dumps(measure(args.one, args.device)))
         return 0
     rows = []
-    for arch in args.models:
-        run = subprocess.run([sys.executable, __file__, "--one", arch],
+    for arch in args.models or list(MODELS[args.device]):
+        run = subprocess.run([sys.executable, __file__, "--one", arch, "--device", args.device],
                              capture_output=True, text=True, check=False)
         if run.returncode != 0:
             print(run.stderr, file=sys.stderr)
             return run.returncode
         rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
-    report(rows)
+    report(rows) if args.device == "cpu" else report_cuda(rows)
     ratio = max(r["median"]["trainer"] / r["median"]["bare"] for r in rows)
     print(f"{'ok  ' if ratio <= 1.10 else 'FAIL'} trainer step <= 1.10 x the bare step, every model")
     print(f"ratio {ratio:.3f}")

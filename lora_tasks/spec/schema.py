@@ -182,6 +182,10 @@ class TrainingSection(SpecModel):
         "memory", description="where VAE latents and text embeddings are cached: 'memory', 'disk' or 'off'"
     )
     save_steps: Int = Field(500, ge=1, description="checkpoint every N optimizer steps, >= 1")
+    logging_steps: Int | None = Field(
+        None, ge=1, description="write the mean loss to metrics.jsonl every N optimizer steps; default: every "
+        "step on a CPU, every 10 on a GPU (reading the loss makes the host wait for the GPU)"
+    )
     checkpoints_total_limit: Int = Field(2, ge=1, description="complete checkpoints kept, >= 1")
     seed: Int = Field(42, ge=0, lt=2**63, description="random seed, a non-negative integer")
 

@@ -12,6 +12,7 @@ from lora_tasks.spec.schema import JobSpec
 
 log = logging.getLogger(__name__)
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+GPU_LOGGING_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class RunSettings:
     gradient_checkpointing: bool
     precision: str
     """'no', 'fp16' or 'bf16': the autocast dtype, and the dtype of the frozen weights."""
+    logging_steps: int = 1
+    """Optimizer steps per metrics record: the loss stays on the device in between."""
 
     @property
     def weight_dtype(self) -> torch.dtype:
@@ -34,6 +37,7 @@ def resolve_settings(spec: JobSpec, device: torch.device) -> RunSettings:
     arrives with these already resolved for its GPU type by validate_request.)
     """
     cfg = spec.training
+    logging = cfg.logging_steps or (GPU_LOGGING_STEPS if device.type == "cuda" else 1)
     if cfg.mixed_precision == "fp16" and device.type != "cuda":
         raise JobSpecError([Problem("training_config.mixed_precision",
                                     f"'fp16' needs a CUDA GPU but this run is on {device.type}",
@@ -48,8 +52,9 @@ def resolve_settings(spec: JobSpec, device: torch.device) -> RunSettings:
         if not advice.fits:
             log.warning("the memory model expects this job not to fit: %s", advice.advice)
         shape = advice.shape
-        return RunSettings(shape.batch_size, shape.gradient_checkpointing, shape.precision)
+        return RunSettings(shape.batch_size, shape.gradient_checkpointing, shape.precision, logging)
     precision = "no" if cfg.mixed_precision == "auto" else cfg.mixed_precision
     batch_size = 1 if cfg.batch_size == "auto" else cfg.batch_size
     checkpointing = False if cfg.gradient_checkpointing == "auto" else cfg.gradient_checkpointing
-    return RunSettings(batch_size=batch_size, gradient_checkpointing=checkpointing, precision=precision)
+    return RunSettings(batch_size=batch_size, gradient_checkpointing=checkpointing, precision=precision,
+                       logging_steps=logging)

@@ -141,7 +141,7 @@ class LoraTrainer:
                                           num_warmup_steps=self.cfg.lr_warmup_steps,
                                           num_training_steps=self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.settings.precision == "fp16")
-        self.generator = torch.Generator().manual_seed(self.cfg.seed)
+        self.generator = torch.Generator(self.device).manual_seed(self.cfg.seed)  # noise is drawn where it is used
         self.stream = BatchStream(self.buckets, repeats, self.settings.batch_size, self.cfg.seed)
 
     def _place_models(self) -> None:
@@ -203,43 +203,57 @@ class LoraTrainer:
     # -------------------------------------------------------------------------- train
 
     def loop(self, start: int, stop: int) -> list[float]:
-        """Optimizer steps ``start+1 .. stop``; returns each step's wall time, overheads included."""
+        """Optimizer steps ``start+1 .. stop``; returns each step's wall time, overheads included.
+
+        The loss stays on the device and is read (one host sync) only when a metrics record is
+        written: every ``logging_steps``, at each checkpoint and at the last step. A record holds
+        the mean over the steps since the previous one, so a resumed run writes what an
+        uninterrupted one would.
+        """
         durations: list[float] = []
         progress = tqdm(total=stop, initial=start, desc="training", unit="step", mininterval=1.0)
-        last = time.perf_counter()
+        last = window_start = time.perf_counter()
+        window, steps = torch.zeros((), device=self.device), 0
         for step in range(start + 1, stop + 1):
-            loss = self.train_step()
+            window += self.train_step()
+            steps += 1
             now = time.perf_counter()
-            seconds, last = now - last, now  # includes the previous step's logging and checkpoint
-            durations.append(seconds)
-            samples = self.settings.batch_size * self.cfg.gradient_accumulation_steps
-            self.metrics.write({
-                "step": step, "epoch": self.stream.epoch, "loss": loss, "lr": self.lr_scheduler.get_last_lr()[0],
-                "step_seconds": seconds, "samples_per_s": samples / seconds,
-                "peak_memory_bytes": peak_memory_bytes(self.device),
-            })
-            if step % self.cfg.save_steps == 0 or step == self.total_steps:
+            durations.append(now - last)  # includes the previous step's logging and checkpoint
+            last = now
+            checkpoint = step % self.cfg.save_steps == 0 or step == self.total_steps
+            if checkpoint or step % self.settings.logging_steps == 0 or step == stop:
+                loss = (window / steps).item()
+                seconds = (time.perf_counter() - window_start) / steps
+                self.metrics.write({
+                    "step": step, "epoch": self.stream.epoch, "loss": loss, "lr": self.lr_scheduler.get_last_lr()[0],
+                    "steps": steps, "step_seconds": seconds,
+                    "samples_per_s": self.settings.batch_size * self.cfg.gradient_accumulation_steps / seconds,
+                    "peak_memory_bytes": peak_memory_bytes(self.device),
+                })
+                progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                window, steps, window_start = torch.zeros((), device=self.device), 0, time.perf_counter()
+            if checkpoint:
                 self.metrics.flush()
                 self.save(step)
-            progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
             progress.update(1)
         progress.close()
         return durations
 
-    def train_step(self) -> float:
-        """One optimizer step over ``gradient_accumulation_steps`` micro-batches; returns the mean loss."""
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step over ``gradient_accumulation_steps`` micro-batches; returns the mean loss,
+        on the device (reading it would make the host wait for the GPU every step)."""
         accumulation = self.cfg.gradient_accumulation_steps
-        total = 0.0
+        total = torch.zeros((), device=self.device)
         for _ in range(accumulation):
             latents, embeddings = self._micro_batch()
-            noise = torch.randn(latents.shape, generator=self.generator).to(self.device)
+            noise = torch.randn(latents.shape, generator=self.generator, device=self.device)
             timesteps = torch.randint(0, self.models.noise_scheduler.config.num_train_timesteps,
-                                      (latents.shape[0],), generator=self.generator).to(self.device)
+                                      (latents.shape[0],), generator=self.generator, device=self.device)
             with self._autocast():
                 loss = denoising_loss(self.models.unet, self.models.noise_scheduler, latents, embeddings, noise,
                                       timesteps)
             self.scaler.scale(loss / accumulation).backward()
-            total += loss.item()
+            total += loss.detach().float()
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.params.values(), self.cfg.max_grad_norm)
         self.scaler.step(self.optimizer)
@@ -253,7 +267,7 @@ class LoraTrainer:
         latents, embeddings = latents.to(self.device), embeddings.to(self.device)
         dropout = self.spec.dataset.caption_dropout
         if dropout > 0:
-            dropped = (torch.rand(latents.shape[0], generator=self.generator) < dropout).to(self.device)
+            dropped = torch.rand(latents.shape[0], generator=self.generator, device=self.device) < dropout
             embeddings = torch.where(dropped[:, None, None], self.empty_embedding.to(self.device), embeddings)
         return latents, embeddings
 

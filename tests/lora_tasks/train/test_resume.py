@@ -55,8 +55,14 @@ def weights(out: Path) -> dict[str, torch.Tensor]:
     return load_file(out / "adapter" / "pytorch_lora_weights.safetensors")
 
 
-def test_killed_run_resumes_to_identical_weights(write_job, tmp_path: Path) -> None:
-    config = write_job(**RANDOM_EVERYWHERE)
+@pytest.mark.parametrize(("logging_steps", "logged"), [
+    (None, list(range(1, STEPS + 1))),
+    (3, [3, 4, 6, 8, 9, 12, 15, 16]),  # every 3rd step, and at every checkpoint (4, 8, 12, 16)
+])
+def test_killed_run_resumes_to_identical_weights(write_job, tmp_path: Path, logging_steps: int | None,
+                                                 logged: list[int]) -> None:
+    config = write_job(**{**RANDOM_EVERYWHERE, "training_config": {**RANDOM_EVERYWHERE["training_config"],
+                                                                   "logging_steps": logging_steps}})
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert run(config, straight).returncode == 0
 
@@ -73,7 +79,7 @@ def test_killed_run_resumes_to_identical_weights(write_job, tmp_path: Path) -> N
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
     steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, STEPS + 1))
+    assert steps == logged
     losses = [json.loads(line)["loss"] for line in (straight / "metrics.jsonl").read_text().splitlines()]
     assert losses == [json.loads(line)["loss"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
 

@@ -57,7 +57,9 @@ def test_run_writes_adapter_metrics_and_checkpoints(trained: TrainResult) -> Non
                      "adapter_config.json", "training_summary.json", "job.yaml"}
     records = [json.loads(line) for line in trained.metrics_path.read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 25))
-    assert set(records[0]) == {"step", "epoch", "loss", "lr", "step_seconds", "samples_per_s", "peak_memory_bytes"}
+    assert set(records[0]) == {"step", "epoch", "loss", "lr", "steps", "step_seconds", "samples_per_s",
+                               "peak_memory_bytes"}
+    assert all(r["steps"] == 1 for r in records)  # on a CPU, one record per step
     assert records[0]["lr"] < records[2]["lr"]  # warm-up, then cosine decay
     assert records[-1]["lr"] < records[2]["lr"]
     summary = trained.summary
@@ -325,3 +327,25 @@ def test_no_dataset_is_a_clear_error(tiny_model: Path) -> None:
     spec = parse_job_spec({"model_config": {"base_model": str(tiny_model)}})
     with pytest.raises(DatasetError, match="no dataset given"):
         LoraTrainer(spec)
+
+
+def test_the_loss_is_read_from_the_device_only_when_it_is_logged(tiny_model: Path, style_dataset: Path,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU every ``.item()`` makes the host wait for the device; the loop reads the loss once
+    per metrics record, as the mean of the steps since the last one."""
+    from lora_tasks.train.metrics import MetricsLog, read_metrics
+
+    job = base_job(tiny_model, style_dataset, tmp_path / "out")
+    job["training_config"].update({"max_steps": 12, "save_steps": 100, "logging_steps": 4})
+    trainer = LoraTrainer(parse_job_spec(job), device="cpu")
+    trainer.prepare()
+    trainer.metrics = MetricsLog(trainer.metrics_path, 0)
+    reads, item = [], torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda tensor: reads.append(tensor.shape) or item(tensor))
+    trainer.loop(0, 8)
+    trainer.metrics.close()
+    assert len(reads) == 2  # two records, no read in the steps between
+    records = read_metrics(trainer.metrics_path)
+    assert [(r["step"], r["steps"]) for r in records] == [(4, 4), (8, 4)]
+    assert all(np.isfinite(r["loss"]) and r["step_seconds"] > 0 for r in records)
