@@ -11,8 +11,9 @@ error), prints them, and adds a column: each held-out row estimated with the ref
 
 On a GPU, run with ``--device cuda``: the measured figure is then
 torch's peak allocation, which leaves out the CUDA context and the allocator's slack, so
-it is compared with the estimate without its ``runtime`` part; that constant
-(GPU_RUNTIME_BYTES) is what ``nvidia-smi``'s peak during the run adds on top.
+it is compared with the estimate without its ``runtime`` part. That part
+(GPU_RUNTIME_BYTES) is assumed: measuring it needs the device's own peak (``nvidia-smi``)
+beside torch's, which this bench does not read yet.
 
     python bench/memory_model.py [--fit] [--device cpu]
 """

@@ -213,16 +213,18 @@ class LoraTrainer:
         durations: list[float] = []
         progress = tqdm(total=stop, initial=start, desc="training", unit="step", mininterval=1.0)
         last = window_start = time.perf_counter()
-        window, steps = torch.zeros((), device=self.device), 0
+        window: torch.Tensor | None = None  # the loss summed on the device since the last record
+        steps = 0
         for step in range(start + 1, stop + 1):
-            window += self.train_step()
+            step_loss = self.train_step()
+            window = step_loss if window is None else window + step_loss
             steps += 1
             now = time.perf_counter()
             durations.append(now - last)  # includes the previous step's logging and checkpoint
             last = now
             checkpoint = step % self.cfg.save_steps == 0 or step == self.total_steps
             if checkpoint or step % self.settings.logging_steps == 0 or step == stop:
-                loss = (window / steps).item()
+                loss = window.item() / steps
                 seconds = (time.perf_counter() - window_start) / steps
                 self.metrics.write({
                     "step": step, "epoch": self.stream.epoch, "loss": loss, "lr": self.lr_scheduler.get_last_lr()[0],
@@ -231,7 +233,7 @@ class LoraTrainer:
                     "peak_memory_bytes": peak_memory_bytes(self.device),
                 })
                 progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                window, steps, window_start = torch.zeros((), device=self.device), 0, time.perf_counter()
+                window, steps, window_start = None, 0, time.perf_counter()
             if checkpoint:
                 self.metrics.flush()
                 self.save(step)
@@ -243,7 +245,7 @@ class LoraTrainer:
         """One optimizer step over ``gradient_accumulation_steps`` micro-batches; returns the mean loss,
         on the device (reading it would make the host wait for the GPU every step)."""
         accumulation = self.cfg.gradient_accumulation_steps
-        total = torch.zeros((), device=self.device)
+        total: torch.Tensor | None = None
         for _ in range(accumulation):
             latents, embeddings = self._micro_batch()
             noise = torch.randn(latents.shape, generator=self.generator, device=self.device)
@@ -253,7 +255,7 @@ class LoraTrainer:
                 loss = denoising_loss(self.models.unet, self.models.noise_scheduler, latents, embeddings, noise,
                                       timesteps)
             self.scaler.scale(loss / accumulation).backward()
-            total += loss.detach().float()
+            total = loss.detach().float() if total is None else total + loss.detach().float()
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.params.values(), self.cfg.max_grad_norm)
         self.scaler.step(self.optimizer)
