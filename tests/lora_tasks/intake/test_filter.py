@@ -215,3 +215,20 @@ def test_the_filter_writes_nothing_into_the_dataset(image_manifest: Path, image_
         filter_manifest(image_manifest, image_corpus / "good" / "filtered", FilterSection(**FILTER_OPTIONS),
                         antivirus=NoAntivirus())
     assert not (image_corpus / "good" / "filtered").exists()
+
+
+def test_the_perceptual_hash_is_imagehash_phash_bit_for_bit() -> None:
+    """The filter computes phash's DCT by matrix (only the eight rows it keeps): the bits must be
+    imagehash's own, or near-duplicate distances would mean something else."""
+    import imagehash
+
+    from lora_tasks.intake.filter import perceptual_hash
+
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        size = (int(rng.integers(32, 200)), int(rng.integers(32, 200)))
+        coarse = rng.integers(0, 256, (max(2, size[1] // 8), max(2, size[0] // 8), 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize(size, Image.Resampling.BILINEAR)
+        if i % 3 == 0:
+            image = image.convert("L")
+        assert str(perceptual_hash(image)) == str(imagehash.phash(image)), i
