@@ -66,9 +66,10 @@ def fork_ready() -> None:
 
 
 def perceptual_hash(image: Image.Image) -> imagehash.ImageHash:
-    """``imagehash.phash``, bit for bit (a test compares them), with its two full 32-point DCTs
-    (scipy.fftpack, the slowest part of the filter after decoding) replaced by the eight rows of
-    the DCT matrix whose coefficients the hash keeps."""
+    """``imagehash.phash``, bit for bit on real images (a test compares them), with its two full
+    32-point DCTs (scipy.fftpack, the slowest part of the filter after decoding) replaced by the
+    eight rows of the DCT matrix whose coefficients the hash keeps. On a flat image the kept
+    coefficients are rounding noise, and the two may disagree on bits that mean nothing there."""
     small = image.convert("L").resize((PHASH_INPUT, PHASH_INPUT), Image.Resampling.LANCZOS)
     low = DCT_LOW_ROWS @ np.asarray(small, dtype=np.float64) @ DCT_LOW_ROWS.T
     return imagehash.ImageHash(low > np.median(low))
