@@ -64,14 +64,19 @@ def measure(arch: str, resolution: int, batch: int, rank: int, device: str, work
     return max(json.loads(line)["peak_memory_bytes"] for line in (out / "metrics.jsonl").read_text().splitlines())
 
 
+def calibrated_parts(estimate: Any, activation_factor: float) -> tuple[float, float]:
+    """(raw activation bytes, bytes that depend on neither constant): what the fit works with."""
+    activations = estimate.parts.get("activations", 0)
+    return activations / activation_factor, estimate.total_bytes - activations - estimate.parts["runtime"]
+
+
 def solve(measured: list[int], estimates: list[Any], activation_factor: float) -> tuple[float, float]:
     """Runtime bytes and activation factor that best explain ``measured``: measured = runtime +
     factor x raw activations + everything else, by least squares on the relative error (the
     figure the target is set in; absolute bytes would let the largest model decide alone)."""
     import numpy as np
 
-    raw = [e.parts.get("activations", 0) / activation_factor for e in estimates]
-    rest = [e.total_bytes - e.parts.get("activations", 0) - e.parts["runtime"] for e in estimates]
+    raw, rest = map(list, zip(*(calibrated_parts(e, activation_factor) for e in estimates), strict=True))
     weights = 1.0 / np.array(measured, float)
     design = np.column_stack([np.ones(len(estimates)), raw]) * weights[:, None]
     (runtime, factor), *_ = np.linalg.lstsq(design, (np.array(measured, float) - rest) * weights, rcond=None)
@@ -80,8 +85,7 @@ def solve(measured: list[int], estimates: list[Any], activation_factor: float) -
 
 def refit_estimate(estimate: Any, runtime: float, factor: float, activation_factor: float) -> float:
     """The estimate's bytes with the refit constants in place of the code's."""
-    raw = estimate.parts.get("activations", 0) / activation_factor
-    rest = estimate.total_bytes - estimate.parts.get("activations", 0) - estimate.parts["runtime"]
+    raw, rest = calibrated_parts(estimate, activation_factor)
     return rest + runtime + factor * raw
 
 

@@ -59,12 +59,6 @@ def _reject(row: ManifestRow, reason: str, message: str) -> None:
     row.reason, row.message = reason, message
 
 
-def fork_ready() -> None:
-    """Load Pillow's format plugins here, so that the pool's forked workers inherit them instead
-    of each loading them on its first image."""
-    Image.init()
-
-
 def perceptual_hash(image: Image.Image) -> imagehash.ImageHash:
     """``imagehash.phash``, bit for bit on real images (a test compares them), with its two full
     32-point DCTs (scipy.fftpack, the slowest part of the filter after decoding) replaced by the
@@ -184,7 +178,6 @@ class ManifestFilter:
             elif max(width, height) > opts.max_side:
                 _reject(row, "too_large", f"{row.path} is {width}x{height}; its long side is over {opts.max_side} px")
         live = [r for r in rows if not r.reason]
-        fork_ready()
         for row, result in zip(live, parallel_map(check_image, [str(r.local_path) for r in live], self.workers),
                                strict=True):
             if "error" in result:

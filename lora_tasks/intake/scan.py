@@ -89,6 +89,9 @@ def parallel_map(function: Callable[[Any], Any], items: list[Any], workers: int)
     """``map`` over processes for many items, in-process for a few; order is preserved."""
     if len(items) < INLINE_BELOW or workers == 1:
         return [function(item) for item in items]
+    from PIL import Image
+
+    Image.init()  # Pillow's format plugins, loaded once here, so the forked workers inherit them
     with ProcessPoolExecutor(max_workers=workers) as pool:  # small chunks: the last one leaves a worker idle
         return list(pool.map(function, items, chunksize=max(1, len(items) // (workers * CHUNKS_PER_WORKER))))
 
@@ -107,9 +110,6 @@ def _materialize(store: Store, objects: list[StoreObject], folder: Path) -> dict
 
 def _rows_for(paths: dict[str, str], uri_of: Callable[[str], str], workers: int) -> list[ManifestRow]:
     names = list(paths)
-    from PIL import Image
-
-    Image.init()  # Pillow's format plugins, loaded once before the pool forks, not in every worker
     infos = parallel_map(describe_file, [paths[n] for n in names], workers)
     return [ManifestRow(path=name, source=uri_of(name), local_path=paths[name], **info)
             for name, info in zip(names, infos, strict=True)]

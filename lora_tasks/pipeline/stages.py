@@ -13,16 +13,15 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lora_tasks.clock import Clock, utc_now
 from lora_tasks.errors import DatasetError
 from lora_tasks.ledger.store import open_ledger
 from lora_tasks.pipeline.prediction import predict_training
 from lora_tasks.pipeline.workspace import RunInfo
 from lora_tasks.settings import PlatformSettings
-from lora_tasks.stores.versions import utc_now
 
 
 def timed(function: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -139,7 +138,7 @@ def publish(info: RunInfo, adapter: str, eval_report: str, settings: PlatformSet
 
 
 def cleanup(info: RunInfo, results: dict[str, Any], run_id: str, settings: PlatformSettings,
-            clock: Callable[[], datetime] = utc_now) -> dict[str, Any]:
+            clock: Clock = utc_now) -> dict[str, Any]:
     """Record each stage's own seconds (from its ``results``, None for a stage that did not finish);
     remove the run's workspace once published, keep it after a failure (for debugging and resume)
     and take the run out of the planner's queue (closed at ``clock()``)."""

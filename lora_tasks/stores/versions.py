@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lora_tasks.clock import Clock, utc_now
 from lora_tasks.digests import file_digest
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.stores.base import Store
@@ -27,12 +26,8 @@ def version_prefix(tenant: str, name: str, version: str) -> str:
     return f"tenants/{tenant}/loras/{name}/{version}"
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def publish_version(store: Store, tenant: str, name: str, version: str, files: dict[str, Path],
-                    metadata: dict[str, Any], clock: Callable[[], datetime] = utc_now) -> dict[str, Any]:
+                    metadata: dict[str, Any], clock: Clock = utc_now) -> dict[str, Any]:
     """Upload ``files`` (name in the version -> local path), then the manifest; returns the manifest.
     ``clock`` gives the manifest's ``published_at``."""
     prefix = version_prefix(tenant, name, version)
