@@ -50,6 +50,8 @@ class Finding:
 @dataclass
 class CheckReport:
     findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the user should know that no expectation judges (captions that fell back, converted images)."""
 
     @property
     def passed(self) -> bool:
@@ -58,13 +60,15 @@ class CheckReport:
     def text(self) -> str:
         failed = [f for f in self.findings if not f.passed]
         if not failed:
-            return f"dataset checks passed ({len(self.findings)} expectations)"
-        lines = [f"dataset checks failed: {len(failed)} of {len(self.findings)} expectations"]
-        lines += [f"  - {f.sentence}" for f in failed]
+            lines = [f"dataset checks passed ({len(self.findings)} expectations)"]
+        else:
+            lines = [f"dataset checks failed: {len(failed)} of {len(self.findings)} expectations"]
+            lines += [f"  - {f.sentence}" for f in failed]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "findings": [f.__dict__ for f in self.findings]}
+        return {"passed": self.passed, "findings": [f.__dict__ for f in self.findings], "notes": self.notes}
 
 
 def _suites(checks: Thresholds, task: str) -> dict[str, list[Any]]:

@@ -50,11 +50,20 @@ def caption_rows(rows: list[ManifestRow], captioner: Captioner | None, trigger: 
 
 
 def _images(source: Path, work: Path, caption_extension: str) -> list[ManifestRow]:
-    """Image rows from a manifest, or from scanning a folder into the stage's own folder."""
+    """Image rows from a manifest, or from scanning a folder into the stage's own folder. A folder is
+    the user's own, captioned on their machine without the filter: its sidecars are read with the
+    filter's caption rules (the pipeline always passes the filter's kept.jsonl)."""
     if source.is_dir():
+        from lora_tasks.intake.filter import read_caption
         from lora_tasks.intake.scan import scan_dataset
 
         rows = scan_dataset(str(source), work / "manifest.jsonl", caption_extension)
+        by_path = {r.path: r for r in rows}
+        for row in rows:
+            if row.sidecar and row.sidecar in by_path:
+                sidecar = by_path[row.sidecar]
+                row.caption, problem = read_caption(str(sidecar.local_path), sidecar.size)
+                row.caption_problem = f"{sidecar.path} {problem[1]}" if problem else None
     elif source.is_file():
         rows = read_rows(source)
     else:
@@ -65,20 +74,31 @@ def _images(source: Path, work: Path, caption_extension: str) -> list[ManifestRo
 
 def write_sidecars(rows: list[ManifestRow], folder: Path, caption_extension: str) -> None:
     """One caption file per image under ``folder``, mirroring the dataset's paths (kohya's
-    ``photo.png`` -> ``photo.txt``; ``photo.png.txt`` when a ``photo.jpg`` sits beside it)."""
+    ``photo.png`` -> ``photo.txt``; ``photo.png.txt`` when a ``photo.jpg`` sits beside it). A name a
+    folder cannot hold (it is also a folder of other captions) is left out with a warning: the
+    captions themselves are in ``captioned.jsonl``."""
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     stems = Counter(PurePosixPath(row.path).with_suffix("") for row in rows)
+    names = {row.path: _sidecar_name(PurePosixPath(row.path), stems, caption_extension) for row in rows}
+    folders = {parent for name in names.values() for parent in name.parents}
     for row in rows:
-        path = PurePosixPath(row.path)
-        name = path.with_suffix(caption_extension) if stems[path.with_suffix("")] == 1 else \
-            path.with_name(path.name + caption_extension)
+        name = names[row.path]
+        if name in folders:
+            log.warning("no caption file for %s: %s is also a folder of other captions", row.path, name)
+            continue
         target = partial / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f"{row.caption}\n", encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     partial.mkdir(parents=True, exist_ok=True)
     partial.rename(folder)
+
+
+def _sidecar_name(path: PurePosixPath, stems: Counter[PurePosixPath], caption_extension: str) -> PurePosixPath:
+    if stems[path.with_suffix("")] == 1:
+        return path.with_suffix(caption_extension)
+    return path.with_name(path.name + caption_extension)
 
 
 def load_text_tokenizer(spec: JobSpec) -> Any | None:
@@ -99,13 +119,16 @@ def load_text_tokenizer(spec: JobSpec) -> Any | None:
 
 
 def caption_images(source: Path, out_dir: Path, caption: CaptionSection, trigger: str | None = None,
-               tokenizer: Any | None = None, caption_extension: str = ".txt",
-               captioner: Captioner | None = None) -> list[ManifestRow]:
+                   tokenizer: Any | None = None, caption_extension: str = ".txt",
+                   captioner: Captioner | None = None, background: str = "white") -> list[ManifestRow]:
     """Caption the images of ``source`` into ``out_dir`` (captioned.jsonl and captions/)."""
+    from lora_tasks.intake.pixels import parse_background
+
     rows = _images(source, out_dir, caption_extension)
     refuse_writing_among((r.source for r in rows), out_dir, ["captions"])
     if captioner is None and caption.model and any(not r.caption for r in rows):
-        captioner = BlipCaptioner(caption.model, caption.max_new_tokens, caption.batch_size)
+        captioner = BlipCaptioner(caption.model, caption.max_new_tokens, caption.batch_size,
+                                  background=parse_background(background))
     caption_rows(rows, captioner, trigger, tokenizer)
     write_sidecars(rows, out_dir / "captions", caption_extension)
     write_rows(out_dir / "captioned.jsonl", rows)
@@ -129,9 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = _tokenizer(args.tokenizer) if args.tokenizer else (load_text_tokenizer(spec) if spec else None)
     trigger = args.trigger_word or (spec.dataset.trigger_word if spec else None)
     extension = spec.dataset.caption_extension if spec else ".txt"
-    rows = caption_images(args.source, args.out, caption, trigger, tokenizer, extension)
+    rows = caption_images(args.source, args.out, caption, trigger, tokenizer, extension,
+                          background=spec.dataset.background if spec else "white")
     sources = {s: sum(r.caption_source == s for r in rows) for s in ("sidecar", "auto", "filename")}
     print(f"captioned {len(rows)} images: " + ", ".join(f"{n} {s}" for s, n in sources.items()))
+    if fallbacks := sum(bool(r.caption_problem) for r in rows):
+        print(f"  {fallbacks} of them had an unusable sidecar caption (see the filter's rejected.jsonl)")
     return 0
 
 

@@ -19,7 +19,8 @@ class BlipCaptioner:
 
     name = "blip"
 
-    def __init__(self, model: str, max_new_tokens: int = 30, batch_size: int = 8, device: str | None = None) -> None:
+    def __init__(self, model: str, max_new_tokens: int = 30, batch_size: int = 8, device: str | None = None,
+                 background: tuple[int, int, int] = (255, 255, 255)) -> None:
         import torch
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
@@ -32,18 +33,20 @@ class BlipCaptioner:
                 f"dataset.caption.model {model!r} could not be loaded ({str(exc).splitlines()[0]}). Fix: point it at "
                 "a BLIP folder saved with save_pretrained, or a hub id with network access"
             ) from None
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.max_new_tokens, self.batch_size, self.background = max_new_tokens, batch_size, background
 
     def captions(self, paths: list[Path]) -> list[str]:
         import torch
         from PIL import Image, ImageOps
+
+        from lora_tasks.intake.pixels import to_rgb
 
         out: list[str] = []
         for start in range(0, len(paths), self.batch_size):
             images = []
             for path in paths[start:start + self.batch_size]:
                 with Image.open(path) as image:
-                    images.append(ImageOps.exif_transpose(image).convert("RGB"))
+                    images.append(to_rgb(ImageOps.exif_transpose(image), self.background))
             inputs = self.processor(images=images, return_tensors="pt").to(self.device)
             with torch.no_grad():
                 ids = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)

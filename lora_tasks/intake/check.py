@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from data_checks import CheckReport, run_checks
@@ -26,10 +27,39 @@ def check_samples(kept: list[ManifestRow], rejected: list[ManifestRow], checks: 
                   out_dir: Path) -> CheckReport:
     """Run the suites on the kept and rejected rows; write ``report.txt`` and ``report.json``."""
     report = run_checks(kept, rejected, checks, task)
+    report.notes += intake_notes(kept, rejected)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.txt").write_text(report.text() + "\n")
     (out_dir / "report.json").write_text(json.dumps(report.as_dict(), indent=2))
     return report
+
+
+def intake_notes(kept: list[ManifestRow], rejected: list[ManifestRow]) -> list[str]:
+    """Sentences on what intake did that no expectation judges: unusable captions and the images that
+    fell back, archives refused or partly kept, images converted or re-encoded."""
+    notes = []
+    unusable = [r for r in rejected if r.role == "sidecar"]
+    fallbacks = [r for r in kept if r.caption_problem]
+    if unusable or fallbacks:
+        sources = Counter(str(r.caption_source) for r in fallbacks)
+        how = ", ".join(f"{n} {s}" for s, n in sorted(sources.items())) or "none kept"
+        example = f" (e.g. {unusable[0].path}: {unusable[0].reason})" if unusable else ""
+        notes.append(f"{len(unusable)} sidecar caption(s) unusable{example}; {len(fallbacks)} kept image(s) fell "
+                     f"back to another caption ({how})")
+    archives = [r for r in rejected if r.role == "archive"]
+    lost = [r for r in rejected if r.role == "sample" and str(r.reason).startswith("archive_")]
+    if archives or lost:
+        notes.append(f"{len(archives)} archive(s) refused, {len(lost)} archive member(s) lost (see rejected.jsonl)")
+    for kind, count in sorted(Counter(n.split(":")[0] for r in kept for n in r.notes or []).items()):
+        notes.append(f"{count} kept image(s) {NOTE_SENTENCES.get(kind, kind)}")
+    return notes
+
+
+NOTE_SENTENCES = {"animated": "are animations: their first frame is used",
+                  "transparency": "have transparency, composited on dataset.background",
+                  "deep": "have 16- or 32-bit pixels, scaled to 8 bits", "cmyk": "are CMYK, converted to RGB",
+                  "reencoded": "had data after the end of the image and were re-encoded clean",
+                  "caption": "took the caption of a dropped duplicate"}
 
 
 @entry_point

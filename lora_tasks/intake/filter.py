@@ -6,9 +6,13 @@
 Writes ``kept.jsonl``, ``rejected.jsonl`` and ``summary.json`` (counts per reason) into
 the filter's own folder. Checks run cheapest first, and a file is rejected for the first
 problem found: scan errors, antivirus, type, lying extension, pixel count (before any
-decoding), size, decoding, NSFW score, then exact and near duplicates (of duplicates the
-captioned one is kept, then the larger, then the first by path). Text datasets get UTF-8,
-empty, length and duplicate checks.
+decoding), size, data after the image's end, decoding, NSFW score, then exact and near
+duplicates (of duplicates the lossless copy is kept, then the one with most pixels, then the
+first by path; a dropped copy's caption moves to the kept one if it has none). Every image
+mode decodes (palette, 1-bit, 16-bit, alpha, CMYK; an animation's first frame). Sidecar
+captions are data too: scanned by the antivirus, then read only if they are non-empty UTF-8
+text under 64 KiB; an unusable one is rejected with its reason and its image falls back to
+the captioner or its file name. Text datasets get UTF-8, empty, length and duplicate checks.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +28,15 @@ from typing import Any
 
 import imagehash  # imported here, not in the workers: each would pay its scipy import again
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from lora_tasks.cli import entry_point
 from lora_tasks.intake.antivirus import Antivirus, antivirus_from
 from lora_tasks.intake.manifest import ManifestRow, read_rows, write_rows
 from lora_tasks.intake.nsfw import NsfwDetector, nsfw_detector
 from lora_tasks.intake.overlap import refuse_writing_among
-from lora_tasks.intake.scan import parallel_map, unlimited_pixels
+from lora_tasks.intake.pixels import parse_background, to_rgb
+from lora_tasks.intake.scan import error_text, parallel_map, unlimited_pixels
 from lora_tasks.intake.sniff import ARCHIVE_TYPES, IMAGE_TYPES, TEXT_TYPE, claimed_type, describe
 from lora_tasks.settings import platform_settings
 from lora_tasks.spec.loading import load_job_spec
@@ -46,6 +52,11 @@ DCT_LOW_ROWS = 2 * np.cos(np.pi * np.outer(np.arange(PHASH_SIZE), 2 * np.arange(
 SHINGLE_WORDS = 5
 MINHASH_PERMUTATIONS = 64
 MINHASH_SCHEME = "affine32"
+MAX_CAPTION_BYTES = 64 * 1024
+CLEAN = "clean"
+"""The filter's folder of re-encoded images (dataset.filter.trailing_data: reencode), rebuilt by every run."""
+ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
+DEEP_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
 @dataclass
@@ -69,24 +80,54 @@ def perceptual_hash(image: Image.Image) -> imagehash.ImageHash:
     return imagehash.ImageHash(low > np.median(low))
 
 
-def check_image(path: str) -> dict[str, Any]:
-    """Decode the whole image (catches truncation and corruption) and take its perceptual hash.
+def check_image(item: tuple[str, str | None, tuple[int, int, int]]) -> dict[str, Any]:
+    """Decode the whole image (catches truncation and corruption) and take its perceptual hash; with
+    a ``clean`` path, also write its pixels there as a PNG (an image with data after its end).
 
-    JPEGs are decoded with libjpeg's DCT scaling: every compressed byte is still
-    entropy-decoded, so damage is caught as before, but the inverse DCT runs at half size
-    in grayscale, which is all the hash needs (half the time of a full colour decode).
+    RGB and grey JPEGs are decoded with libjpeg's DCT scaling: every compressed byte is still
+    entropy-decoded, so damage is caught as before, but the inverse DCT runs at half size in
+    grayscale, which is all the hash needs (half the time of a full colour decode). Every other
+    mode is converted to RGB the way training sees it (``to_rgb``) before it is reduced.
     """
+    path, clean, background = item
     try:
         with unlimited_pixels(), Image.open(path) as image:  # the limit was enforced from the header
-            if image.format == "JPEG":
+            if image.format == "JPEG" and image.mode in ("RGB", "L") and clean is None:
                 image.draft("L", (image.width // 2, image.height // 2))
             image.load()
+            if clean is not None:
+                _write_png(to_rgb(ImageOps.exif_transpose(image), background), Path(clean))
+            picture = image if image.mode in ("RGB", "L") else to_rgb(image, background)
             # imagehash LANCZOS-resizes the whole image to 32x32, which costs as much as decoding it;
             # a box reduction to >= 64 px first (one C pass) makes the hash nearly free
-            factor = max(1, min(image.size) // (2 * PHASH_INPUT))
-            return {"phash": str(perceptual_hash(image.reduce(factor)))}
+            factor = max(1, min(picture.size) // (2 * PHASH_INPUT))
+            return {"phash": str(perceptual_hash(picture.reduce(factor)))}
     except Exception as exc:  # Pillow raises many types for corrupt data
-        return {"error": f"{type(exc).__name__}: {exc}"}
+        return {"error": error_text(exc, path)}
+
+
+def _write_png(image: Image.Image, target: Path) -> None:
+    partial = target.with_name(f".{target.name}.partial")
+    image.save(partial, "PNG")
+    partial.replace(target)
+
+
+def read_caption(path: str, size: int) -> tuple[str | None, tuple[str, str] | None]:
+    """A sidecar's caption, or (reason, what is wrong) when it cannot be one."""
+    if size > MAX_CAPTION_BYTES:
+        return None, ("caption_too_large", f"is {size} bytes, over the {MAX_CAPTION_BYTES} a caption may hold")
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, ("caption_not_utf8", f"is not UTF-8 text (byte {exc.start}); save it as UTF-8")
+    except OSError as exc:
+        return None, ("caption_unreadable", f"cannot be read ({exc.strerror})")
+    if "\x00" in text:
+        return None, ("caption_not_text", "holds binary data (NUL bytes), not text")
+    words = text.split()
+    if not words:
+        return None, ("caption_empty", "holds no words")
+    return " ".join(words), None
 
 
 def check_text(path: str, max_chars: int) -> dict[str, Any]:
@@ -116,44 +157,72 @@ class ManifestFilter:
     """One filtering pass over a scanned manifest."""
 
     def __init__(self, options: FilterSection, task: str, antivirus: Antivirus, detector: NsfwDetector,
-                 workers: int) -> None:
+                 workers: int, clean_dir: Path | None = None, background: str = "white") -> None:
         self.options, self.task, self.antivirus, self.detector = options, task, antivirus, detector
-        self.workers = workers
+        self.workers, self.clean_dir, self.background = workers, clean_dir, parse_background(background)
 
     def run(self, rows: list[ManifestRow]) -> FilterResult:
         rows = sorted(rows, key=lambda r: r.path)
         samples = [r for r in rows if r.role == "sample"]
-        refused_archives = [r for r in rows if r.role == "archive" and r.error]
-        for row in samples + refused_archives:
+        archives = [r for r in rows if r.role == "archive"]
+        sidecars = [r for r in rows if r.role == "sidecar"]
+        for row in samples + sidecars + [r for r in archives if r.error]:
             if row.error:
                 _reject(row, row.error, _scan_problem(row))
-        self._antivirus([r for r in samples + [r for r in rows if r.role == "archive"] if not r.reason])
+        self._antivirus([r for r in samples + sidecars if not r.reason])  # archive members are scanned one by one
+        self._captions(sidecars, samples)
         live = [r for r in samples if not r.reason]
         if self.task == "image":
             self._image_checks(live)
         else:
             self._text_checks(live)
-        rejected = [r for r in rows if r.reason]  # samples and archives; sidecars travel with their image
+        rejected = [r for r in rows if r.reason]  # samples, archives and sidecar captions
         kept = [r for r in samples if not r.reason]
-        return FilterResult(kept, rejected, self._summary(rows, kept, rejected))
+        return FilterResult(kept, rejected, self._summary(rows, kept))
 
     # ---------------------------------------------------------------- shared checks
 
     def _antivirus(self, rows: list[ManifestRow]) -> None:
         verdicts = self.antivirus.scan([Path(str(r.local_path)) for r in rows])
         for row, verdict in zip(rows, verdicts, strict=True):
+            fallback = "; its image is captioned by the captioner or from its file name instead" \
+                if row.role == "sidecar" else ""
             if verdict.status == "infected":
                 _reject(row, "antivirus", f"{row.path} matches the antivirus signature {verdict.detail}; it was "
-                        "not used")
+                        f"not used{fallback}")
             elif verdict.status == "unscanned":
                 _reject(row, "antivirus_unscanned", f"{row.path} could not be scanned for viruses "
-                        f"({verdict.detail}), so it was not used")
+                        f"({verdict.detail}), so it was not used{fallback}")
+
+    def _captions(self, sidecars: list[ManifestRow], samples: list[ManifestRow]) -> None:
+        """Read each sidecar the antivirus passed; an unusable one is rejected, and its images are told why."""
+        owners: dict[str, list[ManifestRow]] = {}
+        for row in samples:
+            if row.sidecar:
+                owners.setdefault(row.sidecar, []).append(row)
+        for sidecar in sidecars:
+            images = owners.get(sidecar.path, [])
+            text = None
+            if not sidecar.reason:
+                text, problem = read_caption(str(sidecar.local_path), sidecar.size)
+                if problem:
+                    names = " and ".join(r.path for r in images)
+                    _reject(sidecar, problem[0], f"{sidecar.path}, the caption of {names}, {problem[1]}; the "
+                            "image is captioned by the captioner or from its file name instead")
+            for image in images:
+                image.caption = text
+                if text is None:
+                    image.caption_problem = f"its caption {sidecar.path} was not used: {sidecar.reason}"
 
     def _type_checks(self, rows: list[ManifestRow], accepted: set[str]) -> list[ManifestRow]:
         for row in rows:
             actual = str(row.type)
             claimed = claimed_type(row.path)
-            if actual not in accepted:
+            if actual == "heic" and self.task == "image":
+                _reject(row, "unsupported_type", f"{row.path} is a HEIC image, which this platform does not decode; "
+                        "convert it to JPEG or PNG (an iPhone does so with Settings > Camera > Formats > Most "
+                        "Compatible)")
+            elif actual not in accepted:
                 nested = "#" in row.source and actual in ARCHIVE_TYPES
                 what = "an archive inside an archive (not expanded)" if nested else describe(actual)
                 dataset = "an image" if self.task == "image" else "a text"
@@ -177,18 +246,35 @@ class ManifestFilter:
                         f"{opts.min_side} px")
             elif max(width, height) > opts.max_side:
                 _reject(row, "too_large", f"{row.path} is {width}x{height}; its long side is over {opts.max_side} px")
+            elif row.trailing_bytes and opts.trailing_data == "reject":
+                _reject(row, "trailing_data", f"{row.path} has data after the end of the image ({row.trailing_bytes} "
+                        "bytes: an appended file, a phone's motion-photo video, or a polyglot), so it was not used. "
+                        "Fix: re-export it, or set dataset.filter.trailing_data: reencode to keep its pixels only")
         live = [r for r in rows if not r.reason]
-        for row, result in zip(live, parallel_map(check_image, [str(r.local_path) for r in live], self.workers),
-                               strict=True):
+        items = [(str(r.local_path), self._clean_path(r), self.background) for r in live]
+        for row, (_, clean, _), result in zip(live, items, parallel_map(check_image, items, self.workers),
+                                              strict=True):
             if "error" in result:
                 _reject(row, "undecodable", f"{row.path} cannot be decoded ({result['error']}): truncated or "
                         "corrupt")
-            else:
-                row.phash = result["phash"]
+                continue
+            row.phash = result["phash"]
+            if clean:
+                row.local_path = clean
+                row.note(f"reencoded: {row.trailing_bytes} bytes after the end of the image were dropped; its "
+                         "pixels were re-encoded as a PNG")
+            for note in _conversion_notes(row):
+                row.note(note)
         self._nsfw([r for r in live if not r.reason])
         self._exact_duplicates([r for r in live if not r.reason])
         if opts.near_duplicate_distance is not None:
             self._near_duplicate_images([r for r in live if not r.reason], opts.near_duplicate_distance)
+
+    def _clean_path(self, row: ManifestRow) -> str | None:
+        """Where a re-encoded copy goes, for an image with data after its end (never the original's bytes)."""
+        if not row.trailing_bytes or self.clean_dir is None:
+            return None
+        return str(self.clean_dir / f"{row.sha256}.png")
 
     def _nsfw(self, rows: list[ManifestRow]) -> None:
         if self.detector.name == "none":
@@ -200,28 +286,28 @@ class ManifestFilter:
                         f"over the {self.options.nsfw_threshold} threshold")
 
     def _exact_duplicates(self, rows: list[ManifestRow]) -> None:
-        first: dict[str, str] = {}
+        first: dict[str, ManifestRow] = {}
         for row in sorted(rows, key=_keep_first):
-            original = first.setdefault(str(row.sha256), row.path)
-            if original != row.path:
-                row.duplicate_of = original
-                _reject(row, "exact_duplicate", f"{row.path} is byte-for-byte identical to {original}")
+            original = first.setdefault(str(row.sha256), row)
+            if original is not row:
+                _drop_duplicate(row, original, "exact_duplicate", f"{row.path} is byte-for-byte identical to "
+                                f"{original.path}")
 
     def _near_duplicate_images(self, rows: list[ManifestRow], distance: int) -> None:
         kept_hashes = np.zeros(len(rows), dtype=np.uint64)
-        kept_paths: list[str] = []
+        kept: list[ManifestRow] = []
         for row in sorted(rows, key=_keep_first):
             value = np.uint64(int(str(row.phash), 16))
-            if kept_paths:
-                distances = np.bitwise_count(kept_hashes[: len(kept_paths)] ^ value)
+            if kept:
+                distances = np.bitwise_count(kept_hashes[: len(kept)] ^ value)
                 nearest = int(np.argmin(distances))
                 if distances[nearest] <= distance:
-                    row.duplicate_of = kept_paths[nearest]
-                    _reject(row, "near_duplicate", f"{row.path} looks the same as {kept_paths[nearest]} (perceptual "
-                            f"hash distance {int(distances[nearest])} <= {distance})")
+                    _drop_duplicate(row, kept[nearest], "near_duplicate", f"{row.path} looks the same as "
+                                    f"{kept[nearest].path} (perceptual hash distance {int(distances[nearest])} <= "
+                                    f"{distance})")
                     continue
-            kept_hashes[len(kept_paths)] = value
-            kept_paths.append(row.path)
+            kept_hashes[len(kept)] = value
+            kept.append(row)
 
     # ----------------------------------------------------------------------- texts
 
@@ -251,45 +337,90 @@ class ManifestFilter:
         from datasketch import LeanMinHash, MinHash, MinHashLSH
 
         index = MinHashLSH(threshold=similarity, num_perm=MINHASH_PERMUTATIONS)
+        by_path = {r.path: r for r in rows}
         for row in sorted(rows, key=_keep_first):
             signature = LeanMinHash(MinHash(num_perm=MINHASH_PERMUTATIONS, seed=1, scheme=MINHASH_SCHEME,
                                             hashvalues=np.array(signatures[row.path], dtype=np.uint64)))
             matches = sorted(index.query(signature))
             if matches:
-                row.duplicate_of = matches[0]
-                _reject(row, "near_duplicate", f"{row.path} repeats most of {matches[0]} (word-shingle similarity "
-                        f"about {similarity} or more)")
+                _drop_duplicate(row, by_path[matches[0]], "near_duplicate", f"{row.path} repeats most of "
+                                f"{matches[0]} (word-shingle similarity about {similarity} or more)")
                 continue
             index.insert(row.path, signature)
 
     # --------------------------------------------------------------------- summary
 
-    def _summary(self, rows: list[ManifestRow], kept: list[ManifestRow], rejected: list[ManifestRow]) -> dict:
+    def _summary(self, rows: list[ManifestRow], kept: list[ManifestRow]) -> dict:
+        """Counts that add up: kept + rejected = samples; archives and sidecar captions on their own lines."""
         samples = [r for r in rows if r.role == "sample"]
+        archives = [r for r in rows if r.role == "archive"]
+        sidecars = [r for r in rows if r.role == "sidecar"]
         return {
             "task": self.task,
             "files": len(rows),
             "samples": len(samples),
             "kept": len(kept),
-            "rejected": len(rejected),
-            "reasons": dict(sorted(Counter(str(r.reason) for r in rejected).items())),
-            "sidecar_captions": sum(r.role == "sidecar" for r in rows),
-            "archives": sum(r.role == "archive" for r in rows),
+            "rejected": sum(bool(r.reason) for r in samples),
+            "reasons": _reasons(samples),
+            "archives": {"total": len(archives), "expanded": sum(not r.reason for r in archives),
+                         "refused": sum(bool(r.reason) for r in archives), "reasons": _reasons(archives)},
+            "sidecar_captions": {"total": len(sidecars), "used": sum(not r.reason for r in sidecars),
+                                 "unusable": sum(bool(r.reason) for r in sidecars), "reasons": _reasons(sidecars)},
+            "caption_fallbacks": sum(bool(r.caption_problem) for r in kept),
+            "notes": dict(sorted(Counter(n.split(":")[0] for r in kept for n in r.notes or []).items())),
             "antivirus": self.antivirus.name,
             "nsfw_detector": self.detector.name,
         }
 
 
-def _keep_first(row: ManifestRow) -> tuple[bool, int, int, str]:
-    """Of duplicates, keep the captioned one, then the larger image, then the larger file, then the first path."""
-    return row.caption is None, -(row.width or 0) * (row.height or 0), -row.size, row.path
+def _reasons(rows: list[ManifestRow]) -> dict[str, int]:
+    return dict(sorted(Counter(str(r.reason) for r in rows if r.reason).items()))
+
+
+def _keep_first(row: ManifestRow) -> tuple[bool, int, str]:
+    """Of duplicates, keep the lossless copy, then the one with most pixels, then the first by path."""
+    return not row.lossless, -(row.width or 0) * (row.height or 0), row.path
+
+
+def _drop_duplicate(row: ManifestRow, kept: ManifestRow, reason: str, sentence: str) -> None:
+    """Reject a duplicate, naming the copy kept and why; a caption only the dropped copy had moves over."""
+    if bool(row.lossless) != bool(kept.lossless):
+        why = "it is lossless"
+    elif (row.width or 0) * (row.height or 0) != (kept.width or 0) * (kept.height or 0):
+        why = "it has more pixels"
+    else:
+        why = "it comes first by path"
+    row.duplicate_of = kept.path
+    _reject(row, reason, f"{sentence}; {kept.path} was kept ({why})")
+    if row.caption and not kept.caption:
+        kept.caption, kept.sidecar, kept.caption_problem = row.caption, row.sidecar, None
+        kept.note(f"caption: taken from its duplicate {row.path}")
+
+
+def _conversion_notes(row: ManifestRow) -> list[str]:
+    """What a user should know about how a kept image's pixels were read."""
+    notes = []
+    if (row.frames or 1) > 1:
+        notes.append(f"animated: {row.frames} frames, the first is used")
+    if row.mode in ALPHA_MODES:
+        notes.append("transparency: its transparent pixels are composited on dataset.background")
+    if row.mode in DEEP_MODES:
+        notes.append(f"deep: {row.mode} pixels are scaled to 8 bits")
+    if row.mode == "CMYK":
+        notes.append("cmyk: converted to RGB")
+    return notes
 
 
 def _scan_problem(row: ManifestRow) -> str:
     detail = f" ({row.error_detail})" if row.error_detail else ""
     if row.role == "archive":
         return f"{row.path}: the archive was not expanded{detail}"
+    if row.role == "sidecar":
+        return f"{row.path}, a caption file, cannot be used{detail}; its image falls back to the captioner or its name"
+    if str(row.error).startswith("archive_"):
+        return f"{row.path}: {row.error_detail}"
     return {"unreadable": f"{row.path} cannot be read{detail}",
+            "empty": f"{row.path} is an empty file (0 bytes). Fix: upload it again",
             "not_regular_file": f"{row.path} is not a regular file{detail}",
             "unsafe_name": f"{row.path} has a name that could escape its folder{detail}",
             "header_unreadable": f"{row.path} looks like {describe(str(row.type))} but its header cannot be "
@@ -298,14 +429,16 @@ def _scan_problem(row: ManifestRow) -> str:
 
 def filter_manifest(manifest: Path, out_dir: Path, options: FilterSection, task: str = "image",
                     workers: int = 0, antivirus: Antivirus | None = None,
-                    detector: NsfwDetector | None = None) -> FilterResult:
-    """Filter ``manifest`` into ``out_dir`` (kept.jsonl, rejected.jsonl, summary.json)."""
+                    detector: NsfwDetector | None = None, background: str = "white") -> FilterResult:
+    """Filter ``manifest`` into ``out_dir`` (kept.jsonl, rejected.jsonl, summary.json, clean/)."""
     settings = platform_settings()
     rows = read_rows(manifest)
-    refuse_writing_among((r.source for r in rows), out_dir)
+    refuse_writing_among((r.source for r in rows), out_dir, [CLEAN])
+    shutil.rmtree(out_dir / CLEAN, ignore_errors=True)  # a rerun re-encodes from the source
+    (out_dir / CLEAN).mkdir(parents=True, exist_ok=True)
     result = ManifestFilter(options, task, antivirus or antivirus_from(settings),
                             detector or nsfw_detector(options.nsfw_detector),
-                            workers or settings.worker_count).run(rows)
+                            workers or settings.worker_count, out_dir / CLEAN, background).run(rows)
     write_rows(out_dir / "rejected.jsonl", result.rejected)
     write_rows(out_dir / "kept.jsonl", result.kept)
     tmp = out_dir / ".summary.json.tmp"
@@ -326,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_job_spec(args.config) if args.config else None
     options = spec.dataset.filter if spec else FilterSection()
     task = args.task or (spec.job.task if spec else "image")
-    result = filter_manifest(args.manifest, args.out, options, task, args.workers)
+    result = filter_manifest(args.manifest, args.out, options, task, args.workers,
+                             background=spec.dataset.background if spec else "white")
     summary = result.summary
     print(f"kept {summary['kept']} of {summary['samples']} samples; rejected {summary['rejected']}")
     for reason, count in summary["reasons"].items():

@@ -35,6 +35,12 @@ class ManifestRow(BaseModel):
     height: int | None = None
     mode: str | None = None
     frames: int | None = None
+    lossless: bool | None = None
+    """The format keeps every pixel (PNG, GIF, BMP, TIFF, lossless WebP): of duplicates, such a copy is kept."""
+    trailing_bytes: int | None = None
+    """Bytes after the image's own end (an appended archive, a polyglot); 0 when it ends where it should."""
+    notes: list[str] | None = None
+    """What the stages did to a kept file that a user should know (first frame of an animation, re-encoded...)."""
     sidecar: str | None = None
     sidecar_of: str | None = None
     error: str | None = None
@@ -49,6 +55,11 @@ class ManifestRow(BaseModel):
     # caption
     caption: str | None = None
     caption_source: Literal["sidecar", "auto", "filename"] | None = None
+    caption_problem: str | None = None
+    """Why the image's sidecar caption was not used (it is in rejected.jsonl); the caption stage falls back."""
+
+    def note(self, text: str) -> None:
+        self.notes = [*(self.notes or []), text]
 
     @property
     def min_side(self) -> int | None:

@@ -13,19 +13,21 @@ import filetype
 HEAD_BYTES = 8192
 """Enough for every signature filetype knows (tar's sits at offset 257)."""
 
-IMAGE_TYPES = {"jpg", "png", "webp", "gif", "bmp", "tif"}
+IMAGE_TYPES = {"jpg", "png", "webp", "gif", "bmp", "tif", "avif"}
 ARCHIVE_TYPES = {"zip", "tar", "gz"}
 TEXT_TYPE = "text"
 
 EXTENSION_CLAIMS = {
     ".jpg": "jpg", ".jpeg": "jpg", ".jpe": "jpg", ".png": "png", ".webp": "webp", ".gif": "gif", ".bmp": "bmp",
-    ".tif": "tif", ".tiff": "tif", ".zip": "zip", ".tar": "tar", ".gz": "gz", ".tgz": "gz", ".txt": TEXT_TYPE,
+    ".tif": "tif", ".tiff": "tif", ".avif": "avif", ".heic": "heic", ".heif": "heic", ".zip": "zip", ".tar": "tar",
+    ".gz": "gz", ".tgz": "gz", ".txt": TEXT_TYPE,
     ".md": TEXT_TYPE, ".caption": TEXT_TYPE, ".exe": "exe", ".pdf": "pdf",
 }
 """What a file's extension says it is, in the names sniff() uses."""
 
 DESCRIPTIONS = {"jpg": "a JPEG image", "png": "a PNG image", "webp": "a WebP image", "gif": "a GIF image",
-                "bmp": "a BMP image", "tif": "a TIFF image", "zip": "a ZIP archive", "tar": "a tar archive",
+                "bmp": "a BMP image", "tif": "a TIFF image",
+                "avif": "an AVIF image", "heic": "a HEIC image", "zip": "a ZIP archive", "tar": "a tar archive",
                 "gz": "a gzip stream", "exe": "a Windows executable", "elf": "a Linux executable",
                 "pdf": "a PDF document", TEXT_TYPE: "text", "unknown": "of unknown type"}
 

@@ -40,7 +40,7 @@ def scan(info: RunInfo) -> dict[str, Any]:
 
     spec = info.load_spec()
     out = info.stage("scan") / "manifest.jsonl"
-    rows = scan_dataset(str(spec.dataset.uri), out, spec.dataset.caption_extension)
+    rows = scan_dataset(str(spec.dataset.uri), out, spec.dataset.caption_extension, archives=spec.dataset.archives)
     return {"manifest": str(out), "files": len(rows)}
 
 
@@ -50,7 +50,8 @@ def filter_content(info: RunInfo, manifest: str) -> dict[str, Any]:
 
     spec = info.load_spec()
     folder = info.stage("filter")
-    result = filter_manifest(Path(manifest), folder, spec.dataset.filter, spec.job.task)
+    result = filter_manifest(Path(manifest), folder, spec.dataset.filter, spec.job.task,
+                             background=spec.dataset.background)
     return {"kept": str(folder / "kept.jsonl"), "rejected": str(folder / "rejected.jsonl"),
             "summary": {k: result.summary[k] for k in ("samples", "kept", "rejected", "reasons")}}
 
@@ -62,9 +63,11 @@ def caption(info: RunInfo, kept: str) -> dict[str, Any]:
     spec = info.load_spec()
     folder = info.stage("caption")
     rows = caption_images(Path(kept), folder, spec.dataset.caption, spec.dataset.trigger_word,
-                      load_text_tokenizer(spec), spec.dataset.caption_extension)
+                          load_text_tokenizer(spec), spec.dataset.caption_extension,
+                          background=spec.dataset.background)
     return {"captioned": str(folder / "captioned.jsonl"),
-            "sources": {s: sum(r.caption_source == s for r in rows) for s in ("sidecar", "auto", "filename")}}
+            "sources": {s: sum(r.caption_source == s for r in rows) for s in ("sidecar", "auto", "filename")},
+            "caption_fallbacks": sum(bool(r.caption_problem) for r in rows)}
 
 
 @timed

@@ -48,6 +48,16 @@ def _safe_name(value: Any) -> Any:
 Name = Annotated[str, BeforeValidator(_safe_name), Field(pattern=NAME_PATTERN)]
 
 
+def _colour(value: str) -> str:
+    from lora_tasks.intake.pixels import parse_background  # Pillow, only when a spec is validated
+
+    parse_background(value)
+    return value
+
+
+Colour = Annotated[str, AfterValidator(_colour)]
+
+
 class SpecModel(BaseModel):
     """Strict about keys (typos must not be ignored), lenient about YAML's scalar types."""
 
@@ -83,6 +93,10 @@ class FilterSection(SpecModel):
     text_near_duplicate_similarity: Float | None = Field(
         0.9, gt=0.0, le=1.0, description="word-shingle Jaccard similarity at which texts are duplicates, or null"
     )
+    trailing_data: Literal["reject", "reencode"] = Field(
+        "reject", description="an image with data after its end (an appended archive, a polyglot): 'reject' it, "
+        "or 'reencode' its pixels into a clean PNG; never passed on as it is"
+    )
 
 
 class CaptionSection(SpecModel):
@@ -114,6 +128,13 @@ class DatasetSection(SpecModel):
     )
     repeats: Int = Field(
         1, ge=1, le=1000, description="times each image is seen per epoch (folders named '<N>_<name>' override)"
+    )
+    background: Colour = Field(
+        "white", description="colour transparent pixels are composited on ('#rrggbb' or a CSS colour name)"
+    )
+    archives: Literal["reject_archive", "keep_safe_members"] = Field(
+        "reject_archive", description="one unsafe member in an uploaded archive: 'reject_archive' (all of it, the "
+        "safe default) or 'keep_safe_members'; the lost members are reported either way"
     )
     filter: FilterSection = FilterSection()
     caption: CaptionSection = CaptionSection()

@@ -142,4 +142,6 @@ def _fill_disk_cache(encoder: Encoder, items: list[TrainingImage], buckets: list
 def _cache_key(item: TrainingImage, bucket: Size, model_identity: str) -> str:
     stat = item.path.stat()
     fields = [item.relpath, stat.st_size, stat.st_mtime_ns, item.caption, list(bucket), model_identity]
+    if item.background != (255, 255, 255):  # the default leaves the keys of existing caches as they were
+        fields.append(list(item.background))
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:32]

@@ -19,10 +19,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lora_tasks.errors import DatasetError
 from lora_tasks.intake.captions import clean, filename_caption, with_trigger
+from lora_tasks.intake.pixels import parse_background, to_rgb
 from lora_tasks.spec.schema import DatasetSection
 from lora_tasks.train.buckets import Size, resize_to_bucket
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif")
 REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")
 EXIF_ORIENTATION = 0x0112
 ROTATED_ORIENTATIONS = {5, 6, 7, 8}
@@ -37,6 +38,8 @@ class TrainingImage:
     folder: str
     size: Size
     """Upright (EXIF-corrected) width and height."""
+    background: tuple[int, int, int] = (255, 255, 255)
+    """What transparent pixels are composited on (dataset.background)."""
 
 
 def collect_images(root: Path, dataset: DatasetSection) -> list[TrainingImage]:
@@ -76,7 +79,7 @@ def _item(path: Path, relpath: PurePosixPath, caption: str, dataset: DatasetSect
     match = REPEATS_FOLDER.match(top)
     repeats = int(match.group(1)) if match and int(match.group(1)) > 0 else dataset.repeats
     return TrainingImage(path=path, relpath=relpath.as_posix(), caption=caption, repeats=repeats, folder=top,
-                         size=_upright_size(path))
+                         size=_upright_size(path), background=parse_background(dataset.background))
 
 
 def _caption(path: Path, dataset: DatasetSection) -> str:
@@ -103,10 +106,11 @@ def _upright_size(path: Path) -> Size:
 
 
 def load_pixels(item: TrainingImage, bucket: Size) -> np.ndarray:
-    """The image as float32 CHW in [-1, 1], upright and resized to its bucket."""
+    """The image as float32 CHW in [-1, 1], upright, in 8-bit RGB (every mode, as intake read it) and
+    resized to its bucket."""
     try:
         with Image.open(item.path) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            image = to_rgb(ImageOps.exif_transpose(image), item.background)
     except (UnidentifiedImageError, OSError) as exc:
         raise DatasetError(f"image {item.path} cannot be decoded ({exc}). Fix: remove it or re-export it") from None
     array = np.asarray(resize_to_bucket(image, bucket), dtype=np.float32)

@@ -23,7 +23,7 @@ FILTER_OPTIONS = {"min_side": 256, "max_side": 8192, "max_pixels": 50_000_000, "
 WEIRD_NAME = "with space ü\nnewline.jpg"
 
 EXPECTED: dict[str, str | None] = {
-    "good/photo_0.jpg": None,
+    "good/photo_0.jpg": "exact_duplicate",
     "good/photo_1.jpg": None,
     "good/photo_2.png": None,
     "good/photo_3.jpg": None,
@@ -31,7 +31,7 @@ EXPECTED: dict[str, str | None] = {
     f"good/{WEIRD_NAME}": None,
     "bundle.zip/inside/photo_5.jpg": None,
     "bundle.zip/inside/photo_6.jpg": None,
-    "bad/copy_of_photo_0.jpg": "exact_duplicate",
+    "bad/copy_of_photo_0.jpg": None,
     "bad/photo_1_resaved.jpg": "near_duplicate",
     "bad/setup.png": "unsupported_type",
     "bad/actually_jpeg.png": "extension_mismatch",

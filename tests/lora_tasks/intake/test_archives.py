@@ -83,8 +83,66 @@ def test_good_archives_expand_with_their_folders(tmp_path: Path) -> None:
                           ("tar", make_tar(tmp_path / "g.tar", members)),
                           ("gz", make_tar(tmp_path / "g.tgz", members, "w:gz"))):
         out = tmp_path / f"out-{kind}"
-        assert expand_archive(archive, kind, out) == sorted(members)
-        assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == members
+        expanded = expand_archive(archive, kind, out)
+        assert [m.name for m in expanded] == sorted(members)
+        assert {m.name: (out / str(m.file)).read_bytes() for m in expanded} == members
+
+
+def test_members_that_would_clash_as_files_are_all_kept(tmp_path: Path) -> None:
+    """A member named like another's folder cannot be written under its own name: members are numbered."""
+    archive = make_zip(tmp_path / "x.zip", {"x": b"file", "x/y": b"inside", "X": b"upper"})
+    expanded = expand_archive(archive, "zip", tmp_path / "out")
+    assert {m.name: (tmp_path / "out" / str(m.file)).read_bytes() for m in expanded} == \
+        {"x": b"file", "x/y": b"inside", "X": b"upper"}
+
+
+def test_a_second_member_of_the_same_name_is_refused_not_written_over_the_first(tmp_path: Path) -> None:
+    archive = tmp_path / "twice.zip"
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("a.jpg", b"first")
+        handle.writestr("a.jpg", b"second")
+    for kind, path in (("zip", archive), ("tar", make_tar_with_twice(tmp_path / "twice.tar"))):
+        expanded = {m.name: m for m in expand_archive(path, kind, tmp_path / f"out-{kind}")}
+        assert (tmp_path / f"out-{kind}" / str(expanded["a.jpg"].file)).read_bytes() == b"first"
+        copy = expanded["a.jpg (copy 2)"]
+        assert copy.file is None and copy.problem == "archive_duplicate_member" and "first one was used" in \
+            str(copy.detail)
+
+
+def make_tar_with_twice(path: Path) -> Path:
+    with tarfile.open(path, "w") as archive:
+        for data in (b"first", b"second"):
+            info = tarfile.TarInfo("a.jpg")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_the_archive_policy_decides_what_one_unsafe_member_costs(tmp_path: Path, kind: str) -> None:
+    members = {"safe_1.jpg": b"1", "../escape.jpg": b"2", "safe_2.jpg": b"3"}
+    archive = make_zip(tmp_path / "m.zip", members) if kind == "zip" else make_tar(tmp_path / "m.tar", members)
+    with pytest.raises(ArchiveRefused) as caught:  # the default: the whole archive, every member reported lost
+        expand_archive(archive, kind, tmp_path / "whole")
+    assert caught.value.code == "archive_unsafe_path" and "keep_safe_members" in str(caught.value)
+    fates = {m.name: m.problem for m in caught.value.members}
+    assert fates == {"../escape.jpg": "archive_unsafe_path", "safe_1.jpg": None, "safe_2.jpg": None}
+    assert not (tmp_path / "whole").exists()
+    kept = {m.name: m for m in expand_archive(archive, kind, tmp_path / "safe", policy="keep_safe_members")}
+    assert kept["../escape.jpg"].file is None and kept["../escape.jpg"].problem == "archive_unsafe_path"
+    assert (tmp_path / "safe" / str(kept["safe_2.jpg"].file)).read_bytes() == b"3"
+    assert not (tmp_path / "escape.jpg").exists()
+
+
+def test_refusal_messages_are_one_line_without_the_platforms_paths(tmp_path: Path) -> None:
+    archive = raw(tmp_path / "a.zip", b"PK\x03\x04 garbage")
+    with pytest.raises(ArchiveRefused) as caught:
+        expand_archive(archive, "zip", tmp_path / "out")
+    assert "\n" not in str(caught.value) and str(tmp_path) not in str(caught.value)
+    bomb = make_zip(tmp_path / "bomb.zip", {"z.bin": bytes(20 << 20), "ok.jpg": b"x"})
+    with pytest.raises(ArchiveRefused) as caught:
+        expand_archive(bomb, "zip", tmp_path / "out")
+    assert {m.name for m in caught.value.members} == {"z.bin", "ok.jpg"}  # the lost members are named
 
 
 def test_headers_that_understate_sizes_are_caught_while_copying(tmp_path: Path) -> None:

@@ -78,10 +78,15 @@ def test_missing_captioner_names_the_setting() -> None:
 
 def test_cli_on_a_filtered_manifest(style_dataset: Path, blip: Path, tiny_model: Path, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from lora_tasks.intake.antivirus import NoAntivirus
+    from lora_tasks.intake.filter import filter_manifest
     from lora_tasks.intake.scan import scan_dataset
+    from lora_tasks.spec.schema import FilterSection
 
     scan_dataset(str(style_dataset), tmp_path / "scan" / "manifest.jsonl", workers=1)
-    assert main([str(tmp_path / "scan" / "manifest.jsonl"), "--out", str(tmp_path / "caption"), "--model",
+    filter_manifest(tmp_path / "scan" / "manifest.jsonl", tmp_path / "filter", FilterSection(min_side=8), workers=1,
+                    antivirus=NoAntivirus())
+    assert main([str(tmp_path / "filter" / "kept.jsonl"), "--out", str(tmp_path / "caption"), "--model",
                  str(blip), "--tokenizer", str(tiny_model), "--trigger-word", "sks"]) == 0
     assert "captioned 12 images: 8 sidecar, 4 auto, 0 filename" in capsys.readouterr().out
 

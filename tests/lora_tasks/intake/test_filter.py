@@ -91,7 +91,11 @@ def test_summary_counts_every_reason(filtered: Path) -> None:
 
 def test_duplicates_point_at_the_original(filtered: Path) -> None:
     rejected = by_path(filtered / "rejected.jsonl")
-    assert rejected["bad/copy_of_photo_0.jpg"]["duplicate_of"] == "good/photo_0.jpg"  # the captioned one stays
+    # identical bytes: the first by path stays, and takes the caption only the dropped copy had
+    assert rejected["good/photo_0.jpg"]["duplicate_of"] == "bad/copy_of_photo_0.jpg"
+    assert "bad/copy_of_photo_0.jpg was kept (it comes first by path)" in rejected["good/photo_0.jpg"]["message"]
+    kept = by_path(filtered / "kept.jsonl")["bad/copy_of_photo_0.jpg"]
+    assert kept["caption"] == "a photo of coloured blobs, sks style" and kept["sidecar"] == "good/photo_0.txt"
     assert rejected["bad/photo_1_resaved.jpg"]["duplicate_of"] == "good/photo_1.jpg"
     assert rejected["red.jpg"]["nsfw_score"] == 1.0
 
@@ -207,7 +211,7 @@ def test_the_near_duplicate_threshold_decides(filtered: Path, image_manifest: Pa
         result = filter_manifest(image_manifest, tmp_path / str(options.near_duplicate_distance), options,
                                  antivirus=NoAntivirus(), detector=RedDetector())
         assert "bad/photo_1_resaved.jpg" in {r.path for r in result.kept}
-        assert "bad/copy_of_photo_0.jpg" not in {r.path for r in result.kept}  # exact copies still go
+        assert "good/photo_0.jpg" not in {r.path for r in result.kept}  # exact copies still go
 
 
 def test_the_filter_writes_nothing_into_the_dataset(image_manifest: Path, image_corpus: Path) -> None:
