@@ -54,7 +54,7 @@ def _images(source: Path, work: Path, caption_extension: str) -> list[ManifestRo
     the user's own, captioned on their machine without the filter: its sidecars are read with the
     filter's caption rules (the pipeline always passes the filter's kept.jsonl)."""
     if source.is_dir():
-        from lora_tasks.intake.filter import read_caption
+        from lora_tasks.intake.captions import read_caption
         from lora_tasks.intake.scan import scan_dataset
 
         rows = scan_dataset(str(source), work / "manifest.jsonl", caption_extension)
@@ -122,7 +122,7 @@ def caption_images(source: Path, out_dir: Path, caption: CaptionSection, trigger
                    tokenizer: Any | None = None, caption_extension: str = ".txt",
                    captioner: Captioner | None = None, background: str = "white") -> list[ManifestRow]:
     """Caption the images of ``source`` into ``out_dir`` (captioned.jsonl and captions/)."""
-    from lora_tasks.intake.pixels import parse_background
+    from lora_tasks.colours import parse_background
 
     rows = _images(source, out_dir, caption_extension)
     refuse_writing_among((r.source for r in rows), out_dir, ["captions"])

@@ -1,10 +1,13 @@
-"""Caption text rules shared by intake and training: file-name captions, trigger words, token limits."""
+"""Caption text rules shared by intake and training: sidecar files, file-name captions, trigger words, token
+limits."""
 
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+MAX_CAPTION_BYTES = 64 * 1024
 
 
 def filename_caption(path: str) -> str:
@@ -31,3 +34,21 @@ def trim_to_tokens(caption: str, tokenizer: Any) -> str:
     while len(words) > 1 and len(tokenizer(" ".join(words), add_special_tokens=False, verbose=False).input_ids) > limit:
         words.pop()
     return " ".join(words).rstrip(",;:")
+
+
+def read_caption(path: str, size: int) -> tuple[str | None, tuple[str, str] | None]:
+    """A sidecar's caption, or (reason, what is wrong) when it cannot be one."""
+    if size > MAX_CAPTION_BYTES:
+        return None, ("caption_too_large", f"is {size} bytes, over the {MAX_CAPTION_BYTES} a caption may hold")
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, ("caption_not_utf8", f"is not UTF-8 text (byte {exc.start}); save it as UTF-8")
+    except OSError as exc:
+        return None, ("caption_unreadable", f"cannot be read ({exc.strerror})")
+    if "\x00" in text:
+        return None, ("caption_not_text", "holds binary data (NUL bytes), not text")
+    words = text.split()
+    if not words:
+        return None, ("caption_empty", "holds no words")
+    return " ".join(words), None

@@ -26,17 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import imagehash  # imported here, not in the workers: each would pay its scipy import again
 import numpy as np
-from PIL import Image, ImageOps
 
 from lora_tasks.cli import entry_point
+from lora_tasks.colours import parse_background
 from lora_tasks.intake.antivirus import Antivirus, antivirus_from
+from lora_tasks.intake.captions import read_caption
+from lora_tasks.intake.decode import check_image, conversion_notes
 from lora_tasks.intake.manifest import ManifestRow, read_rows, write_rows
 from lora_tasks.intake.nsfw import NsfwDetector, nsfw_detector
 from lora_tasks.intake.overlap import refuse_writing_among
-from lora_tasks.intake.pixels import parse_background, to_rgb
-from lora_tasks.intake.scan import error_text, parallel_map, unlimited_pixels
+from lora_tasks.intake.scan import parallel_map
 from lora_tasks.intake.sniff import ARCHIVE_TYPES, IMAGE_TYPES, TEXT_TYPE, claimed_type, describe
 from lora_tasks.settings import platform_settings
 from lora_tasks.spec.loading import load_job_spec
@@ -44,19 +44,11 @@ from lora_tasks.spec.schema import FilterSection
 
 log = logging.getLogger(__name__)
 
-PHASH_INPUT = 32
-"""imagehash.phash's own working size (hash_size 8 x highfreq_factor 4)."""
-PHASH_SIZE = 8
-DCT_LOW_ROWS = 2 * np.cos(np.pi * np.outer(np.arange(PHASH_SIZE), 2 * np.arange(PHASH_INPUT) + 1) / (2 * PHASH_INPUT))
-"""The first rows of the unnormalised DCT-II matrix (scipy.fftpack.dct's type 2): the only ones phash keeps."""
 SHINGLE_WORDS = 5
 MINHASH_PERMUTATIONS = 64
 MINHASH_SCHEME = "affine32"
-MAX_CAPTION_BYTES = 64 * 1024
 CLEAN = "clean"
 """The filter's folder of re-encoded images (dataset.filter.trailing_data: reencode), rebuilt by every run."""
-ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
-DEEP_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
 @dataclass
@@ -68,66 +60,6 @@ class FilterResult:
 
 def _reject(row: ManifestRow, reason: str, message: str) -> None:
     row.reason, row.message = reason, message
-
-
-def perceptual_hash(image: Image.Image) -> imagehash.ImageHash:
-    """``imagehash.phash``, bit for bit on real images (a test compares them), with its two full
-    32-point DCTs (scipy.fftpack, the slowest part of the filter after decoding) replaced by the
-    eight rows of the DCT matrix whose coefficients the hash keeps. On a flat image the kept
-    coefficients are rounding noise, and the two may disagree on bits that mean nothing there."""
-    small = image.convert("L").resize((PHASH_INPUT, PHASH_INPUT), Image.Resampling.LANCZOS)
-    low = DCT_LOW_ROWS @ np.asarray(small, dtype=np.float64) @ DCT_LOW_ROWS.T
-    return imagehash.ImageHash(low > np.median(low))
-
-
-def check_image(item: tuple[str, str | None, tuple[int, int, int]]) -> dict[str, Any]:
-    """Decode the whole image (catches truncation and corruption) and take its perceptual hash; with
-    a ``clean`` path, also write its pixels there as a PNG (an image with data after its end).
-
-    RGB and grey JPEGs are decoded with libjpeg's DCT scaling: every compressed byte is still
-    entropy-decoded, so damage is caught as before, but the inverse DCT runs at half size in
-    grayscale, which is all the hash needs (half the time of a full colour decode). Every other
-    mode is converted to RGB the way training sees it (``to_rgb``) before it is reduced.
-    """
-    path, clean, background = item
-    try:
-        with unlimited_pixels(), Image.open(path) as image:  # the limit was enforced from the header
-            if image.format == "JPEG" and image.mode in ("RGB", "L") and clean is None:
-                image.draft("L", (image.width // 2, image.height // 2))
-            image.load()
-            if clean is not None:
-                _write_png(to_rgb(ImageOps.exif_transpose(image), background), Path(clean))
-            picture = image if image.mode in ("RGB", "L") else to_rgb(image, background)
-            # imagehash LANCZOS-resizes the whole image to 32x32, which costs as much as decoding it;
-            # a box reduction to >= 64 px first (one C pass) makes the hash nearly free
-            factor = max(1, min(picture.size) // (2 * PHASH_INPUT))
-            return {"phash": str(perceptual_hash(picture.reduce(factor)))}
-    except Exception as exc:  # Pillow raises many types for corrupt data
-        return {"error": error_text(exc, path)}
-
-
-def _write_png(image: Image.Image, target: Path) -> None:
-    partial = target.with_name(f".{target.name}.partial")
-    image.save(partial, "PNG")
-    partial.replace(target)
-
-
-def read_caption(path: str, size: int) -> tuple[str | None, tuple[str, str] | None]:
-    """A sidecar's caption, or (reason, what is wrong) when it cannot be one."""
-    if size > MAX_CAPTION_BYTES:
-        return None, ("caption_too_large", f"is {size} bytes, over the {MAX_CAPTION_BYTES} a caption may hold")
-    try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return None, ("caption_not_utf8", f"is not UTF-8 text (byte {exc.start}); save it as UTF-8")
-    except OSError as exc:
-        return None, ("caption_unreadable", f"cannot be read ({exc.strerror})")
-    if "\x00" in text:
-        return None, ("caption_not_text", "holds binary data (NUL bytes), not text")
-    words = text.split()
-    if not words:
-        return None, ("caption_empty", "holds no words")
-    return " ".join(words), None
 
 
 def check_text(path: str, max_chars: int) -> dict[str, Any]:
@@ -263,7 +195,7 @@ class ManifestFilter:
                 row.local_path = clean
                 row.note(f"reencoded: {row.trailing_bytes} bytes after the end of the image were dropped; its "
                          "pixels were re-encoded as a PNG")
-            for note in _conversion_notes(row):
+            for note in conversion_notes(row.mode, row.frames):
                 row.note(note)
         self._nsfw([r for r in live if not r.reason])
         self._exact_duplicates([r for r in live if not r.reason])
@@ -395,20 +327,6 @@ def _drop_duplicate(row: ManifestRow, kept: ManifestRow, reason: str, sentence: 
     if row.caption and not kept.caption:
         kept.caption, kept.sidecar, kept.caption_problem = row.caption, row.sidecar, None
         kept.note(f"caption: taken from its duplicate {row.path}")
-
-
-def _conversion_notes(row: ManifestRow) -> list[str]:
-    """What a user should know about how a kept image's pixels were read."""
-    notes = []
-    if (row.frames or 1) > 1:
-        notes.append(f"animated: {row.frames} frames, the first is used")
-    if row.mode in ALPHA_MODES:
-        notes.append("transparency: its transparent pixels are composited on dataset.background")
-    if row.mode in DEEP_MODES:
-        notes.append(f"deep: {row.mode} pixels are scaled to 8 bits")
-    if row.mode == "CMYK":
-        notes.append("cmyk: converted to RGB")
-    return notes
 
 
 def _scan_problem(row: ManifestRow) -> str:

@@ -11,11 +11,10 @@ ignored), and a 16-bit grey+alpha PNG as 8-bit RGBA.
 
 from __future__ import annotations
 
-import re
 from io import BytesIO
 
 import numpy as np
-from PIL import Image, ImageCms, ImageColor
+from PIL import Image, ImageCms
 
 WHITE = (255, 255, 255)
 
@@ -23,8 +22,6 @@ _WIDE_GREY = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 """Grey modes whose samples are wider than 8 bits."""
 
 _SRGB = ImageCms.createProfile("sRGB")
-
-_HEX_COLOUR = re.compile(r"#(?:[0-9a-f]{3}){1,2}")
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = WHITE) -> Image.Image:
@@ -79,16 +76,3 @@ def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
         except ImageCms.PyCMSError:
             pass
     return image.convert("RGB")
-
-
-def parse_background(value: str) -> tuple[int, int, int]:
-    """'#rrggbb' / '#rgb' / a colour name Pillow's ImageColor knows -> RGB.
-
-    Anything else (alpha forms, 'rgb(...)', unknown names) raises ValueError naming the value and the accepted forms.
-    """
-    text = value.strip().lower()
-    if not (_HEX_COLOUR.fullmatch(text) or text in ImageColor.colormap):
-        raise ValueError(f"background colour {value!r} is not understood: "
-                         "use '#rrggbb', '#rgb' or a colour name such as 'white' or 'black'")
-    red, green, blue = ImageColor.getrgb(text)[:3]
-    return red, green, blue

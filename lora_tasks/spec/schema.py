@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from lora_tasks.colours import parse_background
+
 Auto = Literal["auto"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Tenant and job names become path and object-store prefixes: no '/', no leading dot."""
@@ -49,8 +51,6 @@ Name = Annotated[str, BeforeValidator(_safe_name), Field(pattern=NAME_PATTERN)]
 
 
 def _colour(value: str) -> str:
-    from lora_tasks.intake.pixels import parse_background  # Pillow, only when a spec is validated
-
     parse_background(value)
     return value
 

@@ -82,8 +82,32 @@ class S3Store(Store):
         self.client.upload_file(str(local), self.bucket, self._key(key), Config=self.transfer)
 
     def download(self, key: str, local: Path) -> None:
+        """One GET for an object under the multipart size (most dataset files: a managed transfer costs
+        several times more per object), a managed, multipart transfer above it. A body cut off while
+        streaming is fetched again (botocore retries requests, not the reading of a response)."""
+        from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+        from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+        cut_off = (IncompleteReadError, ReadTimeoutError, ResponseStreamingError)
+        retry(retry=retry_if_exception_type(cut_off), stop=stop_after_attempt(MAX_ATTEMPTS),
+              wait=wait_exponential(0.2, max=5), reraise=True)(self._download)(key, local)
+
+    def _download(self, key: str, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)
-        self.client.download_file(self.bucket, self._key(key), str(local), Config=self.transfer)
+        response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        if response["ContentLength"] > MULTIPART_BYTES:
+            response["Body"].close()
+            self.client.download_file(self.bucket, self._key(key), str(local), Config=self.transfer)
+            return
+        partial = local.with_name(f".{local.name}.partial")
+        body = response["Body"]
+        try:
+            with partial.open("wb") as out:
+                for chunk in body.iter_chunks(1 << 20):
+                    out.write(chunk)
+        finally:
+            body.close()
+        partial.replace(local)
 
     def exists(self, key: str) -> bool:
         """Only a 404 means absent: any other error is raised, since publishing acts on the answer (a

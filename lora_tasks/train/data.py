@@ -17,9 +17,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lora_tasks.colours import parse_background
 from lora_tasks.errors import DatasetError
 from lora_tasks.intake.captions import clean, filename_caption, with_trigger
-from lora_tasks.intake.pixels import parse_background, to_rgb
+from lora_tasks.intake.pixels import to_rgb
 from lora_tasks.spec.schema import DatasetSection
 from lora_tasks.train.buckets import Size, resize_to_bucket
 

@@ -226,7 +226,7 @@ def test_the_perceptual_hash_is_imagehash_phash_bit_for_bit() -> None:
     imagehash's own, or near-duplicate distances would mean something else."""
     import imagehash
 
-    from lora_tasks.intake.filter import perceptual_hash
+    from lora_tasks.intake.decode import perceptual_hash
 
     rng = np.random.default_rng(0)
     for i in range(300):

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lora_tasks.intake.pixels import parse_background, to_rgb
+from lora_tasks.colours import parse_background
+from lora_tasks.intake.pixels import to_rgb
 
 SIZE = (13, 10)
 """Width, height: odd, so reduce(2) has to round up."""

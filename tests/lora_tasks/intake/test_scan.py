@@ -211,3 +211,54 @@ def test_s3_dataset_is_copied_into_the_stage(s3_endpoint: str, tmp_path: Path,
     finally:
         platform_settings.cache_clear()
     assert json.loads(out.read_text().splitlines()[0])["path"] == "../../escape.jpg"
+
+
+@pytest.mark.slow
+def test_ten_thousand_s3_objects_some_empty(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listing pages, parallel downloads, and a row with a reason for every object, empty ones included."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lora_tasks.settings import platform_settings
+    from lora_tasks.stores.s3 import s3_client
+
+    monkeypatch.setenv("LORA_S3_ENDPOINT_URL", s3_endpoint)
+    platform_settings.cache_clear()
+    client = s3_client(s3_endpoint)
+    client.create_bucket(Bucket="many")
+    tiny = jpeg_bytes(photo(0, (8, 8)))
+
+    def put(i: int) -> None:
+        client.put_object(Bucket="many", Key=f"up/{i // 1000:02d}/{i:05d}.jpg", Body=b"" if i % 100 == 0 else tiny)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, range(10_000)))
+    try:
+        rows = scan_dataset("s3://many/up", tmp_path / "scan" / "manifest.jsonl", workers=2)
+        result = filter_manifest(tmp_path / "scan" / "manifest.jsonl", tmp_path / "filter", FilterSection(),
+                                 workers=2, antivirus=NoAntivirus())
+    finally:
+        platform_settings.cache_clear()
+    assert len(rows) == 10_000
+    assert result.summary["reasons"] == {"empty": 100, "too_small": 9_900}
+    empty = next(r for r in result.rejected if r.reason == "empty")
+    assert "empty file (0 bytes)" in str(empty.message)
+
+
+def test_keep_safe_members_keeps_an_archives_safe_members(tmp_path: Path) -> None:
+    import zipfile
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with zipfile.ZipFile(data / "mixed.zip", "w") as archive:
+        archive.writestr("safe.jpg", jpeg_bytes(photo(1)))
+        archive.writestr("../escape.jpg", jpeg_bytes(photo(2)))
+    for policy, kept in (("reject_archive", set()), ("keep_safe_members", {"mixed.zip/safe.jpg"})):
+        rows = scan_dataset(str(data), tmp_path / policy / "manifest.jsonl", workers=1, archives=policy)
+        result = filter_manifest(tmp_path / policy / "manifest.jsonl", tmp_path / policy / "filter",
+                                 FilterSection(**FILTER_OPTIONS), workers=1, antivirus=NoAntivirus())
+        assert {r.path for r in result.kept} == kept
+        reasons = {r.path: r.reason for r in result.rejected}
+        assert reasons["mixed.zip/../escape.jpg"] == "archive_unsafe_path"  # reported lost either way
+        assert reasons.get("mixed.zip/safe.jpg") == (None if kept else "archive_refused")
+        assert (reasons.get("mixed.zip") is None) == bool(kept)
+        assert len(rows) == 3

@@ -91,3 +91,20 @@ def test_fingerprint_follows_captions(tmp_path: Path) -> None:
     before = dataset_fingerprint(collect_images(tmp_path, DatasetSection()))
     (tmp_path / "a.txt").write_text("new caption")
     assert dataset_fingerprint(collect_images(tmp_path, DatasetSection())) != before
+
+
+def test_training_reads_every_mode_as_intake_does(tmp_path: Path) -> None:
+    """16-bit grey is scaled, not saturated to white; transparency shows dataset.background, not the colour
+    hidden under it."""
+    import numpy as np
+
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    hidden = Image.new("RGBA", (64, 64), (255, 0, 255, 0))  # magenta, fully transparent
+    hidden.save(tmp_path / "hidden.png")
+    items = {i.relpath: i for i in collect_images(tmp_path, DatasetSection(background="#000000"))}
+    deep = load_pixels(items["deep.png"], (64, 64))
+    assert -1.0 <= deep.min() < -0.9 and 0.9 < deep.max() <= 1.0 and abs(float(deep.mean())) < 0.05
+    assert np.allclose(load_pixels(items["hidden.png"], (64, 64)), -1.0)  # black, not magenta
+    with pytest.raises(ValueError, match="background colour 'nope' is not understood"):
+        DatasetSection(background="nope")
