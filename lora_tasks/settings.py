@@ -24,10 +24,14 @@ class PlatformSettings(BaseSettings):
     s3_endpoint_url: str | None = Field(
         None, description="S3-compatible endpoint (MinIO, Ceph, moto); boto3 also honours AWS_ENDPOINT_URL"
     )
-    antivirus: Literal["clamscan", "clamd", "off"] = Field(
-        "clamscan", description="'clamscan' (one process per batch), 'clamd' (a running daemon), or 'off'"
+    antivirus: Literal["auto", "clamscan", "clamd", "off"] = Field(
+        "auto", description="'auto' (clamd when one answers on clamd_socket, else clamscan), 'clamscan' (one "
+        "process per batch), 'clamd' (a running daemon, required), or 'off'"
     )
-    clamd_socket: Path | None = Field(None, description="clamd's local socket, for antivirus=clamd")
+    clamd_socket: Path | None = Field(
+        None, description="clamd's local socket, for antivirus=auto/clamd (unset: Debian's /run/clamav/clamd.ctl or "
+        "/var/run/clamav/clamd.ctl)"
+    )
     clamav_database: Path | None = Field(
         None, description="signature file or folder for clamscan -d (default: clamav's own database)"
     )

@@ -51,6 +51,7 @@ def _configure_airflow_and_platform() -> None:
         "LORA_WORKSPACE": str(TEST_ROOT / "workspace"),
         "LORA_ARTIFACT_ROOT": str(TEST_ROOT / "artifacts"),
         "LORA_CLAMAV_DATABASE": str(EICAR_SIGNATURES),
+        "LORA_ANTIVIRUS": "clamscan",  # the test signatures, even where a system clamd (with its own) is running
         "LORA_LEDGER_URL": f"sqlite:///{TEST_ROOT / 'ledger.db'}",
         "LORA_TENANTS_FILE": str(TENANTS_FILE),
         "LORA_CACHE_DIR": str(TEST_ROOT / "cache"),

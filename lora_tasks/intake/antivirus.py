@@ -6,10 +6,13 @@ clamscan and clamdscan print file names verbatim, so a name holding a newline or
 - ``clamscan`` (no daemon): one process per batch over a file list of index-named
   symlinks (``000001`` ...), so every result line names its file by number. A file with
   no result line (it vanished, or could not be read) is reported as unscanned.
-- ``clamd`` (a daemon socket is configured): clamdscan cannot map results back through
-  such links, so we speak clamd's own protocol (as clamdscan does): one ``zFILDES`` request
-  per file, passing an open descriptor, so clamd reads with our permissions and never
-  sees a name at all.
+- ``clamd`` (a running daemon): clamdscan cannot map results back through such links, so
+  we speak clamd's own protocol (as clamdscan does): one ``zFILDES`` request per file,
+  passing an open descriptor, so clamd reads with our permissions and never sees a name at
+  all. A few requests run at once (clamd scans each on one of its MaxThreads threads).
+
+LORA_ANTIVIRUS=auto (the default) uses clamd when one answers PING on LORA_CLAMD_SOCKET
+or, when that is unset, on Debian's standard sockets; otherwise clamscan.
 
 Either way a file is ``clean``, ``infected`` (with the signature) or ``unscanned``: the
 filter rejects the last two, so a broken scanner fails closed.
@@ -18,11 +21,14 @@ filter rejects the last two, so a broken scanner fails closed.
 from __future__ import annotations
 
 import array
+import logging
+import os
 import re
 import shutil
 import socket
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -30,6 +36,12 @@ from typing import Literal, Protocol
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.settings import PlatformSettings
 
+log = logging.getLogger(__name__)
+
+DEFAULT_SOCKETS = (Path("/run/clamav/clamd.ctl"), Path("/var/run/clamav/clamd.ctl"))
+"""Where Debian's clamav-daemon listens; tried by LORA_ANTIVIRUS=auto/clamd when LORA_CLAMD_SOCKET is unset."""
+PROBE_TIMEOUT = 5.0
+"""Seconds ``auto`` waits for a daemon's PONG before it settles for clamscan."""
 LINE = re.compile(r"^(?:.*/)?(\d{6,}): (.*)$")
 SIZE_LIMITS = ["--max-filesize=2000M", "--max-scansize=2000M"]
 """clamscan skips files over 100 MB by default and reports them clean; ours may be larger."""
@@ -63,7 +75,8 @@ class ClamScan:
         found = shutil.which(binary)
         if found is None:
             raise LoraTaskError("the antivirus 'clamscan' is not installed. Fix: install Debian's 'clamav' package, "
-                                "or set LORA_ANTIVIRUS=off where uploads are scanned elsewhere")
+                                "run clamd (LORA_ANTIVIRUS=auto uses it when it answers), or set "
+                                "LORA_ANTIVIRUS=off where uploads are scanned elsewhere")
         self.binary, self.database = found, database
         self.extra = [] if image_fuzzy_hash else ["--scan-image-fuzzy-hash=no"]
 
@@ -100,7 +113,7 @@ def _parse(stdout: str, count: int) -> list[Verdict]:
         index, outcome = int(match.group(1)) - 1, match.group(2)
         if not 0 <= index < count:
             continue
-        if outcome == "OK":
+        if outcome in ("OK", "Empty file"):  # clamscan skips 0-byte files (clamd says OK): nothing to infect
             verdicts[index] = Verdict("clean")
         elif outcome.endswith(" FOUND"):
             verdicts[index] = Verdict("infected", outcome.removesuffix(" FOUND"))
@@ -109,21 +122,16 @@ def _parse(stdout: str, count: int) -> list[Verdict]:
     return verdicts
 
 
-class ClamdSocket:
-    name = "clamd"
+class ClamdUnreachable(OSError):
+    """The daemon itself did not answer (as opposed to a file we could not open)."""
 
-    def __init__(self, path: Path, timeout: float = 60.0) -> None:
-        self.path, self.timeout = path, timeout
-        try:
-            self._request(b"zPING\0")
-        except OSError as exc:
-            raise LoraTaskError(f"clamd does not answer on {path} ({exc}). Fix: start clamd, or correct "
-                                "LORA_CLAMD_SOCKET") from None
 
-    def _request(self, command: bytes, descriptor: int | None = None) -> str:
+def _request(path: Path, command: bytes, timeout: float, descriptor: int | None = None) -> str:
+    """One clamd command on its own connection; the reply without its NUL."""
+    try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(self.timeout)
-            conn.connect(str(self.path))
+            conn.settimeout(timeout)
+            conn.connect(str(path))
             conn.sendall(command)
             if descriptor is not None:
                 conn.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [descriptor]))])
@@ -133,31 +141,90 @@ class ClamdSocket:
                 if not chunk:
                     break
                 reply += chunk
-        return reply.rstrip(b"\0").decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise ClamdUnreachable(str(exc) or type(exc).__name__) from exc
+    return reply.rstrip(b"\0").decode("utf-8", errors="replace")
+
+
+def clamd_answers(path: Path, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether a clamd listening on ``path`` answers PING with PONG."""
+    try:
+        return _request(path, b"zPING\0", timeout) == "PONG"
+    except OSError:
+        return False
+
+
+class ClamdSocket:
+    name = "clamd"
+
+    def __init__(self, path: Path, timeout: float = 60.0, threads: int = 8) -> None:
+        """``threads``: requests in flight at once; keep it at or below clamd's MaxThreads (default 10)."""
+        self.path, self.timeout, self.threads = Path(path), timeout, max(1, threads)
+        try:
+            reply = _request(self.path, b"zPING\0", min(timeout, PROBE_TIMEOUT))
+        except OSError as exc:
+            reply = str(exc)
+        if reply != "PONG":
+            raise LoraTaskError(f"clamd does not answer on {path} ({reply or 'no reply'}). Fix: start clamd "
+                                "(Debian's clamav-daemon), correct LORA_CLAMD_SOCKET, or set LORA_ANTIVIRUS=auto "
+                                "to fall back to clamscan") from None
 
     def scan(self, paths: list[Path]) -> list[Verdict]:
-        return [self._scan_one(path) for path in paths]
+        if not paths:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.threads, len(paths)), thread_name_prefix="clamd") as pool:
+            outcomes = list(pool.map(self._scan_one, paths))
+        if all(unreachable for _, unreachable in outcomes):
+            raise LoraTaskError(f"clamd on {self.path} stopped answering ({outcomes[0][0].detail}). Fix: restart "
+                                "clamd (Debian's clamav-daemon), or correct LORA_CLAMD_SOCKET")
+        return [verdict for verdict, _ in outcomes]
 
-    def _scan_one(self, path: Path) -> Verdict:
+    def _scan_one(self, path: Path) -> tuple[Verdict, bool]:
+        """The file's verdict, and whether the daemon (rather than the file) was the problem."""
         try:
-            with Path(path).open("rb") as handle:
-                reply = self._request(b"zFILDES\0", handle.fileno())
+            # O_NONBLOCK: a FIFO must not hang the scan; clamd then answers "Not a regular file ERROR"
+            descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError as exc:
-            return Verdict("unscanned", str(exc))
-        outcome = reply.rpartition(": ")[2]
+            return Verdict("unscanned", str(exc)), False
+        try:
+            reply = _request(self.path, b"zFILDES\0", self.timeout, descriptor)
+        except ClamdUnreachable as exc:
+            return Verdict("unscanned", f"clamd did not answer: {exc}"), True
+        finally:
+            os.close(descriptor)
+        outcome = reply.rpartition(": ")[2]  # "fd[12]: OK": clamd never sees the file's name
         if outcome == "OK":
-            return Verdict("clean")
+            return Verdict("clean"), False
         if outcome.endswith(" FOUND"):
-            return Verdict("infected", outcome.removesuffix(" FOUND"))
-        return Verdict("unscanned", reply)
+            return Verdict("infected", outcome.removesuffix(" FOUND")), False
+        return Verdict("unscanned", reply or "no reply from clamd"), False
 
 
 def antivirus_from(settings: PlatformSettings) -> Antivirus:
-    """The engine the operator configured (LORA_ANTIVIRUS, LORA_CLAMD_SOCKET, LORA_CLAMAV_DATABASE)."""
+    """The engine the operator configured (LORA_ANTIVIRUS, LORA_CLAMD_SOCKET, LORA_CLAMAV_DATABASE).
+
+    ``auto``: clamd if it answers on LORA_CLAMD_SOCKET (or, when unset, on Debian's sockets), else clamscan;
+    ``clamd``: the same daemon, or an error; ``clamscan``; ``off``."""
     if settings.antivirus == "off":
         return NoAntivirus()
-    if settings.antivirus == "clamd" or settings.clamd_socket:
-        if not settings.clamd_socket:
-            raise LoraTaskError("LORA_ANTIVIRUS=clamd needs LORA_CLAMD_SOCKET, the daemon's socket path")
-        return ClamdSocket(settings.clamd_socket)
+    if settings.antivirus == "clamd" and settings.clamd_socket:
+        return _daemon(settings, settings.clamd_socket)
+    if settings.antivirus in ("auto", "clamd"):
+        for candidate in [settings.clamd_socket] if settings.clamd_socket else DEFAULT_SOCKETS:
+            if clamd_answers(candidate):
+                return _daemon(settings, candidate)
+        if settings.antivirus == "clamd":
+            raise LoraTaskError("LORA_ANTIVIRUS=clamd needs LORA_CLAMD_SOCKET, the daemon's socket path: no clamd "
+                                f"answers on {' or '.join(map(str, DEFAULT_SOCKETS))}. Fix: set LORA_CLAMD_SOCKET, "
+                                "start Debian's clamav-daemon, or set LORA_ANTIVIRUS=auto to fall back to clamscan")
+        if settings.clamd_socket:
+            log.warning("clamd does not answer on LORA_CLAMD_SOCKET=%s; scanning with clamscan instead (slower)",
+                        settings.clamd_socket)
     return ClamScan(settings.clamav_database, image_fuzzy_hash=settings.clamav_image_fuzzy_hash)
+
+
+def _daemon(settings: PlatformSettings, path: Path) -> ClamdSocket:
+    if settings.clamav_database:
+        log.warning("scanning with clamd on %s: it uses its own DatabaseDirectory, not LORA_CLAMAV_DATABASE=%s "
+                    "(which only clamscan reads)", path, settings.clamav_database)
+    return ClamdSocket(path)

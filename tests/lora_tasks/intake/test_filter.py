@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ from PIL import Image
 
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.intake.antivirus import ClamdSocket, ClamScan, NoAntivirus, Verdict, antivirus_from
+from lora_tasks.intake.clamd_daemon import private_clamd
 from lora_tasks.intake.filter import filter_manifest, main
 from lora_tasks.intake.manifest import read_rows
 from lora_tasks.intake.nsfw import NudeNetDetector
@@ -121,20 +119,7 @@ def test_text_dataset(text_corpus: Path, clamav_database: Path, tmp_path: Path) 
 
 def test_clamd_gives_the_same_verdicts(clamav_database: Path, tmp_path: Path) -> None:
     """A real clamd on a private socket, with the same signature file."""
-    clamd = shutil.which("clamd") or "/usr/sbin/clamd"
-    if not Path(clamd).exists():
-        pytest.fail("clamd is missing: `make test` installs Debian's clamav-daemon")
-    (tmp_path / "db").mkdir()
-    shutil.copy(clamav_database, tmp_path / "db" / "test.hdb")
-    socket_path = tmp_path / "clamd.sock"
-    (tmp_path / "clamd.conf").write_text(f"LocalSocket {socket_path}\nDatabaseDirectory {tmp_path / 'db'}\n"
-                                         "Foreground yes\n")
-    daemon = subprocess.Popen([clamd, f"--config-file={tmp_path / 'clamd.conf'}"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not socket_path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with private_clamd(clamav_database, tmp_path / "clamd") as socket_path:
         engine = antivirus_from(PlatformSettings(antivirus="clamd", clamd_socket=socket_path))
         assert isinstance(engine, ClamdSocket)
         files = [tmp_path / "clean.jpg", tmp_path / "new\nline: x FOUND.jpg", tmp_path / "gone.jpg"]
@@ -142,9 +127,6 @@ def test_clamd_gives_the_same_verdicts(clamav_database: Path, tmp_path: Path) ->
         files[1].write_bytes(EICAR)
         assert [v.status for v in engine.scan(files)] == ["clean", "infected", "unscanned"]
         assert engine.scan([files[1]])[0].detail == "Test.EICAR.UNOFFICIAL"
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=15)
 
 
 def test_clamscan_maps_odd_names_and_missing_files(clamav_database: Path, tmp_path: Path) -> None:
@@ -166,7 +148,7 @@ def test_scanner_problems_fail_clearly(tmp_path: Path) -> None:
     with pytest.raises(LoraTaskError, match="needs LORA_CLAMD_SOCKET"):
         antivirus_from(PlatformSettings(antivirus="clamd"))
     with pytest.raises(LoraTaskError, match="clamd does not answer"):
-        antivirus_from(PlatformSettings(clamd_socket=tmp_path / "none.sock"))
+        antivirus_from(PlatformSettings(antivirus="clamd", clamd_socket=tmp_path / "none.sock"))
     assert isinstance(antivirus_from(PlatformSettings(antivirus="off")), NoAntivirus)
 
 
