@@ -218,3 +218,37 @@ def test_the_perceptual_hash_is_imagehash_phash_bit_for_bit() -> None:
         if i % 3 == 0:
             image = image.convert("L")
         assert str(perceptual_hash(image)) == str(imagehash.phash(image)), i
+
+
+def test_trailing_data_is_rejected_or_reencoded_never_passed_on(tmp_path: Path) -> None:
+    """A zip after a JPEG's end: refused by default; with trailing_data: reencode its pixels go on as a clean
+    PNG in the filter's folder, and the bytes after the image go nowhere."""
+    import io
+    import zipfile
+
+    from tests.lora_tasks.intake.corpus import jpeg_bytes, photo
+
+    payload = io.BytesIO()
+    with zipfile.ZipFile(payload, "w") as archive:
+        archive.writestr("run.sh", "echo owned")
+    data = tmp_path / "data"
+    data.mkdir()
+    source = data / "polyglot.jpg"
+    source.write_bytes(jpeg_bytes(photo(1)) + payload.getvalue())
+    original = source.read_bytes()
+    scan_dataset(str(data), tmp_path / "scan" / "manifest.jsonl", workers=1)
+    manifest = tmp_path / "scan" / "manifest.jsonl"
+    refused = filter_manifest(manifest, tmp_path / "refuse", FilterSection(**FILTER_OPTIONS), workers=1,
+                              antivirus=NoAntivirus())
+    assert [r.reason for r in refused.rejected] == ["trailing_data"]
+    assert "data after the end of the image" in str(refused.rejected[0].message)
+    options = FilterSection(**FILTER_OPTIONS, trailing_data="reencode")
+    cleaned = filter_manifest(manifest, tmp_path / "clean", options, workers=1, antivirus=NoAntivirus())
+    [row] = cleaned.kept
+    clean = Path(str(row.local_path))
+    assert clean.parent == tmp_path / "clean" / "clean" and clean.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"echo owned" not in clean.read_bytes()
+    with Image.open(source) as decoded, Image.open(clean) as reencoded:
+        assert np.array_equal(np.asarray(decoded.convert("RGB")), np.asarray(reencoded))
+    assert any(n.startswith("reencoded") for n in row.notes or [])
+    assert source.read_bytes() == original
