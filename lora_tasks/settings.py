@@ -32,6 +32,10 @@ class PlatformSettings(BaseSettings):
         None, description="clamd's local socket, for antivirus=auto/clamd (unset: Debian's /run/clamav/clamd.ctl or "
         "/var/run/clamav/clamd.ctl)"
     )
+    clamd_max_file_bytes: int = Field(
+        25 << 20, ge=1, description="the daemon's MaxFileSize (Debian's: 25M): clamd answers OK above it without "
+        "reading, so larger files are scanned by clamscan instead; raise both together"
+    )
     clamav_database: Path | None = Field(
         None, description="signature file or folder for clamscan -d (default: clamav's own database)"
     )

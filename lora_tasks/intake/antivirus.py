@@ -157,9 +157,13 @@ def clamd_answers(path: Path, timeout: float = PROBE_TIMEOUT) -> bool:
 class ClamdSocket:
     name = "clamd"
 
-    def __init__(self, path: Path, timeout: float = 60.0, threads: int = 8) -> None:
-        """``threads``: requests in flight at once; keep it at or below clamd's MaxThreads (default 10)."""
+    def __init__(self, path: Path, timeout: float = 60.0, threads: int = 8, max_file_bytes: int | None = None,
+                 larger: Antivirus | None = None) -> None:
+        """``threads``: requests in flight at once; keep it at or below clamd's MaxThreads (default 10).
+        ``max_file_bytes``: the daemon's MaxFileSize, above which it answers OK without reading a file; such
+        files go to ``larger`` (clamscan) or, without one, are reported unscanned."""
         self.path, self.timeout, self.threads = Path(path), timeout, max(1, threads)
+        self.max_file_bytes, self.larger = max_file_bytes, larger
         try:
             reply = _request(self.path, b"zPING\0", min(timeout, PROBE_TIMEOUT))
         except OSError as exc:
@@ -172,6 +176,22 @@ class ClamdSocket:
     def scan(self, paths: list[Path]) -> list[Verdict]:
         if not paths:
             return []
+        large = [i for i, p in enumerate(paths) if self.max_file_bytes is not None and _size(p) > self.max_file_bytes]
+        verdicts = dict(zip(large, self._scan_large([paths[i] for i in large]), strict=True))
+        small = [p for i, p in enumerate(paths) if i not in verdicts]
+        if small:
+            scanned = iter(self._scan_small(small))
+            return [verdicts[i] if i in verdicts else next(scanned) for i in range(len(paths))]
+        return [verdicts[i] for i in range(len(paths))]
+
+    def _scan_large(self, paths: list[Path]) -> list[Verdict]:
+        if not paths:
+            return []
+        if self.larger is None:
+            return [Verdict("unscanned", f"over clamd's MaxFileSize ({self.max_file_bytes} bytes)") for _ in paths]
+        return self.larger.scan(paths)
+
+    def _scan_small(self, paths: list[Path]) -> list[Verdict]:
         with ThreadPoolExecutor(max_workers=min(self.threads, len(paths)), thread_name_prefix="clamd") as pool:
             outcomes = list(pool.map(self._scan_one, paths))
         if all(unreachable for _, unreachable in outcomes):
@@ -184,8 +204,8 @@ class ClamdSocket:
         try:
             # O_NONBLOCK: a FIFO must not hang the scan; clamd then answers "Not a regular file ERROR"
             descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-        except OSError as exc:
-            return Verdict("unscanned", str(exc)), False
+        except OSError as exc:  # its strerror: the message would name the file's path on this machine
+            return Verdict("unscanned", exc.strerror or type(exc).__name__), False
         try:
             reply = _request(self.path, b"zFILDES\0", self.timeout, descriptor)
         except ClamdUnreachable as exc:
@@ -227,4 +247,13 @@ def _daemon(settings: PlatformSettings, path: Path) -> ClamdSocket:
     if settings.clamav_database:
         log.warning("scanning with clamd on %s: it uses its own DatabaseDirectory, not LORA_CLAMAV_DATABASE=%s "
                     "(which only clamscan reads)", path, settings.clamav_database)
-    return ClamdSocket(path)
+    larger = ClamScan(settings.clamav_database, image_fuzzy_hash=settings.clamav_image_fuzzy_hash) \
+        if shutil.which("clamscan") else None
+    return ClamdSocket(path, max_file_bytes=settings.clamd_max_file_bytes, larger=larger)
+
+
+def _size(path: Path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0  # clamd reports it unscanned when it cannot be opened

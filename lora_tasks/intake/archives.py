@@ -100,9 +100,16 @@ def expand_archive(archive: Path, kind: str, dest: Path, limits: ArchiveLimits |
 
 def _check_name(name: str) -> str:
     clean = name.rstrip("/")
+    if clean != printable_name(clean):
+        raise _Unsafe("archive_unsafe_path", f"member {printable_name(name)!r} has a name that is not valid UTF-8")
     if "\\" in clean or not safe_relpath(clean) or ":" in clean.split("/")[0]:
         raise _Unsafe("archive_unsafe_path", f"member {name!r} has an absolute or '..' path")
     return clean
+
+
+def printable_name(name: str) -> str:
+    """A name as it can be shown and stored: bytes that were not UTF-8 (decoded as surrogates) become ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _reason(exc: BaseException) -> str:
@@ -134,12 +141,14 @@ class _Expansion:
                 if failed:
                     raise _Unsafe(code, message)
         except _Unsafe as problem:
-            self.members.append(Member(name.rstrip("/"), problem=problem.code, detail=str(problem)))
+            self.members.append(Member(printable_name(name.rstrip("/")), problem=problem.code, detail=str(problem)))
             return None
         if clean in self.names:
             self.names[clean] += 1
             copy = self.names[clean]
-            self.members.append(Member(f"{clean} (copy {copy})", problem="archive_duplicate_member",
+            label = f"{clean} (copy {copy})"
+            self.names.setdefault(label, 1)  # a later member really named so is then a duplicate, not a clash
+            self.members.append(Member(label, problem="archive_duplicate_member",
                                        detail=f"member {copy} named {clean!r} in one archive; the first one was used"))
             return None
         self.names[clean] = 1
@@ -173,7 +182,7 @@ class _Expansion:
     def zip(self, archive: Path) -> None:
         try:
             handle = zipfile.ZipFile(archive)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except Exception as exc:  # zipfile raises many types for a damaged directory (UnicodeDecodeError...)
             raise self.refuse("archive_corrupt", f"not a readable zip archive ({_reason(exc)})") from None
         with handle:
             infos = [i for i in handle.infolist() if not i.is_dir()]
@@ -181,7 +190,7 @@ class _Expansion:
                 self._zip_members(handle, infos)
             except ArchiveRefused as exc:  # the central directory names every member: list them all as lost
                 listed = {m.name for m in exc.members}
-                for name in (i.filename.rstrip("/") for i in infos):
+                for name in (printable_name(i.filename.rstrip("/")) for i in infos):
                     if name not in listed:
                         exc.members.append(Member(name))
                         listed.add(name)
@@ -209,7 +218,9 @@ class _Expansion:
             try:
                 with handle.open(info) as stream:
                     self.extract(name, stream)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except ArchiveRefused:
+                raise
+            except Exception as exc:  # zlib.error, lzma.LZMAError, NotImplementedError (Deflate64)...
                 raise self.refuse("archive_corrupt", f"member {name!r} cannot be extracted ({_reason(exc)})") \
                     from None
 
@@ -217,7 +228,7 @@ class _Expansion:
         compressed = archive.stat().st_size
         try:
             handle = tarfile.open(archive, mode="r:*")  # noqa: SIM115 - closed by the with below
-        except (tarfile.TarError, OSError) as exc:
+        except Exception as exc:  # tarfile and its decompressors raise many types
             raise self.refuse("archive_corrupt", f"not a readable tar archive ({_reason(exc)})") from None
         with handle:
             try:
@@ -239,6 +250,8 @@ class _Expansion:
                     stream = handle.extractfile(info)
                     if stream is not None:
                         self.extract(name, stream)
-            except (tarfile.TarError, EOFError, OSError) as exc:
+            except ArchiveRefused:
+                raise
+            except Exception as exc:  # TarError, EOFError, zlib.error, lzma.LZMAError...
                 raise self.refuse("archive_corrupt", f"the tar stream is damaged ({_reason(exc)}); members after "
                                   "the damage were not read") from None

@@ -54,22 +54,37 @@ def _images(source: Path, work: Path, caption_extension: str) -> list[ManifestRo
     the user's own, captioned on their machine without the filter: its sidecars are read with the
     filter's caption rules (the pipeline always passes the filter's kept.jsonl)."""
     if source.is_dir():
-        from lora_tasks.intake.captions import read_caption
         from lora_tasks.intake.scan import scan_dataset
 
         rows = scan_dataset(str(source), work / "manifest.jsonl", caption_extension)
-        by_path = {r.path: r for r in rows}
-        for row in rows:
-            if row.sidecar and row.sidecar in by_path:
-                sidecar = by_path[row.sidecar]
-                row.caption, problem = read_caption(str(sidecar.local_path), sidecar.size)
-                row.caption_problem = f"{sidecar.path} {problem[1]}" if problem else None
+        _read_sidecars(rows)
     elif source.is_file():
         rows = read_rows(source)
     else:
         raise LoraTaskError(f"{source} is neither a folder nor a manifest. Fix: pass the filter stage's kept.jsonl "
                             "or an image folder")
     return [r for r in rows if r.role == "sample" and r.type in IMAGE_TYPES and not r.error and not r.reason]
+
+
+def _read_sidecars(rows: list[ManifestRow]) -> None:
+    """Sidecar captions of a folder captioned without the filter: scanned by the antivirus first, then read
+    with the filter's rules, as the pipeline does."""
+    from lora_tasks.intake.antivirus import antivirus_from
+    from lora_tasks.intake.captions import read_caption
+    from lora_tasks.settings import platform_settings
+
+    by_path = {r.path: r for r in rows}
+    owners = [r for r in rows if r.sidecar in by_path and not by_path[str(r.sidecar)].error]
+    sidecars = list({str(r.sidecar): by_path[str(r.sidecar)] for r in owners}.values())
+    verdicts = antivirus_from(platform_settings()).scan([Path(str(s.local_path)) for s in sidecars])
+    unsafe = {s.path: v for s, v in zip(sidecars, verdicts, strict=True) if v.status != "clean"}
+    for row in owners:
+        sidecar = by_path[str(row.sidecar)]
+        if sidecar.path in unsafe:
+            row.caption_problem = f"{sidecar.path} was not used: antivirus {unsafe[sidecar.path].status}"
+            continue
+        row.caption, problem = read_caption(str(sidecar.local_path), sidecar.size)
+        row.caption_problem = f"{sidecar.path} {problem[1]}" if problem else None
 
 
 def write_sidecars(rows: list[ManifestRow], folder: Path, caption_extension: str) -> None:

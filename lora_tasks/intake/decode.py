@@ -18,7 +18,6 @@ PHASH_INPUT = 32
 PHASH_SIZE = 8
 DCT_LOW_ROWS = 2 * np.cos(np.pi * np.outer(np.arange(PHASH_SIZE), 2 * np.arange(PHASH_INPUT) + 1) / (2 * PHASH_INPUT))
 """The first rows of the unnormalised DCT-II matrix (scipy.fftpack.dct's type 2): the only ones phash keeps."""
-ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
 DEEP_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
@@ -53,9 +52,9 @@ def check_image(item: tuple[str, str | None, tuple[int, int, int]]) -> dict[str,
             # imagehash LANCZOS-resizes the whole image to 32x32, which costs as much as decoding it;
             # a box reduction to >= 64 px first (one C pass) makes the hash nearly free
             factor = max(1, min(picture.size) // (2 * PHASH_INPUT))
-            return {"phash": str(perceptual_hash(picture.reduce(factor)))}
+            return {"phash": str(perceptual_hash(picture.reduce(factor))), "transparent": image.has_transparency_data}
     except Exception as exc:  # Pillow raises many types for corrupt data
-        return {"error": error_text(exc, path)}
+        return {"error": error_text(exc, path, clean)}
 
 
 def _write_png(image: Image.Image, target: Path) -> None:
@@ -64,12 +63,12 @@ def _write_png(image: Image.Image, target: Path) -> None:
     partial.replace(target)
 
 
-def conversion_notes(mode: str | None, frames: int | None) -> list[str]:
+def conversion_notes(mode: str | None, frames: int | None, transparent: bool) -> list[str]:
     """What a user should know about how a kept image's pixels were read (the word before ':' is its kind)."""
     notes = []
     if (frames or 1) > 1:
         notes.append(f"animated: {frames} frames, the first is used")
-    if mode in ALPHA_MODES:
+    if transparent:
         notes.append("transparency: its transparent pixels are composited on dataset.background")
     if mode in DEEP_MODES:
         notes.append(f"deep: {mode} pixels are scaled to 8 bits")

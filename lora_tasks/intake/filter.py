@@ -36,7 +36,7 @@ from lora_tasks.intake.decode import check_image, conversion_notes
 from lora_tasks.intake.manifest import ManifestRow, read_rows, write_rows
 from lora_tasks.intake.nsfw import NsfwDetector, nsfw_detector
 from lora_tasks.intake.overlap import refuse_writing_among
-from lora_tasks.intake.scan import parallel_map
+from lora_tasks.intake.scan import local_name, parallel_map
 from lora_tasks.intake.sniff import ARCHIVE_TYPES, IMAGE_TYPES, TEXT_TYPE, claimed_type, describe
 from lora_tasks.settings import platform_settings
 from lora_tasks.spec.loading import load_job_spec
@@ -195,7 +195,7 @@ class ManifestFilter:
                 row.local_path = clean
                 row.note(f"reencoded: {row.trailing_bytes} bytes after the end of the image were dropped; its "
                          "pixels were re-encoded as a PNG")
-            for note in conversion_notes(row.mode, row.frames):
+            for note in conversion_notes(row.mode, row.frames, result["transparent"]):
                 row.note(note)
         self._nsfw([r for r in live if not r.reason])
         self._exact_duplicates([r for r in live if not r.reason])
@@ -206,7 +206,7 @@ class ManifestFilter:
         """Where a re-encoded copy goes, for an image with data after its end (never the original's bytes)."""
         if not row.trailing_bytes or self.clean_dir is None:
             return None
-        return str(self.clean_dir / f"{row.sha256}.png")
+        return str(self.clean_dir / f"{local_name(row.path)}.png")  # per row: duplicates never share one
 
     def _nsfw(self, rows: list[ManifestRow]) -> None:
         if self.detector.name == "none":
@@ -341,6 +341,7 @@ def _scan_problem(row: ManifestRow) -> str:
             "empty": f"{row.path} is an empty file (0 bytes). Fix: upload it again",
             "not_regular_file": f"{row.path} is not a regular file{detail}",
             "unsafe_name": f"{row.path} has a name that could escape its folder{detail}",
+            "undecodable_name": f"{row.path} has a name that is not UTF-8{detail}",
             "header_unreadable": f"{row.path} looks like {describe(str(row.type))} but its header cannot be "
                                  f"read{detail}"}.get(str(row.error), f"{row.path}: {row.error}{detail}")
 

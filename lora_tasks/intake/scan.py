@@ -98,11 +98,13 @@ def image_header(path: str) -> dict[str, Any]:
         return {"error": "header_unreadable", "error_detail": error_text(exc, path)}
 
 
-def error_text(exc: BaseException, path: str) -> str:
-    """A decoder's error on one line, without the file's path on this machine (a workspace copy's path
+def error_text(exc: BaseException, *paths: str | None) -> str:
+    """A decoder's error on one line, without the files' paths on this machine (a workspace copy's path
     means nothing to the user, and the row names the file already)."""
-    text = " ".join(str(exc).replace(repr(path), "the file").replace(path, "the file").split())
-    return f"{type(exc).__name__}: {text}"
+    text = str(exc)
+    for path in filter(None, paths):
+        text = text.replace(repr(path), "the file").replace(path, "the file")
+    return f"{type(exc).__name__}: {' '.join(text.split())}"
 
 
 @contextmanager
@@ -129,7 +131,7 @@ def parallel_map(function: Callable[[Any], Any], items: list[Any], workers: int)
         return list(pool.map(function, items, chunksize=max(1, len(items) // (workers * CHUNKS_PER_WORKER))))
 
 
-def _local_name(key: str) -> str:
+def local_name(key: str) -> str:
     """A file name for a key's bytes in the stage folder: fixed length, no separators, so keys that are
     prefixes of each other, hold newlines or run long never clash."""
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
@@ -143,7 +145,9 @@ def _materialize(store: Store, objects: list[StoreObject], folder: Path) -> tupl
 
     def fetch(key: str) -> str | None:
         try:
-            store.download(key, folder / _local_name(key))
+            store.download(key, folder / local_name(key))
+        except OSError as exc:  # its strerror: the message would name the copy's path on this machine
+            return exc.strerror or type(exc).__name__
         except Exception as exc:  # boto3 raises many types; the object is reported, the others go on
             return " ".join(str(exc).split()) or type(exc).__name__
         return None
@@ -152,7 +156,7 @@ def _materialize(store: Store, objects: list[StoreObject], folder: Path) -> tupl
     with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS) as pool:
         for key, failure in zip(remote, pool.map(fetch, remote), strict=True):
             if failure is None:
-                paths[key] = str(folder / _local_name(key))
+                paths[key] = str(folder / local_name(key))
             else:
                 failures[key] = failure
     return paths, failures
@@ -170,7 +174,7 @@ def _expand(row: ManifestRow, stage: Path, limits: ArchiveLimits, policy: Archiv
     """Rows for an archive's members (the archive row becomes a container): extracted members are
     described, the others carry their problem, and all of them do when the archive is refused."""
     row.role = "archive"
-    dest = stage / "expanded" / _local_name(row.path)
+    dest = stage / "expanded" / local_name(row.path)
     refusal = None
     try:
         members = expand_archive(Path(str(row.local_path)), str(row.type), dest, limits, policy)
@@ -184,6 +188,17 @@ def _expand(row: ManifestRow, stage: Path, limits: ArchiveLimits, policy: Archiv
     rows = _rows_for(extracted, uri, workers)
     rows += [_lost_member(row, m, refusal, uri) for m in members if not (m.file and refusal is None)]
     return rows
+
+
+def _unique(members: list[ManifestRow], taken: set[str]) -> list[ManifestRow]:
+    """Members whose path another upload already has (S3 can hold ``a.zip`` and ``a.zip/x.jpg``) are
+    refused under a path of their own, so every row keeps one path."""
+    for row in members:
+        if row.path in taken:
+            row.path = f"{row.path} (in the archive)"
+            row.error, row.error_detail = "name_clash", "another uploaded file has the same path; rename one"
+            row.local_path = None
+    return members
 
 
 def _lost_member(archive: ManifestRow, member: Member, refusal: ArchiveRefused | None,
@@ -238,7 +253,7 @@ def scan_dataset(uri: str, out: Path, caption_extension: str = ".txt", workers: 
                          error_detail=f"the download failed: {why}") for key, why in failures.items()]
     rows += _rows_for(paths, store.uri_of, workers)
     for row in [r for r in rows if r.type in ARCHIVE_TYPES and not r.error]:
-        rows += _expand(row, stage, limits, archives, workers)
+        rows += _unique(_expand(row, stage, limits, archives, workers), {r.path for r in rows})
     _attach_sidecars(rows, caption_extension)
     write_rows(out, rows)
     log.info("scanned %s: %d files (%d from archives)", store.uri, len(rows),
@@ -267,6 +282,7 @@ def _list_dataset(uri: str, stage: Path, endpoint_url: str | None) -> tuple[Stor
 def _problem_text(problem: str | None) -> str | None:
     return {"not_regular_file": "a symbolic link, FIFO or device; links are not followed",
             "unsafe_name": "its name contains '..' or an empty segment and could escape its folder",
+            "undecodable_name": "its name is not valid UTF-8 (shown with \\x escapes); rename it",
             "unreadable": "the folder cannot be listed (permission denied)"}.get(problem or "")
 
 

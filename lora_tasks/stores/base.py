@@ -16,7 +16,8 @@ class StoreObject:
     """Posix path relative to the store's root."""
     size: int
     problem: str | None = None
-    """Why it cannot be read as a regular file: 'not_regular_file', 'unsafe_name' or 'unreadable'."""
+    """Why it cannot be read as a regular file: 'not_regular_file', 'unsafe_name', 'undecodable_name' or
+    'unreadable'."""
 
 
 def safe_relpath(relpath: str) -> bool:

@@ -39,11 +39,16 @@ class LocalStore(Store):
             if path == base:
                 raise StoreError(f"{base} cannot be read ({error.strerror}). Fix: grant read access to the "
                                  "platform's user")
-            found.append(StoreObject(path.relative_to(self.root).as_posix(), 0, "unreadable"))
+            key = path.relative_to(self.root).as_posix()
+            found.append(StoreObject(key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), 0,
+                                     "unreadable"))
         return sorted(found, key=lambda o: o.key)
 
     def _describe(self, path: Path) -> StoreObject:
         key = path.relative_to(self.root).as_posix()
+        shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        if shown != key:  # bytes that are not UTF-8: the name cannot be stored or shown as it is
+            return StoreObject(shown, 0, "undecodable_name")
         info = path.lstat()
         if not stat.S_ISREG(info.st_mode):
             return StoreObject(key, 0, "not_regular_file")

@@ -56,7 +56,7 @@ class S3Store(Store):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=listing):
                 for item in page.get("Contents", []):
                     key = item["Key"][start:]
-                    if key.endswith("/"):  # a "folder" marker, not data
+                    if key.endswith("/") and not item["Size"]:  # a "folder" marker, not data
                         continue
                     found.append(StoreObject(key, item["Size"], None if safe_relpath(key) else "unsafe_name"))
         except ClientError as exc:

@@ -136,3 +136,18 @@ def test_private_clamd_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(LoraTaskError, match="too deep for a Unix socket"), \
             private_clamd(tmp_path / "bad.hdb", tmp_path / ("d" * 120)):
         pass
+
+
+def test_files_over_the_daemons_size_limit_go_to_clamscan(clamav_database: Path, tmp_path: Path) -> None:
+    """clamd answers OK above its MaxFileSize without reading: such files are scanned by clamscan, or
+    reported unscanned when there is none, never passed as clean."""
+    small, big = tmp_path / "small.com", tmp_path / "big.bin"
+    small.write_bytes(EICAR)
+    big.write_bytes(bytes(5000))
+    limit = len(EICAR) + 100
+    with private_clamd(clamav_database, tmp_path / "clamd") as socket_path:
+        routed = ClamdSocket(socket_path, max_file_bytes=limit, larger=ClamScan(clamav_database))
+        assert [v.status for v in routed.scan([big, small])] == ["clean", "infected"]
+        alone = ClamdSocket(socket_path, max_file_bytes=limit)
+        verdicts = alone.scan([big, small])
+        assert [v.status for v in verdicts] == ["unscanned", "infected"] and "MaxFileSize" in verdicts[0].detail

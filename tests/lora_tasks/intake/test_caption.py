@@ -110,3 +110,19 @@ def test_captions_are_never_written_into_the_dataset(style_dataset: Path, tmp_pa
     with pytest.raises(DatasetError, match="inside the dataset"):
         caption_images(style_dataset, style_dataset / "captioned", CaptionSection(), "sks")
     assert tree(style_dataset) == before and not (style_dataset / "captioned").exists()
+
+
+def test_a_folders_sidecars_pass_the_antivirus_before_they_are_read(tmp_path: Path, clamav_database: Path) -> None:
+    from tests.lora_tasks.intake.corpus import EICAR, photo
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("clean", "infected"):
+        photo(0 if name == "clean" else 1).save(data / f"{name}.jpg")
+    (data / "clean.txt").write_text("a clean caption")
+    (data / "infected.txt").write_bytes(EICAR)
+    rows = {r.path: r for r in caption_images(data, tmp_path / "out", CaptionSection(), "sks")}
+    assert rows["clean.jpg"].caption == "sks, a clean caption"
+    infected = rows["infected.jpg"]
+    assert infected.caption_source == "filename" and "antivirus" in str(infected.caption_problem)
+    assert "X5O" not in (tmp_path / "out" / "captioned.jsonl").read_text()

@@ -275,10 +275,10 @@ def test_truncated_avif_ends_before_the_cut_box() -> None:
     assert data[end + 4:end + 8] == b"mdat"
 
 
-def test_tiff_and_unknown_kinds_have_no_end() -> None:
+def test_unknown_kinds_have_no_end() -> None:
     tiff = encode(picture(), "TIFF")
-    assert image_end(tiff, "tif") is None
-    assert trailing_bytes(tiff + zip_payload(), "tif") == 0
+    assert image_end(tiff, "tif") == len(tiff)
+    assert image_end(b"II+\x00" + bytes(20), "tif") is None  # BigTIFF is not walked
     assert image_end(sample("jpeg-baseline"), "heic") is None
 
 
@@ -313,3 +313,38 @@ def test_prefixes_and_corruptions_never_raise(name: str) -> None:
         for _ in range(rng.randrange(1, 4)):
             corrupted[rng.randrange(min(len(data), 2_000))] = rng.randrange(256)
         assert_in_range(bytes(corrupted), kind)
+
+
+def test_a_multi_picture_jpeg_ends_after_its_last_listed_picture() -> None:
+    """Stereo MPO and Ultra HDR photos keep a second JPEG after the first one's EOI, listed in an MPF index:
+    not trailing data. Anything after the last listed picture still is, and an index that lies counts for
+    nothing."""
+    out = io.BytesIO()
+    photo(1).save(out, "MPO", save_all=True, append_images=[photo(2)])
+    data = out.getvalue()
+    first_end = data.index(b"\xff\xd9\xff\xd8") + 2
+    assert first_end < len(data) and image_end(data, "jpg") == len(data)
+    assert trailing_bytes(data + b"PK\x03\x04 payload", "jpg") == len(b"PK\x03\x04 payload")
+    lying = data[:first_end] + b"\x00" * (len(data) - first_end)  # the index points at no picture
+    assert image_end(lying, "jpg") == first_end
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "1", "P", "RGBA", "CMYK"])
+@pytest.mark.parametrize("compression", [None, "tiff_lzw", "tiff_deflate", "packbits"])
+def test_a_tiff_ends_where_its_furthest_strip_or_tag_does(mode: str, compression: str | None) -> None:
+    out = io.BytesIO()
+    photo(3).convert(mode).save(out, "TIFF", **({"compression": compression} if compression else {}))
+    data = out.getvalue()
+    assert image_end(data, "tif") == len(data)
+    assert trailing_bytes(data + b"PK\x03\x04 payload", "tif") == len(b"PK\x03\x04 payload")
+
+
+def test_multi_page_and_exif_tiffs_are_walked_whole() -> None:
+    pages, tagged = io.BytesIO(), io.BytesIO()
+    photo(4).save(pages, "TIFF", save_all=True, append_images=[photo(5)])  # ends with a 4-byte zero link
+    exif = Image.Exif()
+    exif[0x010E] = "a description " * 20
+    photo(6).save(tagged, "TIFF", exif=exif)
+    for data in (pages.getvalue(), tagged.getvalue()):
+        assert trailing_bytes(data, "tif") == 0
+        assert trailing_bytes(data + b"<html>", "tif") in (6, 10)  # the zero link counts once data follows it

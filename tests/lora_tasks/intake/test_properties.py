@@ -4,7 +4,9 @@ input accounted for (kept, or rejected with a reason) and nothing raised but a `
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import tarfile
 import tempfile
 import unicodedata
 import warnings
@@ -16,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from lora_tasks.errors import LoraTaskError
+from lora_tasks.errors import DatasetError
 from lora_tasks.intake.antivirus import NoAntivirus
 from lora_tasks.intake.caption import caption_images
 from lora_tasks.intake.check import check_samples
@@ -72,6 +74,32 @@ def zipped(members: list[tuple[str, str]]) -> bytes:
     return out.getvalue()
 
 
+NOT_UTF8 = b"caf\xe9.jpg"
+"""A Latin-1 file name, as old cameras and Windows zips write them: not UTF-8."""
+
+
+def _damaged_zip() -> bytes:
+    """A zip whose deflate stream is broken in the middle (zlib.error while extracting)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("photo.jpg", CONTENTS["jpeg"] * 4)
+    data = bytearray(out.getvalue())
+    data[60:90] = bytes(30)
+    return bytes(data)
+
+
+def _latin1_tar() -> bytes:
+    """A tar whose member name is Latin-1 bytes."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT, encoding="latin-1") as archive:
+        info = tarfile.TarInfo("café.jpg")
+        info.size = len(CONTENTS["jpeg"])
+        archive.addfile(info, io.BytesIO(CONTENTS["jpeg"]))
+    return out.getvalue()
+
+
+CONTENTS["damaged_zip"] = _damaged_zip()
+CONTENTS["latin1_tar"] = _latin1_tar()
 KINDS = st.sampled_from(sorted(CONTENTS))
 MEMBER_NAMES = st.one_of(relpaths(st.characters(codec="utf-8", exclude_characters="/\\\x00")),
                          st.sampled_from(["../up.jpg", "/abs.jpg", "a//b.jpg", "dup.jpg"]))
@@ -81,16 +109,22 @@ LOCAL_NAME = st.characters(codec="utf-8", exclude_characters="/\x00", exclude_ca
 S3_NAME = st.characters(codec="utf-8", exclude_characters="/\x00\n\r", exclude_categories=["Cs", "Cc"])
 
 
-def run_stages(uri: str, work: Path) -> None:
-    """Every stage; any error must be the platform's own, and every input must be accounted for."""
+def run_stages(uri: str, work: Path, inputs: set[str]) -> None:
+    """Every stage; nothing may go wrong but a dataset holding no objects at all, and every input must be
+    accounted for: a manifest row for each (what it holds, if an archive), then kept or rejected."""
     try:
         rows = scan_dataset(uri, work / "scan" / "manifest.jsonl", workers=1)
-        result = filter_manifest(work / "scan" / "manifest.jsonl", work / "filter", FILTER, "image", workers=1,
-                                 antivirus=NoAntivirus())
-        captioned = caption_images(work / "filter" / "kept.jsonl", work / "caption", CaptionSection(), "sks")
-        report = check_samples(captioned, result.rejected, ChecksSection(min_images=1), "image", work / "check")
-    except LoraTaskError:
+    except DatasetError as exc:
+        assert "holds no objects" in str(exc) and not inputs, exc
         return
+    result = filter_manifest(work / "scan" / "manifest.jsonl", work / "filter", FILTER, "image", workers=1,
+                             antivirus=NoAntivirus())
+    captioned = caption_images(work / "filter" / "kept.jsonl", work / "caption", CaptionSection(), "sks")
+    report = check_samples(captioned, result.rejected, ChecksSection(min_images=1), "image", work / "check")
+    archives = [r.source for r in rows if r.role == "archive"]
+    members = {r.path for r in rows if any(r.source.startswith(f"{a}#") for a in archives)}
+    assert {r.path for r in rows} - members == inputs
+    assert len({r.path for r in rows}) == len(rows)  # one row per path, archive members included
     samples = [r for r in rows if r.role == "sample"]
     kept, rejected = {r.path for r in result.kept}, {r.path for r in result.rejected}
     assert {r.path for r in samples} == kept | (rejected & {r.path for r in samples})
@@ -112,7 +146,7 @@ def without_clashes(files: dict[str, bytes]) -> dict[str, bytes]:
     return kept
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(relpaths(LOCAL_NAME), BODIES, min_size=1, max_size=8))
 @example({"é.jpg": CONTENTS["jpeg"], unicodedata.normalize("NFD", "é.jpg"): CONTENTS["jpeg_other"],
           unicodedata.normalize("NFD", "é.txt"): CONTENTS["text"]})
@@ -121,11 +155,15 @@ def without_clashes(files: dict[str, bytes]) -> dict[str, bytes]:
 def test_any_file_tree(files: dict[str, bytes]) -> None:
     root = Path(tempfile.mkdtemp(prefix="tree-"))
     try:
-        for relpath, data in without_clashes(files).items():
+        written = without_clashes(files)
+        for relpath, data in written.items():
             path = root / "data" / relpath
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        run_stages(str(root / "data"), root / "work")
+        (root / "data").mkdir(exist_ok=True)
+        with open(os.fsencode(root / "data") + b"/" + NOT_UTF8, "wb") as odd:  # noqa: PTH123 - a bytes name
+            odd.write(CONTENTS["jpeg"])
+        run_stages(str(root / "data"), root / "work", set(written) | {"caf\\xe9.jpg"})
     finally:
         shutil.rmtree(root)
 
@@ -148,7 +186,7 @@ ODD_KEYS = ["x", "x/y", "x/y/z", "a//b", "../c", "d/"]
 """A key that is also a prefix, keys that could escape a folder, a folder marker."""
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(st.one_of(relpaths(S3_NAME, newlines=False), st.sampled_from(ODD_KEYS)), BODIES, min_size=1,
                        max_size=8))
@@ -161,8 +199,9 @@ def test_any_s3_key_set(bucket: str, files: dict[str, bytes]) -> None:
     for key, data in files.items():
         client.put_object(Bucket="properties", Key=f"{prefix}/{key}", Body=data)
     work = Path(tempfile.mkdtemp(prefix="s3-"))
+    markers = {key for key, data in files.items() if key.endswith("/") and not data}  # folders, not data
     try:
-        run_stages(f"s3://properties/{prefix}", work)
+        run_stages(f"s3://properties/{prefix}", work, set(files) - markers)
     finally:
         shutil.rmtree(work)
 

@@ -232,7 +232,8 @@ def test_the_manifest_says_what_was_converted(intake: dict) -> None:
     kept = by_path(intake["run"]["kept"])
     assert any("first is used" in n for n in kept["good/animated.gif"].notes or [])
     assert any(n.startswith("deep") for n in kept["good/deep16.png"].notes or [])
-    assert any(n.startswith("transparency") for n in kept["good/rgba.png"].notes or [])
+    for path in ("good/rgba.png", "good/palette_transparent.png"):
+        assert any(n.startswith("transparency") for n in kept[path].notes or []), path
     assert kept["good/lossless.webp"].lossless and not kept["good/rgb.jpg"].lossless
 
 

@@ -45,6 +45,7 @@ GOOD: dict[str, str] = {
     "good/photo.avif": "filename",
     "good/lossless.webp": "filename",
     "good/photo.bmp": "filename",
+    "good/multi_picture.jpg": "filename",
     "good/with space ü\nnewline.jpg": "filename",
     "good/tab\tname.jpg": "filename",
     "good/" + "long" * 50 + ".jpg": "filename",
@@ -95,10 +96,12 @@ TRAPS: dict[str, str] = {
     "bad/empty.jpg": "empty",
     "bad/broken_header.png": "header_unreadable",
     "bad/zip_after.jpg": "trailing_data",
+    "bad/zip_after_multi_picture.jpg": "trailing_data",
     "bad/chunk_after_iend.png": "trailing_data",
     "bad/html_after.gif": "trailing_data",
     "bad/zip_after.webp": "trailing_data",
     "bad/zip_after.avif": "trailing_data",
+    "bad/zip_after.tif": "trailing_data",
     "dupes.zip/a.jpg (copy 2)": "archive_duplicate_member",
     "bundle.zip/inside/empty.png": "empty",
     "bundle.zip/inside/eicar.jpg": "antivirus",
@@ -203,6 +206,10 @@ def _modes(files: dict[str, bytes]) -> None:
     files["good/photo.avif"] = encoded(photo(33, (300, 260)), "AVIF", quality=80)
     files["good/lossless.webp"] = encoded(photo(34, (300, 260)), "WEBP", lossless=True)
     files["good/photo.bmp"] = encoded(photo(35, (300, 260)), "BMP")
+    # a multi-picture JPEG (MPF, as stereo cameras and Ultra HDR gain-map photos write): its second picture
+    # follows the first one's end, listed in the index, so it is not trailing data
+    files["good/multi_picture.jpg"] = encoded(photo(36, (300, 260)), "MPO", save_all=True,
+                                              append_images=[photo(37, (300, 260))])
     files["good/rgb.jpg"] = jpeg_bytes(base)
     files["good/rgb.txt"] = b"coloured blobs, sks style\n"
     files["good/rgba.txt"] = b"a half-transparent picture, sks style\n"
@@ -273,6 +280,8 @@ def _broken(files: dict[str, bytes]) -> None:
     files["bad/panorama.png"] = encoded(Image.new("1", (5000, 300)), "PNG")
     files["bad/eicar.jpg"] = EICAR
     files["bad/eicar_appended.jpg"] = jpeg_bytes(photo(78)) + EICAR
+    multi = encoded(photo(79, (300, 260)), "MPO", save_all=True, append_images=[photo(85, (300, 260))])
+    files["bad/zip_after_multi_picture.jpg"] = multi + zip_bytes([("x.sh", b"echo owned\n")])
     files["bad/empty.jpg"] = b""
     files["bad/broken_header.png"] = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + b"\xff" * 30
 
@@ -285,6 +294,7 @@ def _trailing(files: dict[str, bytes]) -> None:
     files["bad/html_after.gif"] = encoded(photo(82), "GIF") + b"<script>alert(1)</script>"
     files["bad/zip_after.webp"] = encoded(photo(83), "WEBP") + payload
     files["bad/zip_after.avif"] = encoded(photo(84), "AVIF") + payload
+    files["bad/zip_after.tif"] = encoded(photo(86), "TIFF", compression="tiff_lzw") + payload
 
 
 def _archives(files: dict[str, bytes]) -> None:
