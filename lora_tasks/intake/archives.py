@@ -134,24 +134,26 @@ class _Expansion:
         return ArchiveRefused(code, message, self.members + pending)
 
     def note(self, name: str, checks: list[tuple[bool, str, str]]) -> str | None:
-        """The member's clean name if it may be extracted; otherwise it is recorded with its problem."""
+        """The member's clean name if it may be extracted; otherwise it is recorded with its problem. A
+        second member of one name is refused whatever else is wrong with it, so every row keeps one path."""
+        shown = printable_name(name.rstrip("/"))
+        if shown in self.names:
+            self.names[shown] += 1
+            copy = self.names[shown]
+            label = f"{shown} (copy {copy})"
+            self.names.setdefault(label, 1)  # a later member really named so is then a duplicate, not a clash
+            self.members.append(Member(label, problem="archive_duplicate_member",
+                                       detail=f"member {copy} named {shown!r} in one archive; the first one was used"))
+            return None
+        self.names[shown] = 1
         try:
             clean = _check_name(name)
             for failed, code, message in checks:
                 if failed:
                     raise _Unsafe(code, message)
         except _Unsafe as problem:
-            self.members.append(Member(printable_name(name.rstrip("/")), problem=problem.code, detail=str(problem)))
+            self.members.append(Member(shown, problem=problem.code, detail=str(problem)))
             return None
-        if clean in self.names:
-            self.names[clean] += 1
-            copy = self.names[clean]
-            label = f"{clean} (copy {copy})"
-            self.names.setdefault(label, 1)  # a later member really named so is then a duplicate, not a clash
-            self.members.append(Member(label, problem="archive_duplicate_member",
-                                       detail=f"member {copy} named {clean!r} in one archive; the first one was used"))
-            return None
-        self.names[clean] = 1
         if len(self.members) >= self.limits.max_members:
             raise self.refuse("archive_too_many_members", f"holds over {self.limits.max_members} members")
         self.current = clean

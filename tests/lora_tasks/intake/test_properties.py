@@ -146,7 +146,7 @@ def without_clashes(files: dict[str, bytes]) -> dict[str, bytes]:
     return kept
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(relpaths(LOCAL_NAME), BODIES, min_size=1, max_size=8))
 @example({"é.jpg": CONTENTS["jpeg"], unicodedata.normalize("NFD", "é.jpg"): CONTENTS["jpeg_other"],
           unicodedata.normalize("NFD", "é.txt"): CONTENTS["text"]})
@@ -186,7 +186,7 @@ ODD_KEYS = ["x", "x/y", "x/y/z", "a//b", "../c", "d/"]
 """A key that is also a prefix, keys that could escape a folder, a folder marker."""
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(st.one_of(relpaths(S3_NAME, newlines=False), st.sampled_from(ODD_KEYS)), BODIES, min_size=1,
                        max_size=8))
