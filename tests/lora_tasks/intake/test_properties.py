@@ -152,6 +152,7 @@ def without_clashes(files: dict[str, bytes]) -> dict[str, bytes]:
           unicodedata.normalize("NFD", "é.txt"): CONTENTS["text"]})
 @example({"photo.jpg": CONTENTS["jpeg"], "photo.txt": CONTENTS["latin1"], "a.zip": zipped([("dup.jpg", "jpeg"),
           ("dup.jpg", "gif"), ("../up.jpg", "jpeg")])})
+@example({"a": zipped([("../up.jpg", "binary"), ("../up.jpg", "binary")])})  # two unsafe members of one name
 def test_any_file_tree(files: dict[str, bytes]) -> None:
     root = Path(tempfile.mkdtemp(prefix="tree-"))
     try:
