@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from lora_tasks.errors import LoraTaskError
-from lora_tasks.stores.base import safe_relpath
+from lora_tasks.stores.base import printable, safe_relpath
 
 COPY_CHUNK = 1 << 20
 ArchivePolicy = Literal["reject_archive", "keep_safe_members"]
@@ -100,16 +100,12 @@ def expand_archive(archive: Path, kind: str, dest: Path, limits: ArchiveLimits |
 
 def _check_name(name: str) -> str:
     clean = name.rstrip("/")
-    if clean != printable_name(clean):
-        raise _Unsafe("archive_unsafe_path", f"member {printable_name(name)!r} has a name that is not valid UTF-8")
+    if clean != printable(clean):
+        raise _Unsafe("archive_unsafe_path", f"member {printable(name)!r} has a name that is not valid UTF-8")
     if "\\" in clean or not safe_relpath(clean) or ":" in clean.split("/")[0]:
         raise _Unsafe("archive_unsafe_path", f"member {name!r} has an absolute or '..' path")
     return clean
 
-
-def printable_name(name: str) -> str:
-    """A name as it can be shown and stored: bytes that were not UTF-8 (decoded as surrogates) become ``\\xNN``."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _reason(exc: BaseException) -> str:
@@ -136,7 +132,7 @@ class _Expansion:
     def note(self, name: str, checks: list[tuple[bool, str, str]]) -> str | None:
         """The member's clean name if it may be extracted; otherwise it is recorded with its problem. A
         second member of one name is refused whatever else is wrong with it, so every row keeps one path."""
-        shown = printable_name(name.rstrip("/"))
+        shown = printable(name.rstrip("/"))
         if shown in self.names:
             self.names[shown] += 1
             copy = self.names[shown]
@@ -192,7 +188,7 @@ class _Expansion:
                 self._zip_members(handle, infos)
             except ArchiveRefused as exc:  # the central directory names every member: list them all as lost
                 listed = {m.name for m in exc.members}
-                for name in (printable_name(i.filename.rstrip("/")) for i in infos):
+                for name in (printable(i.filename.rstrip("/")) for i in infos):
                     if name not in listed:
                         exc.members.append(Member(name))
                         listed.add(name)

@@ -67,24 +67,15 @@ def _images(source: Path, work: Path, caption_extension: str) -> list[ManifestRo
 
 
 def _read_sidecars(rows: list[ManifestRow]) -> None:
-    """Sidecar captions of a folder captioned without the filter: scanned by the antivirus first, then read
-    with the filter's rules, as the pipeline does."""
+    """Sidecar captions of a folder captioned without the filter go through the filter's own steps: the
+    antivirus first, then its caption rules."""
     from lora_tasks.intake.antivirus import antivirus_from
-    from lora_tasks.intake.captions import read_caption
+    from lora_tasks.intake.filter import attach_captions, reject_infected
     from lora_tasks.settings import platform_settings
 
-    by_path = {r.path: r for r in rows}
-    owners = [r for r in rows if r.sidecar in by_path and not by_path[str(r.sidecar)].error]
-    sidecars = list({str(r.sidecar): by_path[str(r.sidecar)] for r in owners}.values())
-    verdicts = antivirus_from(platform_settings()).scan([Path(str(s.local_path)) for s in sidecars])
-    unsafe = {s.path: v for s, v in zip(sidecars, verdicts, strict=True) if v.status != "clean"}
-    for row in owners:
-        sidecar = by_path[str(row.sidecar)]
-        if sidecar.path in unsafe:
-            row.caption_problem = f"{sidecar.path} was not used: antivirus {unsafe[sidecar.path].status}"
-            continue
-        row.caption, problem = read_caption(str(sidecar.local_path), sidecar.size)
-        row.caption_problem = f"{sidecar.path} {problem[1]}" if problem else None
+    sidecars = [r for r in rows if r.role == "sidecar" and not r.error]
+    reject_infected(antivirus_from(platform_settings()), sidecars)
+    attach_captions(sidecars, [r for r in rows if r.role == "sample"])
 
 
 def write_sidecars(rows: list[ManifestRow], folder: Path, caption_extension: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from data_checks import CheckReport, run_checks
 from lora_tasks.cli import entry_point
 from lora_tasks.errors import DatasetError
-from lora_tasks.intake.manifest import ManifestRow, read_rows
+from lora_tasks.intake.manifest import ManifestRow, note_kinds, read_rows
 from lora_tasks.spec.loading import load_job_spec
 from lora_tasks.spec.schema import ChecksSection
 
@@ -50,7 +50,7 @@ def intake_notes(kept: list[ManifestRow], rejected: list[ManifestRow]) -> list[s
     lost = [r for r in rejected if r.role == "sample" and str(r.reason).startswith("archive_")]
     if archives or lost:
         notes.append(f"{len(archives)} archive(s) refused, {len(lost)} archive member(s) lost (see rejected.jsonl)")
-    for kind, count in sorted(Counter(n.split(":")[0] for r in kept for n in r.notes or []).items()):
+    for kind, count in sorted(note_kinds(kept).items()):
         notes.append(f"{count} kept image(s) {NOTE_SENTENCES.get(kind, kind)}")
     return notes
 

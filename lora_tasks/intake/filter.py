@@ -33,7 +33,7 @@ from lora_tasks.colours import parse_background
 from lora_tasks.intake.antivirus import Antivirus, antivirus_from
 from lora_tasks.intake.captions import read_caption
 from lora_tasks.intake.decode import check_image, conversion_notes
-from lora_tasks.intake.manifest import ManifestRow, read_rows, write_rows
+from lora_tasks.intake.manifest import ManifestRow, note_kinds, read_rows, write_rows
 from lora_tasks.intake.nsfw import NsfwDetector, nsfw_detector
 from lora_tasks.intake.overlap import refuse_writing_among
 from lora_tasks.intake.scan import local_name, parallel_map
@@ -85,6 +85,41 @@ def _check_text_item(item: tuple[str, int]) -> dict[str, Any]:
     return check_text(*item)
 
 
+def reject_infected(antivirus: Antivirus, rows: list[ManifestRow]) -> None:
+    """Reject what the antivirus finds infected or cannot vouch for (it fails closed)."""
+    verdicts = antivirus.scan([Path(str(r.local_path)) for r in rows])
+    for row, verdict in zip(rows, verdicts, strict=True):
+        fallback = "; its image is captioned by the captioner or from its file name instead" \
+            if row.role == "sidecar" else ""
+        if verdict.status == "infected":
+            _reject(row, "antivirus", f"{row.path} matches the antivirus signature {verdict.detail}; it was "
+                    f"not used{fallback}")
+        elif verdict.status == "unscanned":
+            _reject(row, "antivirus_unscanned", f"{row.path} could not be scanned for viruses "
+                    f"({verdict.detail}), so it was not used{fallback}")
+
+
+def attach_captions(sidecars: list[ManifestRow], samples: list[ManifestRow]) -> None:
+    """Read each sidecar the antivirus passed; an unusable one is rejected, and its images are told why."""
+    owners: dict[str, list[ManifestRow]] = {}
+    for row in samples:
+        if row.sidecar:
+            owners.setdefault(row.sidecar, []).append(row)
+    for sidecar in sidecars:
+        images = owners.get(sidecar.path, [])
+        text = None
+        if not sidecar.reason:
+            text, problem = read_caption(str(sidecar.local_path), sidecar.size)
+            if problem:
+                names = " and ".join(r.path for r in images)
+                _reject(sidecar, problem[0], f"{sidecar.path}, the caption of {names}, {problem[1]}; the "
+                        "image is captioned by the captioner or from its file name instead")
+        for image in images:
+            image.caption = text
+            if text is None:
+                image.caption_problem = f"its caption {sidecar.path} was not used: {sidecar.reason}"
+
+
 class ManifestFilter:
     """One filtering pass over a scanned manifest."""
 
@@ -101,8 +136,9 @@ class ManifestFilter:
         for row in samples + sidecars + [r for r in archives if r.error]:
             if row.error:
                 _reject(row, row.error, _scan_problem(row))
-        self._antivirus([r for r in samples + sidecars if not r.reason])  # archive members are scanned one by one
-        self._captions(sidecars, samples)
+        # one antivirus batch for samples and captions; archive members are scanned one by one, not their archive
+        reject_infected(self.antivirus, [r for r in samples + sidecars if not r.reason])
+        attach_captions(sidecars, samples)
         live = [r for r in samples if not r.reason]
         if self.task == "image":
             self._image_checks(live)
@@ -113,38 +149,6 @@ class ManifestFilter:
         return FilterResult(kept, rejected, self._summary(rows, kept))
 
     # ---------------------------------------------------------------- shared checks
-
-    def _antivirus(self, rows: list[ManifestRow]) -> None:
-        verdicts = self.antivirus.scan([Path(str(r.local_path)) for r in rows])
-        for row, verdict in zip(rows, verdicts, strict=True):
-            fallback = "; its image is captioned by the captioner or from its file name instead" \
-                if row.role == "sidecar" else ""
-            if verdict.status == "infected":
-                _reject(row, "antivirus", f"{row.path} matches the antivirus signature {verdict.detail}; it was "
-                        f"not used{fallback}")
-            elif verdict.status == "unscanned":
-                _reject(row, "antivirus_unscanned", f"{row.path} could not be scanned for viruses "
-                        f"({verdict.detail}), so it was not used{fallback}")
-
-    def _captions(self, sidecars: list[ManifestRow], samples: list[ManifestRow]) -> None:
-        """Read each sidecar the antivirus passed; an unusable one is rejected, and its images are told why."""
-        owners: dict[str, list[ManifestRow]] = {}
-        for row in samples:
-            if row.sidecar:
-                owners.setdefault(row.sidecar, []).append(row)
-        for sidecar in sidecars:
-            images = owners.get(sidecar.path, [])
-            text = None
-            if not sidecar.reason:
-                text, problem = read_caption(str(sidecar.local_path), sidecar.size)
-                if problem:
-                    names = " and ".join(r.path for r in images)
-                    _reject(sidecar, problem[0], f"{sidecar.path}, the caption of {names}, {problem[1]}; the "
-                            "image is captioned by the captioner or from its file name instead")
-            for image in images:
-                image.caption = text
-                if text is None:
-                    image.caption_problem = f"its caption {sidecar.path} was not used: {sidecar.reason}"
 
     def _type_checks(self, rows: list[ManifestRow], accepted: set[str]) -> list[ManifestRow]:
         for row in rows:
@@ -299,7 +303,7 @@ class ManifestFilter:
             "sidecar_captions": {"total": len(sidecars), "used": sum(not r.reason for r in sidecars),
                                  "unusable": sum(bool(r.reason) for r in sidecars), "reasons": _reasons(sidecars)},
             "caption_fallbacks": sum(bool(r.caption_problem) for r in kept),
-            "notes": dict(sorted(Counter(n.split(":")[0] for r in kept for n in r.notes or []).items())),
+            "notes": dict(sorted(note_kinds(kept).items())),
             "antivirus": self.antivirus.name,
             "nsfw_detector": self.detector.name,
         }

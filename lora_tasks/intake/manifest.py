@@ -8,6 +8,7 @@ are written whole or not at all, rows sorted by path, so a rerun yields identica
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -64,6 +65,11 @@ class ManifestRow(BaseModel):
     @property
     def min_side(self) -> int | None:
         return min(self.width, self.height) if self.width and self.height else None
+
+
+def note_kinds(rows: Iterable[ManifestRow]) -> Counter[str]:
+    """How many rows carry each kind of note (the word before a note's ':')."""
+    return Counter(note.split(":")[0] for row in rows for note in row.notes or [])
 
 
 def write_rows(path: Path, rows: Iterable[ManifestRow]) -> Path:

@@ -26,6 +26,11 @@ def safe_relpath(relpath: str) -> bool:
     return bool(parts) and not relpath.startswith("/") and ".." not in parts and "" not in relpath.split("/")
 
 
+def printable(name: str) -> str:
+    """A name as it can be shown and stored: bytes that were not UTF-8 (decoded as surrogates) become ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def checked(key: str) -> str:
     if not safe_relpath(key):
         raise StoreError(f"key {key!r} could escape the store's root")

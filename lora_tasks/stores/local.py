@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from lora_tasks.errors import StoreError
-from lora_tasks.stores.base import Store, StoreObject, checked
+from lora_tasks.stores.base import Store, StoreObject, checked, printable
 
 
 class LocalStore(Store):
@@ -39,14 +39,12 @@ class LocalStore(Store):
             if path == base:
                 raise StoreError(f"{base} cannot be read ({error.strerror}). Fix: grant read access to the "
                                  "platform's user")
-            key = path.relative_to(self.root).as_posix()
-            found.append(StoreObject(key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), 0,
-                                     "unreadable"))
+            found.append(StoreObject(printable(path.relative_to(self.root).as_posix()), 0, "unreadable"))
         return sorted(found, key=lambda o: o.key)
 
     def _describe(self, path: Path) -> StoreObject:
         key = path.relative_to(self.root).as_posix()
-        shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        shown = printable(key)
         if shown != key:  # bytes that are not UTF-8: the name cannot be stored or shown as it is
             return StoreObject(shown, 0, "undecodable_name")
         info = path.lstat()
