@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Float, ForeignKey, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -31,7 +42,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), dict[str, Any]: JSON, list[str]: JSON}
 
 
 class Run(Base):
@@ -98,3 +109,40 @@ class CapacityDecision(Base):
     applied: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(500))
     inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Adapter(Base):
+    """One version of a tenant's adapter: reserved when its publish starts, readable once published.
+    Keyed by run, so a retried publish finds its version; (tenant, name, version) is unique, so two
+    concurrent publishes of one name get two versions."""
+
+    __tablename__ = "adapters"
+    __table_args__ = (UniqueConstraint("tenant", "name", "version", name="uq_adapters_version"),)
+
+    run_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="publishing")
+    """'publishing' until its manifest is written, then 'published'."""
+    uri: Mapped[str | None] = mapped_column(String(1000), default=None)
+    formats: Mapped[list[str]] = mapped_column(default=list)
+    base_model: Mapped[str] = mapped_column(String(1000))
+    figures: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    published_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ApiKey(Base):
+    """A key that acts for one tenant. Only its sha256 is stored: keys are long random tokens, so a
+    fast hash is as safe as a slow one, and a lookup is one indexed read."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)

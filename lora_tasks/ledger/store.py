@@ -15,6 +15,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lora_tasks.errors import LoraTaskError
+from lora_tasks.ledger.adapters import AdapterRegistry
+from lora_tasks.ledger.keys import ApiKeys
 from lora_tasks.ledger.models import CapacityDecision, Run, StageTiming, TrainAttempt
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -57,7 +59,9 @@ class BillLine:
     cost: float
 
 
-class Ledger:
+class Ledger(AdapterRegistry, ApiKeys):
+    """Runs and billing here; the adapter registry and API keys in their mixins."""
+
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

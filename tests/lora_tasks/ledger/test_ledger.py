@@ -2,52 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.ledger import Ledger
 from lora_tasks.ledger.__main__ import main
-from lora_tasks.ledger.store import migrate
 from lora_tasks.scheduling.windows import load_calendar
 
 CALENDAR = load_calendar()
 TUESDAY_8PM = datetime(2026, 11, 24, 19, 0, tzinfo=UTC)  # 20:00 in Paris, two hours before off-peak
-
-
-def postgres() -> Iterator[str]:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            pass
-        import psycopg2
-    except (OSError, ImportError):
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    name = f"lora_ledger_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test")
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.db'}"
-        migrate(url)
-        yield Ledger(url)
-    else:
-        for url in postgres():
-            migrate(url)
-            yield Ledger(url)
 
 
 def register(ledger: Ledger, run_id: str = "r1", tenant: str = "acme", gpu: str = "l4") -> None:
