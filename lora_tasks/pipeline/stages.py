@@ -8,7 +8,6 @@ overhead figure subtracts from the run's wall time).
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections import Counter
@@ -126,18 +125,16 @@ def evaluate(info: RunInfo, adapter: str, holdout: str, held_out: bool = True) -
 @timed
 def publish(info: RunInfo, adapter: str, eval_report: str, settings: PlatformSettings,
             run_id: str) -> dict[str, Any]:
-    """Copy the adapter, its spec and reports into the artifact store as an immutable version."""
+    """The adapter, its model card, evaluation and spec as the next immutable version of its name."""
+    from lora_tasks.publish.publish import publish_adapter
     from lora_tasks.stores import open_store
-    from lora_tasks.stores.versions import publish_version, version_prefix
 
-    store = open_store(settings.artifact_root, settings.s3_endpoint_url)
-    files = {p.name: p for p in sorted(Path(adapter).iterdir()) if p.is_file()}
-    files["eval_report.json"] = Path(eval_report)
-    manifest = publish_version(store, info.tenant, info.name, info.run_key, files,
-                               {"run_id": run_id, "priority": info.priority, "gpu_type": info.gpu_type,
-                                "eval": json.loads(Path(eval_report).read_text())})
-    return {"uri": f"{store.uri}/{version_prefix(info.tenant, info.name, info.run_key)}",
-            "version": info.run_key, "files": len(manifest["files"])}
+    result = publish_adapter(open_store(settings.artifact_root, settings.s3_endpoint_url),
+                             open_ledger(settings.ledger_url), spec=info.load_spec(), run_id=run_id,
+                             adapter_dir=Path(adapter), eval_dir=Path(eval_report).parent,
+                             metadata={"priority": info.priority, "gpu_type": info.gpu_type})
+    return {"uri": result.uri, "version": f"v{result.version}", "ref": f"{result.name}@{result.version}",
+            "files": result.files, "bytes": result.bytes}
 
 
 def cleanup(info: RunInfo, results: dict[str, Any], run_id: str, settings: PlatformSettings,

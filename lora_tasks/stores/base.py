@@ -59,6 +59,11 @@ class Store(ABC):
     def write(self, key: str, data: bytes) -> None: ...
 
     @abstractmethod
+    def write_if_absent(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if no object has it, atomically against concurrent writers; False when one
+        already did (the writer of a published version's manifest is the one that wins)."""
+
+    @abstractmethod
     def upload(self, key: str, local: Path) -> None: ...
 
     @abstractmethod

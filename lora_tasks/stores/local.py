@@ -2,12 +2,14 @@
 
 Listing never follows a link (it could point outside the folder) and reports special files and
 folders it cannot read instead of failing on them. Writes go to a hidden temporary file that is
-renamed into place, so a reader never sees half an object.
+renamed into place, so a reader never sees half an object; a write that must not replace anything
+(a version's manifest) is linked into place instead, which fails if the name exists.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import stat
 from pathlib import Path
@@ -53,10 +55,11 @@ class LocalStore(Store):
         return StoreObject(key, info.st_size)
 
     def _atomic(self, key: str) -> tuple[Path, Path]:
-        """The object's path and a temporary name beside it (renamed into place when complete)."""
+        """The object's path and a temporary name beside it (renamed into place when complete), unique to
+        this call so that concurrent writers of one key never share it."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return path, path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        return path, path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
     def read(self, key: str) -> bytes:
         try:
@@ -68,6 +71,19 @@ class LocalStore(Store):
         path, tmp = self._atomic(key)
         tmp.write_bytes(data)
         tmp.replace(path)
+
+    def write_if_absent(self, key: str, data: bytes) -> bool:
+        """A hard link to a complete temporary file: ``link`` fails if the name exists, so of two writers
+        exactly one wins, and a reader never sees the object half written."""
+        path, tmp = self._atomic(key)
+        tmp.write_bytes(data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink()
+        return True
 
     def upload(self, key: str, local: Path) -> None:
         path, tmp = self._atomic(key)
