@@ -119,7 +119,10 @@ def evaluate(info: RunInfo, adapter: str, holdout: str, held_out: bool = True) -
 
     folder = info.stage("evaluate")
     report = evaluate_adapter(info.load_spec(), Path(adapter), Path(holdout), folder, held_out=held_out)
-    return {"report": str(folder / "eval_report.json"), **report}
+    headline = ("images", "held_out", "base_loss", "lora_loss", "loss_ratio", "max_loss_ratio", "clip_score",
+                "sample_grid", "passed")
+    return {"report": str(folder / "eval_report.json"), "samples": len(report["samples"]),
+            **{key: report.get(key) for key in headline}}
 
 
 @timed

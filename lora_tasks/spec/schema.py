@@ -228,6 +228,32 @@ class EvalSection(SpecModel):
     max_loss_ratio: Float = Field(
         1.02, gt=0.0, description="quality gate: held-out loss with the adapter / without it must not exceed this"
     )
+    prompts: list[Annotated[str, Field(pattern=r"\S")]] | None = Field(
+        None, min_length=1,
+        description="at least one prompt to sample base and LoRA images for (each also without the trigger "
+                    "word); omit the key to sample held-out captions",
+    )
+    max_prompts: Int = Field(4, ge=1, le=32, description="how many held-out captions become sample prompts")
+    sample_steps: Int = Field(20, ge=1, le=200, description="denoising steps per sample image")
+    sample_guidance: Float = Field(7.5, ge=0.0, le=30.0, description="classifier-free guidance scale of the samples")
+    sample_size: Pixels | None = Field(
+        None, ge=32, le=2048, description="sample image side in pixels, a multiple of 8; default: training resolution"
+    )
+    seed: Int = Field(0, ge=0, description="sample i uses seed + i, with and without the LoRA: reruns repeat pixels")
+    clip_model: str | None = Field(
+        None, description="folder or hub id of a CLIP model to score each sample against its prompt; unset: no score"
+    )
+    min_clip_score: Float | None = Field(
+        None, ge=0.0, le=100.0,
+        description="quality gate: the LoRA samples' mean CLIP score (0-100) must reach this; needs clip_model",
+    )
+
+    @model_validator(mode="after")
+    def _clip_gate_has_a_model(self) -> EvalSection:
+        if self.min_clip_score is not None and self.clip_model is None:
+            raise ValueError("min_clip_score: a CLIP score gate needs a CLIP model; set eval.clip_model to a CLIP "
+                             "folder or hub id, or remove eval.min_clip_score")
+        return self
 
 
 class OutputSection(SpecModel):
@@ -235,6 +261,11 @@ class OutputSection(SpecModel):
     formats: list[Literal["diffusers", "kohya", "peft"]] = Field(
         ["diffusers", "kohya"], min_length=1, description="any of 'diffusers', 'kohya', 'peft'"
     )
+    license: str = Field(
+        "other", pattern=r"^[a-z0-9][a-z0-9.+-]{0,63}$",
+        description="the model card's license id, e.g. 'creativeml-openrail-m' (SD 1.5) or 'other'"
+    )
+    public: bool = Field(False, description="true lets every tenant use the adapter as '<tenant>/<name>'")
 
 
 class JobSpec(SpecModel):

@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     blip = sub.add_parser("blip", help="build and save a tiny random BLIP image captioner")
     blip.add_argument("out", type=Path)
     blip.add_argument("--seed", type=int, default=0)
+    clip = sub.add_parser("clip", help="build and save a tiny random CLIP model (the evaluate stage's CLIP score)")
+    clip.add_argument("out", type=Path)
+    clip.add_argument("--seed", type=int, default=0)
     data = sub.add_parser("dataset", help="write a small captioned image dataset with one visual style")
     data.add_argument("out", type=Path)
     data.add_argument("--count", type=int, default=24)
@@ -38,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from lora_tasks.tiny.blip import build_blip
 
         print(build_blip(args.out, args.seed))
+    elif args.what == "clip":
+        from lora_tasks.tiny.clip import build_clip
+
+        print(build_clip(args.out, args.seed))
     elif args.what == "dataset":
         from lora_tasks.tiny.sample_data import make_style_dataset
 

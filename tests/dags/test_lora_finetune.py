@@ -41,9 +41,13 @@ def test_a_job_runs_end_to_end(finetune, tiny_model: Path, style_dataset: Path) 
     store = open_store(platform_settings().artifact_root)
     manifest = verify_version(store, "demo", "e2e-style", published["version"])
     assert {"pytorch_lora_weights.safetensors", "e2e-style.safetensors", "job.yaml", "eval_report.json",
-            "training_summary.json"} <= set(manifest["files"])
-    assert manifest["eval"]["images"] >= 1 and manifest["eval"]["held_out"] is True
-    assert manifest["run_id"] == run.run_id
+            "training_summary.json", "README.md", "sample_grid.png", "loss_curve.png"} <= set(manifest["files"])
+    assert any(name.startswith("samples/") for name in manifest["files"])
+    assert manifest["figures"]["eval_loss_ratio"] <= 1.02 and manifest["run_id"] == run.run_id
+    report = json.loads(store.read(f"tenants/demo/loras/e2e-style/{published['version']}/eval_report.json"))
+    assert report["images"] >= 1 and report["held_out"] is True and report["samples"]
+    latest = open_ledger(platform_settings().ledger_url).resolve_adapter("demo", "e2e-style@latest")
+    assert (latest.ref, latest.uri) == (published["ref"], published["uri"])
     assert not Path(info["workspace"]).exists()  # cleaned up once published
     [billed] = [r for r in open_ledger(platform_settings().ledger_url).runs() if r.run_id == run.run_id]
     assert billed.status == "success" and billed.gpu_seconds > 0 and billed.actual_seconds > 0
