@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["spec", "stores", "intake", "train", "scheduling", "ledger", "pipeline", "tiny", "registry"]
+PACKAGES = ["spec", "stores", "intake", "train", "evaluate", "scheduling", "ledger", "publish", "pipeline", "tiny",
+            "registry", "serve"]
 CORE = {"lora_tasks", "lora_tasks.errors", "lora_tasks.settings", "lora_tasks.gpu_types", "lora_tasks.cli",
         "lora_tasks.digests"}
 UNITS = {"core", *PACKAGES, "data_checks", "lora_airflow"}

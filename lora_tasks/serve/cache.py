@@ -1,0 +1,165 @@
+"""Two cache tiers, as vLLM keeps LoRAs: host RAM holds adapter state dicts (bounded by bytes), the
+pipeline holds the adapters loaded into the model (bounded by count and bytes).
+
+A request first asks the pipeline tier; on a miss the RAM tier gives the state dict, reading the store
+on its own miss. The tiers enforce their bounds; an ``EvictionPolicy`` only chooses who leaves. Leaving
+the pipeline tier deletes the adapter from the model (its memory is returned), leaving the RAM tier drops
+the tensors. Loads from the store are single-flight: concurrent misses on one key read it once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol
+
+from lora_tasks.serve.loader import StateDict, state_dict_bytes
+from lora_tasks.serve.policies import EvictionPolicy
+
+
+@dataclass
+class TierStats:
+    """Counts since the process started, read by /metrics."""
+
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    bytes: int = 0
+    entries: int = 0
+
+
+class RamTier:
+    """Adapter state dicts in host memory, at most ``max_bytes`` of tensors."""
+
+    name = "ram"
+
+    def __init__(self, max_bytes: int, policy: EvictionPolicy) -> None:
+        self.max_bytes = max_bytes
+        self.policy = policy
+        self.stats = TierStats()
+        self._entries: dict[str, tuple[StateDict, int]] = {}
+        self._flights: dict[str, Future[StateDict]] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return sorted(self._entries)
+
+    def get_or_load(self, key: str, load: Callable[[], StateDict]) -> StateDict:
+        """The state dict of ``key``: from RAM, from a load already under way, or from ``load`` (whose
+        error reaches every waiter and leaves nothing cached)."""
+        with self._lock:
+            if key in self._entries:
+                self.stats.hits += 1
+                self.policy.hit(key)
+                return self._entries[key][0]
+            self.stats.misses += 1
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = Future()
+        if not leader:
+            return flight.result()
+        try:
+            state_dict = load()
+            self._put(key, state_dict)
+        except BaseException as exc:
+            self._land(key)
+            flight.set_exception(exc)
+            raise
+        self._land(key)
+        flight.set_result(state_dict)
+        return state_dict
+
+    def _land(self, key: str) -> None:
+        """The load is over: later misses start their own (after it was kept, they are hits)."""
+        with self._lock:
+            self._flights.pop(key, None)
+
+    def _put(self, key: str, state_dict: StateDict) -> None:
+        """Keep it if it fits at all, evicting until it does (a dict larger than the tier is used, not kept)."""
+        size = state_dict_bytes(state_dict)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            self.policy.insert(key)  # first: the policy then never chooses the key being admitted
+            while self.stats.bytes + size > self.max_bytes:
+                self._drop(self.policy.evict())
+            self._entries[key] = (state_dict, size)
+            self.stats.bytes += size
+            self.stats.entries = len(self._entries)
+
+    def _drop(self, key: str) -> None:
+        _, size = self._entries.pop(key)
+        self.stats.bytes -= size
+        self.stats.evictions += 1
+        self.stats.entries = len(self._entries)
+
+
+class AdapterHost(Protocol):
+    """The model the pipeline tier loads adapters into (``engine.Engine``)."""
+
+    def adapter_bytes(self, state_dict: StateDict) -> int:
+        """What loading ``state_dict`` adds to the model, in bytes."""
+
+    def load_adapter(self, name: str, state_dict: StateDict) -> None: ...
+
+    def delete_adapter(self, name: str) -> None: ...
+
+
+class PipelineTier:
+    """Adapters loaded into the model: at most ``slots`` of them and ``max_bytes`` of their weights. Not
+    locked: its caller holds the model's lock, since loading and deleting change the model's modules."""
+
+    name = "pipeline"
+
+    def __init__(self, host: AdapterHost, slots: int, max_bytes: int, policy: EvictionPolicy) -> None:
+        self.host = host
+        self.slots = slots
+        self.max_bytes = max_bytes
+        self.policy = policy
+        self.stats = TierStats()
+        self._names: dict[str, tuple[str, int]] = {}
+        self._loaded = 0
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._names
+
+    def keys(self) -> list[str]:
+        return sorted(self._names.copy())  # read while a request may be admitting
+
+    def admit(self, key: str, state_dict: Callable[[], StateDict]) -> str:
+        """The model's adapter name for ``key``, loading ``state_dict()`` into a free slot on a miss."""
+        if key in self._names:
+            self.stats.hits += 1
+            self.policy.hit(key)
+            return self._names[key][0]
+        self.stats.misses += 1
+        tensors = state_dict()
+        size = self.host.adapter_bytes(tensors)
+        self.policy.insert(key)  # first: the policy then never chooses the key being admitted
+        while self._names and (len(self._names) >= self.slots or self.stats.bytes + size > self.max_bytes):
+            self._evict(self.policy.evict())
+        self._loaded += 1
+        name = f"adapter_{self._loaded}"
+        try:
+            self.host.load_adapter(name, tensors)
+        except BaseException:
+            self.policy.discard(key)
+            raise
+        self._names[key] = (name, size)
+        self.stats.bytes += size
+        self.stats.entries = len(self._names)
+        return name
+
+    def _evict(self, key: str) -> None:
+        name, size = self._names.pop(key)
+        self.host.delete_adapter(name)
+        self.stats.bytes -= size
+        self.stats.evictions += 1
+        self.stats.entries = len(self._names)
