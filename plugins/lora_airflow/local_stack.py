@@ -264,7 +264,41 @@ def _test_run(conf: dict[str, Any]) -> int:
         print(f"\nlora_finetune {run.run_id}: {run.state}; failed tasks: {failed}")
         return 1
     print(demo_report(results))
+    print(serve_published(results))
     return 0
+
+
+def serve_published(results: dict[str, Any]) -> str:
+    """Start the serving process, give the run's tenant a demo API key and generate one image with the
+    adapter the run published; report where everything is."""
+    import yaml
+
+    from lora_airflow.demo_service import generate_demo_image, start_service
+    from lora_tasks.ledger.store import open_ledger
+    from lora_tasks.settings import PlatformSettings
+
+    tenant, ref = results["validate_request"]["tenant"], results["publish"]["ref"]
+    prompt = f"{yaml.safe_load(DEMO_JOB.read_text())['dataset']['trigger_word']}, a teal circle"
+    url = start_service(DEMO_MODEL, choose_port(int(os.environ.get("LORA_SERVE_PORT", "8000"))))
+    key = open_ledger(PlatformSettings().ledger_url).create_api_key(tenant, label="make demo")
+    image = generate_demo_image(url, key, ref, prompt, DEMO / "served.png")
+    body = json.dumps({"adapter": ref, "prompt": prompt, "width": 64, "height": 64, "steps": 10})
+    return "\n".join([
+        f"  served:       {image.relative_to(REPO)} from POST {url}/v1/generate (adapter {ref}, tenant {tenant})",
+        f"  metrics:      {url}/metrics  (the service keeps running; `make down` stops it)",
+        f"  try it:       curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+        f"-d '{body}' {url}/v1/generate -o out.png",
+    ])
+
+
+def choose_port(preferred: int) -> int:
+    """``preferred`` if nothing listens there, else a free one."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
 
 
 def demo_report(results: dict[str, Any]) -> str:
@@ -274,8 +308,10 @@ def demo_report(results: dict[str, Any]) -> str:
               "evaluate", "publish")
     lines = [
         "",
-        f"lora_finetune succeeded: {info['tenant']}/{info['name']} version {published['version']}",
+        f"lora_finetune succeeded: {info['tenant']}/{info['name']} {published['version']} ({published['ref']})",
         f"  adapter:      {published['uri']} ({published['files']} files, manifest.json last)",
+        f"  model card:   README.md there, with sample_grid.png ({evaluated['samples']} samples, base | LoRA) "
+        "and loss_curve.png",
         f"  intake:       {filtered['kept']} of {filtered['samples']} images kept",
         f"  train loss:   {trained['train_loss']['first']:.4f} -> {trained['train_loss']['last']:.4f} in "
         f"{trained['steps']} steps, peak memory {trained['peak_memory_bytes'] / 2**20:.0f} MiB",
@@ -303,11 +339,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         return run_demo()
     if args.command == "down":
+        from lora_airflow.demo_service import stop_service
+
         pids = home / "pids.json"
         if pids.exists():
             stop_process_groups(json.loads(pids.read_text()))
             pids.unlink()
-        print("Airflow stopped")
+        stop_service()
+        print("Airflow and the demo's serving process stopped")
         return 0
     config = AirflowConfig(home=home, port=args.port, db_url=os.environ.get("LORA_AIRFLOW_DB_URL"))
     build_demo_inputs()  # what the trigger form proposes must exist
