@@ -53,6 +53,10 @@ bench: setup clamav
 	$(PY) bench/scheduling_policies.py
 	$(PY) bench/memory_model.py --fit
 	$(PY) bench/duration_predictor.py
+	$(PY) bench/publish_throughput.py
+	$(PY) bench/serve_cache.py
+	$(PY) bench/serve_switch.py
+	$(PY) bench/serve_switch.py --model sd15 --rounds 5 --steps 10
 
 clean:
 	rm -rf build output

@@ -5,7 +5,7 @@ through every policy at 4, 8 and 16 pipeline slots; a table per trace gives each
 share of Belady's (the limit no online policy can beat). The target is for the traces of sessions (image
 generation: a user makes several images with one adapter): at 8 slots the best policy, the one whose worst
 trace is best, reaches 0.98 of Belady on every one of them. The zipf kind (independent requests) is reported
-as a reference beside it. The last lines read
+as a reference beside it, and the mixed kind again with fewer sessions open at once. The last lines read
 
     cache best_policy <name> of_optimal <min over the session traces> target 0.98 PASS|FAIL
     cache lru of_optimal <min over the session traces>
@@ -26,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 SLOTS = (4, 8, 16)
 TARGET_SLOTS = 8
 TARGET = 0.98
+SWEEP = ((30.0, 1000.0), (10.0, 1000.0), (30.0, 300.0), (10.0, 300.0))
+"""(think seconds, peak requests per hour): the mixed kind's own first, then fewer sessions at once."""
 
 
 def main() -> int:
@@ -59,6 +61,7 @@ def main() -> int:
     worst = {name: min(ratios[trace, name] for trace in sessions) for name in POLICIES}
     best = max(worst, key=worst.__getitem__)
     reference = max(POLICIES, key=lambda name: ratios["zipf", name])
+    sensitivity(args.requests, args.seed)
     print(f"\nreplayed in {time.perf_counter() - began:.1f} s; the target counts the session traces "
           f"({', '.join(sessions)}) at {TARGET_SLOTS} slots")
     print(f"reference zipf best_policy {reference} of_optimal {ratios['zipf', reference]:.4f}")
@@ -66,6 +69,28 @@ def main() -> int:
           f"{'PASS' if worst[best] >= TARGET else 'FAIL'}")
     print(f"cache lru of_optimal {worst['lru']:.4f}")
     return 0
+
+
+def sensitivity(requests: int, seed: int) -> None:
+    """The mixed trace with fewer sessions interleaving (shorter think time, or a lower rate): how far LRU
+    is from Belady depends on how many sessions are open at once against the slots."""
+    from dataclasses import replace
+
+    from lora_tasks.serve.belady import optimal_hits
+    from lora_tasks.serve.policies import POLICIES
+    from lora_tasks.serve.replay import pipeline_misses
+    from lora_tasks.serve.traces import KINDS, generate_trace
+
+    print(f"\n## mixed, {TARGET_SLOTS} slots, by think time and peak rate: each policy's share of Belady\n")
+    print("| think time | peak requests/h | " + " | ".join(POLICIES) + " | Belady hit rate |")
+    print("|---|---|" + "---|" * len(POLICIES) + "---|")
+    for think, rate in SWEEP:
+        trace = generate_trace(replace(KINDS["mixed"], think_seconds=think, peak_requests_per_hour=rate), requests,
+                               seed)
+        optimum = optimal_hits(trace, TARGET_SLOTS)
+        shares = [(len(trace) - len(pipeline_misses(trace, name, TARGET_SLOTS))) / optimum for name in POLICIES]
+        print(f"| {think:.0f} s | {rate:.0f} | " + " | ".join(f"{x:.4f}" for x in shares) +
+              f" | {optimum / len(trace):.4f} |")
 
 
 if __name__ == "__main__":

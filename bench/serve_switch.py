@@ -8,6 +8,7 @@ the PNG), each round times, interleaved:
   PNG included: the floor every other row is compared with;
 - ``pipeline-cached``: an adapter already loaded into the model but not the active one (the previous
   request used another), so ``set_adapters`` switches it: what a warm server does between tenants;
+- ``pipeline-active``: the same adapter again right after (no switch): what the LoRA layers alone cost;
 - ``ram-cached``: an adapter pushed out of the pipeline tier but still in host RAM: loaded into the model
   again (``load_lora_weights``), with an eviction (``delete_adapters``) to make room;
 - ``uncached``: an adapter never requested: read from the artifact store, sha256-checked against its
@@ -19,7 +20,7 @@ Overhead is a row's median minus ``base``'s median. Targets: pipeline-cached ove
 uncached overhead < 20% of the reload's overhead. The last lines read ``cached <percent>`` and
 ``uncached <percent>``.
 
-    python bench/serve_switch.py [--model tiny|sd15] [--rounds 9] [--steps 20] [--rank 16] [--slots 4]
+    python bench/serve_switch.py [--model tiny|sd15] [--rounds 9] [--steps 20] [--rank 8] [--slots 4]
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def main() -> int:
     parser.add_argument("--model", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--slots", type=int, default=4)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
@@ -134,13 +135,15 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[dict[str, float], flo
     request(fresh[-1])  # first use of each code path happens before timing
     reload(spare)
     plain.generate(None, params)
-    seconds: dict[str, list[float]] = {k: [] for k in ("base", "pipeline-cached", "ram-cached", "uncached", "reload")}
+    seconds: dict[str, list[float]] = {k: [] for k in ("base", "pipeline-cached", "pipeline-active", "ram-cached",
+                                                       "uncached", "reload")}
     for target, new in zip(itertools.islice(itertools.cycle(warm), args.rounds), fresh, strict=False):
         evict_spare()
         request(next(name for name in warm if name != target))  # another one active: the cached one switches
         steps: list[tuple[str, Callable[[], None], Callable[[], None]]] = [
             ("base", expect(spare, "ram"), lambda: png_bytes(plain.generate(None, params))),
             ("pipeline-cached", expect(target, "pipeline"), functools.partial(request, target)),
+            ("pipeline-active", expect(target, "pipeline"), functools.partial(request, target)),
             ("ram-cached", expect(spare, "ram"), lambda: request(spare)),
             ("uncached", expect(new, None), functools.partial(request, new)),
             ("reload", lambda: None, lambda: reload(spare)),
