@@ -206,7 +206,3 @@ def main(argv: list[str] | None = None) -> int:
                               metrics=args.metrics)
     print(json.dumps(report, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

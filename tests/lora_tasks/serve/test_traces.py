@@ -69,4 +69,5 @@ def test_the_command_writes_one_id_a_line(tmp_path: Path, capsys: pytest.Capture
 def test_the_help_describes_every_kind(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
-    assert all(kind in capsys.readouterr().out for kind in ("zipf", "bursty", "diurnal_new", "mixed"))
+    shown = capsys.readouterr().out
+    assert all(kind in shown for kind in ("zipf", "bursty", "diurnal_new", "mixed"))
