@@ -5,6 +5,10 @@ A request first asks the pipeline tier; on a miss the RAM tier gives the state d
 on its own miss. The tiers enforce their bounds; an ``EvictionPolicy`` only chooses who leaves. Leaving
 the pipeline tier deletes the adapter from the model (its memory is returned), leaving the RAM tier drops
 the tensors. Loads from the store are single-flight: concurrent misses on one key read it once.
+
+A miss in the pipeline tier loads the adapter into the slot of the one it evicts (``replace_adapter``):
+the model can copy weights into the layers already there (diffusers' hotswap) instead of injecting new
+ones, which is most of a miss's cost.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
-from lora_tasks.serve.loader import StateDict, state_dict_bytes
+from lora_tasks.serve.loader import AdapterWeights
 from lora_tasks.serve.policies import EvictionPolicy
 
 
@@ -39,8 +43,8 @@ class RamTier:
         self.max_bytes = max_bytes
         self.policy = policy
         self.stats = TierStats()
-        self._entries: dict[str, tuple[StateDict, int]] = {}
-        self._flights: dict[str, Future[StateDict]] = {}
+        self._entries: dict[str, AdapterWeights] = {}
+        self._flights: dict[str, Future[AdapterWeights]] = {}
         self._lock = threading.Lock()
 
     def __contains__(self, key: object) -> bool:
@@ -50,14 +54,14 @@ class RamTier:
         with self._lock:
             return sorted(self._entries)
 
-    def get_or_load(self, key: str, load: Callable[[], StateDict]) -> StateDict:
-        """The state dict of ``key``: from RAM, from a load already under way, or from ``load`` (whose
+    def get_or_load(self, key: str, load: Callable[[], AdapterWeights]) -> AdapterWeights:
+        """The weights of ``key``: from RAM, from a load already under way, or from ``load`` (whose
         error reaches every waiter and leaves nothing cached)."""
         with self._lock:
             if key in self._entries:
                 self.stats.hits += 1
                 self.policy.hit(key)
-                return self._entries[key][0]
+                return self._entries[key]
             self.stats.misses += 1
             flight = self._flights.get(key)
             leader = flight is None
@@ -66,37 +70,36 @@ class RamTier:
         if not leader:
             return flight.result()
         try:
-            state_dict = load()
-            self._put(key, state_dict)
+            weights = load()
+            self._put(key, weights)
         except BaseException as exc:
             self._land(key)
             flight.set_exception(exc)
             raise
         self._land(key)
-        flight.set_result(state_dict)
-        return state_dict
+        flight.set_result(weights)
+        return weights
 
     def _land(self, key: str) -> None:
         """The load is over: later misses start their own (after it was kept, they are hits)."""
         with self._lock:
             self._flights.pop(key, None)
 
-    def _put(self, key: str, state_dict: StateDict) -> None:
-        """Keep it if it fits at all, evicting until it does (a dict larger than the tier is used, not kept)."""
-        size = state_dict_bytes(state_dict)
+    def _put(self, key: str, weights: AdapterWeights) -> None:
+        """Keep it if it fits at all, evicting until it does (an adapter larger than the tier is used, not kept)."""
+        size = weights.nbytes
         if size > self.max_bytes:
             return
         with self._lock:
             self.policy.insert(key)  # first: the policy then never chooses the key being admitted
             while self.stats.bytes + size > self.max_bytes:
                 self._drop(self.policy.evict())
-            self._entries[key] = (state_dict, size)
+            self._entries[key] = weights
             self.stats.bytes += size
             self.stats.entries = len(self._entries)
 
     def _drop(self, key: str) -> None:
-        _, size = self._entries.pop(key)
-        self.stats.bytes -= size
+        self.stats.bytes -= self._entries.pop(key).nbytes
         self.stats.evictions += 1
         self.stats.entries = len(self._entries)
 
@@ -104,10 +107,14 @@ class RamTier:
 class AdapterHost(Protocol):
     """The model the pipeline tier loads adapters into (``engine.Engine``)."""
 
-    def adapter_bytes(self, state_dict: StateDict) -> int:
-        """What loading ``state_dict`` adds to the model, in bytes."""
+    def adapter_bytes(self, weights: AdapterWeights) -> int:
+        """What loading ``weights`` adds to the model, in bytes."""
 
-    def load_adapter(self, name: str, state_dict: StateDict) -> None: ...
+    def load_adapter(self, name: str, weights: AdapterWeights) -> None: ...
+
+    def replace_adapter(self, name: str, weights: AdapterWeights) -> None:
+        """Load ``weights`` as ``name`` in place of the adapter loaded under that name; on failure neither is
+        loaded."""
 
     def delete_adapter(self, name: str) -> None: ...
 
@@ -133,22 +140,30 @@ class PipelineTier:
     def keys(self) -> list[str]:
         return sorted(self._names.copy())  # read while a request may be admitting
 
-    def admit(self, key: str, state_dict: Callable[[], StateDict]) -> str:
-        """The model's adapter name for ``key``, loading ``state_dict()`` into a free slot on a miss."""
+    def admit(self, key: str, weights: Callable[[], AdapterWeights]) -> str:
+        """The model's adapter name for ``key``, loading ``weights()`` on a miss into the slot of the last
+        adapter it evicts (or a new one while slots are free)."""
         if key in self._names:
             self.stats.hits += 1
             self.policy.hit(key)
             return self._names[key][0]
         self.stats.misses += 1
-        tensors = state_dict()
-        size = self.host.adapter_bytes(tensors)
+        adapter = weights()
+        size = self.host.adapter_bytes(adapter)
         self.policy.insert(key)  # first: the policy then never chooses the key being admitted
+        evicted = []
         while self._names and (len(self._names) >= self.slots or self.stats.bytes + size > self.max_bytes):
-            self._evict(self.policy.evict())
-        self._loaded += 1
-        name = f"adapter_{self._loaded}"
+            evicted.append(self._evict(self.policy.evict()))
+        name = evicted.pop() if evicted else None
+        for stale in evicted:
+            self.host.delete_adapter(stale)
         try:
-            self.host.load_adapter(name, tensors)
+            if name is None:
+                self._loaded += 1
+                name = f"adapter_{self._loaded}"
+                self.host.load_adapter(name, adapter)
+            else:
+                self.host.replace_adapter(name, adapter)
         except BaseException:
             self.policy.discard(key)
             raise
@@ -157,9 +172,10 @@ class PipelineTier:
         self.stats.entries = len(self._names)
         return name
 
-    def _evict(self, key: str) -> None:
+    def _evict(self, key: str) -> str:
+        """Forget ``key``; its name's layers stay in the model until the caller replaces or deletes them."""
         name, size = self._names.pop(key)
-        self.host.delete_adapter(name)
         self.stats.bytes -= size
         self.stats.evictions += 1
         self.stats.entries = len(self._names)
+        return name

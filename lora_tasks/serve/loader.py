@@ -3,12 +3,18 @@
 The manifest (written last by the publish) gives the weights file's sha256 and size; a file that does
 not match, or does not parse as safetensors, raises AdapterIntegrityError, and nothing is cached, so a
 later request reads the store again (after the file is restored, it works).
+
+The file's header carries the adapter's LoRA config (rank, alpha, targets) as diffusers writes it; diffusers
+reads it only from a path, so it is parsed here and kept beside the tensors: without it an adapter
+trained with alpha != rank would be served at the wrong scale.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import struct
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lora_tasks.errors import LoraTaskError, StoreError
@@ -24,6 +30,18 @@ if TYPE_CHECKING:
 StateDict = dict[str, "torch.Tensor"]
 
 
+@dataclass(frozen=True)
+class AdapterWeights:
+    """What the tiers cache: the tensors, and diffusers' LoRA config from the file (None: alpha = rank)."""
+
+    tensors: StateDict
+    lora_metadata: dict[str, Any] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+
 class AdapterIntegrityError(LoraTaskError):
     """A published adapter's files do not match its manifest, or cannot be loaded into the base model."""
 
@@ -33,12 +51,8 @@ def adapter_key(version: AdapterVersion) -> str:
     return f"{version.tenant}/{version.name}@{version.version}"
 
 
-def state_dict_bytes(state_dict: StateDict) -> int:
-    return sum(t.numel() * t.element_size() for t in state_dict.values())
-
-
-def load_adapter(version: AdapterVersion, s3_endpoint_url: str | None = None) -> StateDict:
-    """The diffusers-format LoRA state dict of ``version``, verified against its manifest."""
+def load_adapter(version: AdapterVersion, s3_endpoint_url: str | None = None) -> AdapterWeights:
+    """The diffusers-format LoRA of ``version``, verified against its manifest."""
     from safetensors.torch import load
 
     where = f"{adapter_key(version)} ({version.uri})"
@@ -55,9 +69,19 @@ def load_adapter(version: AdapterVersion, s3_endpoint_url: str | None = None) ->
         raise AdapterIntegrityError(f"{where}: {DIFFUSERS_FILE} does not match its manifest (sha256 or size "
                                     "differs). Fix: restore the file from the publish, or publish a new version")
     try:
-        return load(data)
+        return AdapterWeights(load(data), lora_metadata(data))
     except Exception as exc:  # safetensors raises its own error types for a malformed header
         raise AdapterIntegrityError(f"{where}: {DIFFUSERS_FILE} is not a readable safetensors file ({exc})") from exc
+
+
+def lora_metadata(data: bytes) -> dict[str, Any] | None:
+    """diffusers' LoRA config from a safetensors file's header (8 bytes of length, then JSON), if it has one."""
+    from diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY
+
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + length]).get("__metadata__") or {}
+    raw = header.get(LORA_ADAPTER_METADATA_KEY)
+    return json.loads(raw) if raw else None
 
 
 def _read(store: Store, key: str) -> bytes:

@@ -15,7 +15,7 @@ from lora_tasks.ledger.adapters import AdapterVersion
 from lora_tasks.ledger.store import Ledger, open_ledger
 from lora_tasks.serve.cache import PipelineTier, RamTier
 from lora_tasks.serve.engine import Engine, GenerationParams, png_bytes
-from lora_tasks.serve.loader import StateDict, adapter_key, load_adapter
+from lora_tasks.serve.loader import AdapterWeights, adapter_key, load_adapter
 from lora_tasks.serve.metrics import ServeMetrics
 from lora_tasks.serve.policies import make_policy
 from lora_tasks.serve.settings import ServeSettings
@@ -30,7 +30,7 @@ class AdapterService:
         self.settings = settings
         self.s3_endpoint_url = platform.s3_endpoint_url
         self.ledger: Ledger = open_ledger(platform.ledger_url)
-        self.engine = engine or Engine(settings.base_model, settings.device)
+        self.engine = engine or Engine(settings.base_model, settings.device, settings.hotswap, settings.fuse)
         self.ram = RamTier(settings.ram_bytes,
                            make_policy(settings.policy, RAM_SLOTS_PER_PIPELINE_SLOT * settings.pipeline_slots))
         self.pipeline = PipelineTier(self.engine, settings.pipeline_slots, settings.pipeline_bytes,
@@ -45,12 +45,12 @@ class AdapterService:
         none the tenant may use; AdapterIntegrityError when its files fail their checks)."""
         version = self.ledger.resolve_adapter(tenant, ref)
         key = adapter_key(version)
-        state_dict = self._state_dict(key, version)
-        prefetched = None if key in self.pipeline else state_dict()
+        weights = self._weights(key, version)
+        prefetched = None if key in self.pipeline else weights()
         with self.engine.lock:
             missed = key not in self.pipeline
             started = time.perf_counter()
-            name = self.pipeline.admit(key, lambda: prefetched if prefetched is not None else state_dict())
+            name = self.pipeline.admit(key, lambda: prefetched or weights())
             if missed:
                 self.metrics.load_seconds.labels(self.pipeline.name).observe(time.perf_counter() - started)
             started = time.perf_counter()
@@ -58,14 +58,14 @@ class AdapterService:
             self.metrics.generate_seconds.observe(time.perf_counter() - started)
         return png_bytes(image)
 
-    def _state_dict(self, key: str, version: AdapterVersion) -> Callable[[], StateDict]:
+    def _weights(self, key: str, version: AdapterVersion) -> Callable[[], AdapterWeights]:
         """The RAM tier's answer for ``key``, loading from the store (timed) on a miss."""
 
-        def from_store() -> StateDict:
+        def from_store() -> AdapterWeights:
             started = time.perf_counter()
-            tensors = load_adapter(version, self.s3_endpoint_url)
+            weights = load_adapter(version, self.s3_endpoint_url)
             self.metrics.load_seconds.labels(self.ram.name).observe(time.perf_counter() - started)
-            return tensors
+            return weights
 
         return lambda: self.ram.get_or_load(key, from_store)
 

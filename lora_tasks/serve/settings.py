@@ -24,6 +24,10 @@ class ServeSettings(BaseSettings):
     pipeline_bytes: int = Field(2 << 30, ge=1, description="bytes of adapter weights loaded into the model at once")
     ram_bytes: int = Field(4 << 30, ge=0, description="bytes of adapter state dicts kept in host RAM "
                            "(vLLM's max_cpu_loras, by bytes)")
+    hotswap: bool = Field(True, description="copy a missed adapter into an evicted one's layers when their "
+                          "shapes match (diffusers' hotswap), instead of deleting them and injecting new ones")
+    fuse: bool = Field(True, description="fold the active adapter into the base weights while it generates, so "
+                       "its images cost what the base model's do (the base weights are kept and copied back)")
     policy: str = Field("lru", description="eviction policy of both tiers: lru, lfu, arc or tinylfu")
     max_width: int = Field(1024, ge=8, description="widest image a request may ask for, in pixels")
     max_height: int = Field(1024, ge=8, description="tallest image a request may ask for, in pixels")

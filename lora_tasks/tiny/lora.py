@@ -36,11 +36,16 @@ def random_lora(shapes: dict[str, tuple[int, int]], seed: int, rank: int = 4) ->
     return state
 
 
-def save_random_lora(folder: Path, shapes: dict[str, tuple[int, int]], seed: int, rank: int = 4) -> Path:
-    """Write ``random_lora`` where the trainer writes its diffusers export; returns the weights file."""
+def save_random_lora(folder: Path, shapes: dict[str, tuple[int, int]], seed: int, rank: int = 4,
+                     alpha: float | None = None) -> Path:
+    """Write ``random_lora`` as the trainer writes its diffusers export, its LoRA config (``alpha``, default
+    the rank) in the header; returns the weights file."""
     from diffusers import StableDiffusionPipeline
     from diffusers.loaders.lora_base import LORA_WEIGHT_NAME_SAFE
+    from peft import LoraConfig
 
     unet_layers = {k.removeprefix("unet."): v for k, v in random_lora(shapes, seed, rank).items()}
-    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=unet_layers)
+    config = LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha, target_modules=list(TARGETS))
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=unet_layers,
+                                              unet_lora_adapter_metadata=config.to_dict())
     return Path(folder) / LORA_WEIGHT_NAME_SAFE
