@@ -21,6 +21,7 @@ from lora_tasks.ledger.store import open_ledger
 from lora_tasks.pipeline.prediction import predict_training
 from lora_tasks.pipeline.workspace import RunInfo
 from lora_tasks.settings import PlatformSettings
+from lora_tasks.train.outputs import EVAL_HEADLINE
 
 
 def timed(function: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -119,8 +120,7 @@ def evaluate(info: RunInfo, adapter: str, holdout: str, held_out: bool = True) -
 
     folder = info.stage("evaluate")
     report = evaluate_adapter(info.load_spec(), Path(adapter), Path(holdout), folder, held_out=held_out)
-    headline = ("images", "held_out", "base_loss", "lora_loss", "loss_ratio", "max_loss_ratio", "clip_score",
-                "sample_grid", "passed")
+    headline = (*EVAL_HEADLINE, "max_loss_ratio", "clip_score", "sample_grid")
     return {"report": str(folder / "eval_report.json"), "samples": len(report["samples"]),
             **{key: report.get(key) for key in headline}}
 

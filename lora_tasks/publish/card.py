@@ -20,7 +20,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from lora_tasks.spec.base_model import HUB_ID, PICKLE_SUFFIXES
 from lora_tasks.spec.schema import JobSpec
 from lora_tasks.stores.locations import parse_location
-from lora_tasks.train.outputs import DIFFUSERS_FILE, PEFT_FILE, SUMMARY_FILE
+from lora_tasks.train.outputs import DIFFUSERS_FILE, EVAL_HEADLINE, PEFT_FILE, SUMMARY_FILE
 
 GRID_FILE = "sample_grid.png"
 LOSS_CURVE_FILE = "loss_curve.png"
@@ -207,7 +207,7 @@ def eval_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
 def eval_figures(report: dict[str, Any]) -> dict[str, Any]:
     """The evaluation's headline numbers, for the registry."""
     clip = report.get("clip_score") or {}
-    found = {key: report.get(key) for key in ("images", "held_out", "base_loss", "lora_loss", "loss_ratio", "passed")}
+    found = {key: report.get(key) for key in EVAL_HEADLINE}
     return {f"eval_{k}": v for k, v in (found | {"clip_base": clip.get("base"), "clip_lora": clip.get("lora")}).items()
             if v is not None}
 

@@ -10,3 +10,5 @@ METRICS_FILE = "metrics.jsonl"
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
 PEFT_FILE = "adapter_model.safetensors"
 SUMMARY_FILE = "training_summary.json"
+EVAL_HEADLINE = ("images", "held_out", "base_loss", "lora_loss", "loss_ratio", "passed")
+"""The evaluation report's figures that travel beyond it: the evaluate task's return value, the registry."""

@@ -22,7 +22,8 @@ def start_service(base_model: Path, port: int, env: dict[str, str] | None = None
     """Start the service in its own process group (stopping one a previous demo left), its pid and log in
     ``home``; returns its URL once ``/healthz`` answers."""
     import httpx
-    from tenacity import RetryError, retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    from lora_airflow.local_stack import wait_until
 
     stop_service(home)
     home.mkdir(parents=True, exist_ok=True)
@@ -33,18 +34,17 @@ def start_service(base_model: Path, port: int, env: dict[str, str] | None = None
     (home / PIDS).write_text(json.dumps({"serve": process.pid}))
     url = f"http://127.0.0.1:{port}"
 
-    @retry(retry=retry_if_exception_type(httpx.HTTPError), wait=wait_fixed(0.5), stop=stop_after_delay(STARTUP_SECONDS))
     def healthy() -> None:
         if process.poll() is not None:
             raise RuntimeError(f"the service exited at start; see {home / 'serve.log'}")
         httpx.get(f"{url}/healthz", timeout=5).raise_for_status()
 
     try:
-        healthy()
-    except RetryError:
+        wait_until(healthy, retry_on=(httpx.HTTPError,), timeout=STARTUP_SECONDS, interval=0.5,
+                   failure=f"the service did not answer in {STARTUP_SECONDS:.0f}s; see {home / 'serve.log'}")
+    except TimeoutError:
         stop_service(home)
-        raise TimeoutError(f"the service did not answer in {STARTUP_SECONDS:.0f}s; see {home / 'serve.log'}") \
-            from None
+        raise
     return url
 
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,10 +132,7 @@ class LocalStack:
     def wait_healthy(self, timeout: float = 240) -> None:
         """Until every component reports healthy (the execution API too); a component that exits fails at once."""
         import httpx
-        from tenacity import RetryError, retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
-        @retry(retry=retry_if_exception_type((httpx.HTTPError, ValueError, NotHealthy)), wait=wait_fixed(1),
-               stop=stop_after_delay(timeout))
         def check(client: httpx.Client) -> None:
             for name, process in self.processes.items():
                 if process.poll() is not None:
@@ -146,11 +143,8 @@ class LocalStack:
             client.get("/execution/health")  # the execution API sets itself up on first use
 
         with httpx.Client(base_url=self.config.base_url, timeout=30) as client:
-            try:
-                check(client)
-            except RetryError:
-                raise TimeoutError(f"Airflow was not healthy after {timeout:.0f}s; see {self.config.home}/logs") \
-                    from None
+            wait_until(lambda: check(client), retry_on=(httpx.HTTPError, ValueError, NotHealthy), timeout=timeout,
+                       interval=1, failure=f"Airflow was not healthy after {timeout:.0f}s; see {self.config.home}/logs")
 
     def stop(self) -> None:
         stop_process_groups({n: p.pid for n, p in self.processes.items()})
@@ -160,6 +154,19 @@ class LocalStack:
 
 class NotHealthy(Exception):
     """Airflow answers, but some component is not healthy yet."""
+
+
+def wait_until(check: Callable[[], None], *, retry_on: tuple[type[Exception], ...], timeout: float, interval: float,
+               failure: str) -> None:
+    """Call ``check`` until it returns, again every ``interval`` seconds while it raises one of ``retry_on``
+    (anything else propagates at once); TimeoutError(``failure``) after ``timeout`` seconds."""
+    from tenacity import RetryError, retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    retrying = retry(retry=retry_if_exception_type(retry_on), wait=wait_fixed(interval), stop=stop_after_delay(timeout))
+    try:
+        retrying(check)()
+    except RetryError:
+        raise TimeoutError(failure) from None
 
 
 def stop_process_groups(pids: dict[str, int], grace: float = 30) -> None:
