@@ -57,6 +57,7 @@ bench: setup clamav
 	$(PY) bench/serve_cache.py
 	$(PY) bench/serve_switch.py
 	$(PY) bench/serve_switch.py --model sd15 --rounds 5 --steps 10
+	$(PY) bench/lora_params.py
 
 clean:
 	rm -rf build output

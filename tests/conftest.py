@@ -70,6 +70,14 @@ def tiny_model() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llm() -> Path:
+    """A tiny Llama-architecture causal LM with its BPE tokenizer, in the shared model folder."""
+    from lora_tasks.tiny.llm import build_llm
+
+    return build_llm(MODELS / "tiny-llm", seed=0)
+
+
+@pytest.fixture(scope="session")
 def style_dataset() -> Path:
     """Uploaded by tenant demo."""
     from lora_tasks.tiny.sample_data import make_style_dataset

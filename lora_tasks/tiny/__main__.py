@@ -8,6 +8,7 @@ from pathlib import Path
 import lora_tasks.tiny
 from lora_tasks.cli import entry_point
 from lora_tasks.tiny.diffusion import ARCHITECTURES
+from lora_tasks.tiny.text_data import LAYOUTS
 
 
 @entry_point
@@ -25,6 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     clip = sub.add_parser("clip", help="build and save a tiny random CLIP model (the evaluate stage's CLIP score)")
     clip.add_argument("out", type=Path)
     clip.add_argument("--seed", type=int, default=0)
+    llm = sub.add_parser("llm", help="build and save a tiny random Llama-architecture causal LM and its tokenizer")
+    llm.add_argument("out", type=Path)
+    llm.add_argument("--seed", type=int, default=0)
+    text = sub.add_parser("text-dataset", help="write a small text dataset with one writing style")
+    text.add_argument("out", type=Path)
+    text.add_argument("--layout", choices=LAYOUTS, default="messages")
+    text.add_argument("--count", type=int, default=64)
+    text.add_argument("--seed", type=int, default=0)
     data = sub.add_parser("dataset", help="write a small captioned image dataset with one visual style")
     data.add_argument("out", type=Path)
     data.add_argument("--count", type=int, default=24)
@@ -45,6 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         from lora_tasks.tiny.clip import build_clip
 
         print(build_clip(args.out, args.seed))
+    elif args.what == "llm":
+        from lora_tasks.tiny.llm import build_llm
+
+        print(build_llm(args.out, args.seed))
+    elif args.what == "text-dataset":
+        from lora_tasks.tiny.text_data import write_text_dataset
+
+        print(write_text_dataset(args.out, args.count, args.seed, args.layout))
     elif args.what == "dataset":
         from lora_tasks.tiny.sample_data import make_style_dataset
 
