@@ -55,7 +55,7 @@ bench: setup clamav
 	$(PY) bench/duration_predictor.py
 	$(PY) bench/publish_throughput.py
 	$(PY) bench/serve_cache.py
-	$(PY) bench/serve_switch.py
+	$(PY) bench/serve_switch.py --rounds 7
 	$(PY) bench/serve_switch.py --model sd15 --rounds 5 --steps 10
 	$(PY) bench/lora_params.py
 
