@@ -69,7 +69,7 @@ def bare_steps(trainer: Any, batch: tuple[Any, Any], count: int) -> list[float]:
     latents, embeddings = (t.to(device) for t in batch)
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0)).to(device)
     timesteps = torch.full((latents.shape[0],), 500, dtype=torch.long, device=device)
-    unet, scheduler, optimizer = trainer.models.unet, trainer.models.noise_scheduler, trainer.optimizer
+    unet, scheduler, optimizer = trainer.task.models.unet, trainer.task.models.noise_scheduler, trainer.optimizer
     out = []
     synchronize(device)
     began = time.perf_counter()
@@ -109,8 +109,8 @@ def measure(arch: str, device: str = "cpu") -> dict[str, Any]:
     trainer.prepare()
     prepare_seconds = time.perf_counter() - prepare_start
     trainer.metrics = MetricsLog(work / "out" / "metrics.jsonl", 0)
-    cached = trainer.source
-    live = build_source("off", Encoder(trainer.models, trainer.device), trainer.items, trainer.buckets,
+    cached = trainer.task.source
+    live = build_source("off", Encoder(trainer.task.models, trainer.device), trainer.task.items, trainer.task.buckets,
                         work / "cache", "")
     batch = cached.batch(trainer.stream.order[0])
     step = 0
@@ -120,7 +120,7 @@ def measure(arch: str, device: str = "cpu") -> dict[str, Any]:
         """Per-step times from the loop, and the whole call's wall time (a call's last step
         writes its metrics and maybe a checkpoint after its own timer stops)."""
         nonlocal step
-        trainer.source = source
+        trainer.task.source = source
         synchronize(trainer.device)
         start = time.perf_counter()
         times = trainer.loop(step, step + count)
@@ -152,7 +152,7 @@ def measure(arch: str, device: str = "cpu") -> dict[str, Any]:
         "arch": arch,
         "resolution": resolution,
         "batch": batch_size,
-        "unet_params_m": sum(p.numel() for p in trainer.models.unet.parameters()) / 1e6,
+        "unet_params_m": sum(p.numel() for p in trainer.task.models.unet.parameters()) / 1e6,
         "prepare_seconds": prepare_seconds,
         "median": {k: statistics.median(v) for k, v in results.items()},
         "mean": {"bare": statistics.fmean(results["bare"]),

@@ -34,7 +34,7 @@ SINGLE_FILE_UNET_PREFIX = "model.diffusion_model."
 class BaseModelRef:
     """A located base model: ``location`` is an absolute path, or a hub id for kind 'hub'."""
 
-    kind: Literal["diffusers", "single_file", "hub"]
+    kind: Literal["diffusers", "single_file", "hub", "transformers"]
     location: str
     config: str | None = None
     allow_pickle: bool = False
@@ -170,13 +170,28 @@ def resolve_target_modules(requested: list[str], layer_names: list[str]) -> tupl
     return list(dict.fromkeys(modules)), warnings
 
 
+def locate_base_model(spec: JobSpec) -> BaseModelRef:
+    """The job's base model: a diffusion pipeline for image jobs, a causal language model for text jobs."""
+    if spec.job.task == "text":
+        from lora_tasks.spec.causal_lm import resolve_causal_lm
+
+        return resolve_causal_lm(spec.model)
+    return resolve_base_model(spec.model)
+
+
 def check_spec_against_model(spec: JobSpec) -> tuple[JobSpec, BaseModelRef, list[str]]:
     """Locate the base model and fit target_modules to it; returns the fitted spec and warnings."""
-    ref = resolve_base_model(spec.model)
-    names = unet_layer_names(ref)
-    if names is None:  # a hub id or pickle: checked again once the UNet is loaded
+    from lora_tasks.spec.causal_lm import causal_lm_layer_names, resolve_text_targets
+
+    ref = locate_base_model(spec)
+    text = spec.job.task == "text"
+    names = causal_lm_layer_names(ref) if text else unet_layer_names(ref)
+    if names is None:  # a hub id or pickle: checked again once the model is loaded
         return spec, ref, []
-    modules, warnings = resolve_target_modules(spec.model.target_modules, names)
+    if text:
+        modules, warnings = resolve_text_targets(spec.model.target_modules, names), []
+    else:
+        modules, warnings = resolve_target_modules(spec.model.target_modules, names)
     for warning in warnings:
         log.warning(warning)
     fitted = spec.model_copy(update={"model": spec.model.model_copy(update={"target_modules": modules})})
@@ -191,11 +206,14 @@ def weight_files(ref: BaseModelRef) -> list[Path]:
     if ref.kind == "single_file":
         return [Path(ref.location)]
     root = Path(ref.location)
+    if ref.kind == "transformers":
+        return sorted(root.glob("*.safetensors"))
     if ref.kind == "hub":
         root = _hub_snapshot(ref.location)
         if root is None:
             return []
-    return sorted(p for sub in ("unet", "vae", "text_encoder") for p in (root / sub).glob("*.safetensors"))
+    parts = sorted(p for sub in ("unet", "vae", "text_encoder") for p in (root / sub).glob("*.safetensors"))
+    return parts or sorted(root.glob("*.safetensors"))  # a hub language model keeps its weights at the top
 
 
 def _hub_snapshot(repo_id: str) -> Path | None:

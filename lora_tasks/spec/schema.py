@@ -17,6 +17,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from lora_tasks.colours import parse_background
 
 Auto = Literal["auto"]
+IMAGE_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+TEXT_TARGETS = ["q_proj", "v_proj"]
+IMAGE_FORMATS = ["diffusers", "kohya"]
+TEXT_FORMATS = ["peft"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Tenant and job names become path and object-store prefixes: no '/', no leading dot."""
 
@@ -68,7 +72,8 @@ class JobSection(SpecModel):
     name: Name = Field("lora", description="job name: letters, digits, '.', '_' or '-'")
     tenant: Name = Field("default", description="tenant id: letters, digits, '.', '_' or '-'")
     task: Literal["image", "text"] = Field(
-        "image", description="'image' (a diffusion LoRA) or 'text' (intake only: text training is not built yet)"
+        "image", description="'image' (a LoRA on a Stable Diffusion UNet) or 'text' (a LoRA on a causal language "
+        "model, Llama-family)"
     )
     priority: Literal["interactive", "standard", "batch"] = Field(
         "standard", description="'interactive', 'standard' or 'batch' (batch waits for off-peak hours)"
@@ -92,6 +97,10 @@ class FilterSection(SpecModel):
     max_text_chars: Int = Field(200_000, ge=1, description="longest accepted text sample, in characters")
     text_near_duplicate_similarity: Float | None = Field(
         0.9, gt=0.0, le=1.0, description="word-shingle Jaccard similarity at which texts are duplicates, or null"
+    )
+    too_long: Literal["truncate", "reject"] = Field(
+        "truncate", description="text jobs: an example longer than training_config.max_length is 'truncate'd (and "
+        "counted in the summary) or stops the run naming its file and line ('reject')"
     )
     trailing_data: Literal["reject", "reencode"] = Field(
         "reject", description="an image with data after its end (an appended archive, a polyglot): 'reject' it, "
@@ -155,9 +164,10 @@ class ModelSection(SpecModel):
     lora_alpha: PositiveFloat | Auto = Field("auto", description="LoRA alpha > 0, or 'auto' for alpha = rank")
     lora_dropout: Float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the LoRA path, 0 <= p < 1")
     target_modules: list[str] = Field(
-        ["to_q", "to_k", "to_v", "to_out.0"],
+        IMAGE_TARGETS,
         min_length=1,
-        description="names of the layers to adapt, such as ['to_q', 'to_k', 'to_v', 'to_out.0']",
+        description="names of the layers to adapt; default ['to_q', 'to_k', 'to_v', 'to_out.0'] for image jobs, "
+                    "['q_proj', 'v_proj'] for text jobs",
     )
     method: Literal["lora", "dora"] = Field("lora", description="'lora' or 'dora' (weight-decomposed LoRA)")
 
@@ -201,6 +211,13 @@ class TrainingSection(SpecModel):
     )
     latent_cache: Literal["memory", "disk", "off"] = Field(
         "memory", description="where VAE latents and text embeddings are cached: 'memory', 'disk' or 'off'"
+    )
+    max_length: Int | None = Field(
+        None, ge=8, description="text jobs: longest example in tokens, >= 8; default: the model's context length"
+    )
+    packing: bool = Field(
+        False, description="text jobs: pack examples into rows of max_length tokens (each attends to itself only) "
+        "instead of padding each batch to its longest"
     )
     save_steps: Int = Field(500, ge=1, description="checkpoint every N optimizer steps, >= 1")
     logging_steps: Int | None = Field(
@@ -259,7 +276,13 @@ class EvalSection(SpecModel):
 class OutputSection(SpecModel):
     uri: str | None = Field(None, description="output folder; default ./output/<tenant>/<name>")
     formats: list[Literal["diffusers", "kohya", "peft"]] = Field(
-        ["diffusers", "kohya"], min_length=1, description="any of 'diffusers', 'kohya', 'peft'"
+        IMAGE_FORMATS, min_length=1,
+        description="any of 'diffusers', 'kohya', 'peft' for image jobs (default diffusers and kohya); 'peft' for "
+                    "text jobs"
+    )
+    merged: bool = Field(
+        False, description="text jobs: also write the base model with the adapter merged in (peft's "
+        "merge_and_unload) under merged/, for tools that cannot load an adapter"
     )
     license: str = Field(
         "other", pattern=r"^[a-z0-9][a-z0-9.+-]{0,63}$",
@@ -276,10 +299,36 @@ class JobSpec(SpecModel):
     eval: EvalSection = EvalSection()
     output: OutputSection = OutputSection()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """Target modules and formats default per task: a Llama has no ``to_q``, a UNet no ``q_proj``."""
+        if not isinstance(data, dict):
+            return data
+        job = data.get("job")
+        task = job.get("task", "image") if isinstance(job, dict) else getattr(job, "task", "image")
+        if task != "text":
+            return data
+        data = dict(data)
+        model, output = data.get("model_config"), data.get("output", {})
+        if isinstance(model, dict) and "target_modules" not in model:
+            data["model_config"] = {**model, "target_modules": TEXT_TARGETS}
+        if isinstance(output, dict) and "formats" not in output:
+            data["output"] = {**output, "formats": TEXT_FORMATS}
+        return data
+
     @model_validator(mode="after")
-    def _formats_fit_method(self) -> JobSpec:
-        if self.model.method == "dora" and "kohya" in self.output.formats:
-            raise ValueError("output.formats: the kohya format cannot hold DoRA weights; use [diffusers, peft]")
+    def _formats_fit_task(self) -> JobSpec:
+        formats = self.output.formats
+        if self.job.task == "text" and formats != ["peft"]:
+            raise ValueError(f"output.formats: a text LoRA is written in peft's format (what PeftModel, vLLM and "
+                             f"LoRAX load), not {', '.join(f for f in formats if f != 'peft')}; use [peft]")
+        if self.job.task == "image" and self.output.merged:
+            raise ValueError("output.merged: merged weights are written for text jobs only; remove output.merged")
+        if self.model.method == "dora" and "kohya" in formats:
+            raise ValueError("output.formats: the kohya format (A1111, ComfyUI's LoRA loader) cannot hold DoRA's "
+                             "magnitude vectors, so a DoRA exported there would load as a plain LoRA and draw "
+                             "differently; use [diffusers, peft], which diffusers and peft load exactly")
         return self
 
     def output_dir(self) -> Path:

@@ -14,9 +14,9 @@ from lora_tasks.spec.loading import load_job_spec
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lora_tasks.train", description="Train an image LoRA.")
+    parser = argparse.ArgumentParser(prog="python -m lora_tasks.train", description="Train an image or text LoRA.")
     parser.add_argument("--config", required=True, type=Path, help="job spec YAML")
-    parser.add_argument("--dataset", type=Path, help="image folder (overrides dataset.uri)")
+    parser.add_argument("--dataset", type=Path, help="image folder, or text file or folder (overrides dataset.uri)")
     parser.add_argument("--output", type=Path, help="output folder (overrides output.uri)")
     parser.add_argument("--resume", default="auto",
                         help="'auto' (newest complete checkpoint, the default), 'none', or a checkpoint folder")
@@ -34,13 +34,20 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_job_spec(args.config, args.overrides)
     result = LoraTrainer(spec, args.dataset, args.output, args.device).train(args.resume)
     summary = result.summary
-    loss, effect = summary["train_loss"], summary["fixed_noise_loss"]
+    loss, lora = summary["train_loss"], summary["lora"]
     print(f"adapter:      {result.adapter_dir}")
     for path in sorted(result.adapter_dir.iterdir()):
         print(f"  {path.name}")
     print(f"metrics:      {result.metrics_path}")
+    print(f"LoRA:         {lora['parameters']:,} trainable parameters on {', '.join(lora['target_modules'])}, "
+          f"{100 * lora['share']:.4f}% of the base model's {lora['model_parameters']:,}")
     print(f"train loss:   {loss['first']:.4f} (first 10% of steps) -> {loss['last']:.4f} (last 10%)")
-    print(f"fixed-noise loss on training images: base {effect['base']:.4f} -> with LoRA {effect['lora']:.4f}")
+    if "fixed_noise_loss" in summary:
+        effect = summary["fixed_noise_loss"]
+        print(f"fixed-noise loss on training images: base {effect['base']:.4f} -> with LoRA {effect['lora']:.4f}")
+    else:
+        effect = summary["token_loss"]
+        print(f"next-token loss on training examples: base {effect['base']:.4f} -> with LoRA {effect['lora']:.4f}")
     print(f"steps:        {summary['steps']} in {summary['epochs']} epoch(s), median "
           f"{summary['median_step_seconds']:.3f} s/step")
     print(f"peak memory:  {summary['peak_memory_bytes'] / 2**20:.0f} MiB ({summary['settings']['device']})")

@@ -4,7 +4,8 @@
   the adapter config (alpha, rank, targets) rides in its header.
 - ``kohya``: ``<name>.safetensors`` with ``lora_unet_*.lora_down/lora_up/alpha`` keys for
   AUTOMATIC1111 / ComfyUI, with kohya's ``ss_*`` training metadata in the header.
-- ``peft``: ``adapter_model.safetensors`` + ``adapter_config.json``.
+- ``peft``: ``adapter_model.safetensors`` + ``adapter_config.json`` (the only format of a text LoRA,
+  written by :mod:`lora_tasks.train.text_task`, with ``merged/`` beside it when the job asks).
 
 Everything is written into a hidden temporary folder that is renamed to ``adapter/`` only
 when complete, so a failed run never leaves something that looks like a finished adapter.
@@ -41,31 +42,37 @@ def kohya_state_dict(peft_state: dict[str, torch.Tensor], alpha: float) -> dict[
             for k, v in converted.items()}
 
 
-def export_adapter(unet: Any, output_dir: Path, name: str, formats: list[str], alpha: float,
-                   kohya_metadata: dict[str, str], describe: Callable[[Path], dict[str, str]]) -> Path:
-    """Write every requested format to ``output_dir/adapter``, plus the text files that
-    ``describe`` returns (name -> text) once it has seen the weights folder."""
+def write_image_formats(unet: Any, folder: Path, name: str, formats: list[str], alpha: float,
+                        kohya_metadata: dict[str, str]) -> None:
+    """The UNet's LoRA in every requested image format."""
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
 
+    state = lora_state_dict(unet)
+    config = unet.peft_config["default"]
+    if "diffusers" in formats:
+        StableDiffusionPipeline.save_lora_weights(
+            folder,
+            unet_lora_layers=convert_state_dict_to_diffusers(state),
+            unet_lora_adapter_metadata=config.to_dict(),
+        )
+    if "kohya" in formats:
+        save_file(kohya_state_dict(state, alpha), folder / f"{name}.safetensors", metadata=kohya_metadata)
+    if "peft" in formats:
+        save_file(state, folder / PEFT_FILE, metadata={"format": "pt"})
+        config.save_pretrained(str(folder))
+
+
+def export_adapter(output_dir: Path, write_weights: Callable[[Path], None],
+                   describe: Callable[[Path], dict[str, str]]) -> Path:
+    """Write the weights (``write_weights`` fills a folder) to ``output_dir/adapter``, plus the text files
+    that ``describe`` returns (name -> text) once it has seen the weights folder."""
     final = output_dir / ADAPTER_DIR
     partial = output_dir / f".{ADAPTER_DIR}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        state = lora_state_dict(unet)
-        config = unet.peft_config["default"]
-        if "diffusers" in formats:
-            StableDiffusionPipeline.save_lora_weights(
-                partial,
-                unet_lora_layers=convert_state_dict_to_diffusers(state),
-                unet_lora_adapter_metadata=config.to_dict(),
-            )
-        if "kohya" in formats:
-            save_file(kohya_state_dict(state, alpha), partial / f"{name}.safetensors", metadata=kohya_metadata)
-        if "peft" in formats:
-            save_file(state, partial / PEFT_FILE, metadata={"format": "pt"})
-            config.save_pretrained(str(partial))
+        write_weights(partial)
         for filename, text in describe(partial).items():
             (partial / filename).write_text(text, encoding="utf-8")
         _replace_dir(partial, final)
@@ -87,4 +94,5 @@ def _replace_dir(new: Path, final: Path) -> None:
 
 def file_digests(folder: Path) -> dict[str, dict[str, Any]]:
     """sha256 and size of every file in a folder (the summary lists what it describes)."""
-    return {path.name: file_digest(path) for path in sorted(p for p in folder.iterdir() if p.is_file())}
+    return {path.relative_to(folder).as_posix(): file_digest(path)
+            for path in sorted(p for p in folder.rglob("*") if p.is_file())}

@@ -195,6 +195,7 @@ def packed_batch(rows: list[list[TextExample]], pad_id: int) -> dict[str, torch.
             positions[r, start:start + n] = torch.arange(n)
             mask = torch.tensor(example.loss_mask, dtype=torch.bool)
             labels[r, start:start + n] = torch.where(mask, ids[r, start:start + n], IGNORE)
+            labels[r, start] = IGNORE  # nothing before it to predict it from (alone, shifting drops it too)
             segments[r, start:start + n] = s
             start += n
     causal = torch.tril(torch.ones(width, width, dtype=torch.bool))

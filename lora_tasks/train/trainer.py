@@ -1,10 +1,12 @@
-"""LoraTrainer: a LoRA on a Stable Diffusion UNet, resumable to the bit, exported for real tools.
+"""LoraTrainer: one training loop for image and text LoRAs, resumable to the bit, exported for real tools.
 
 The run, in order: list the dataset (fail fast, before any model loads), load the frozen
-models and attach the LoRA, cache latents and caption embeddings, restore the newest
-checkpoint if any, train with periodic atomic checkpoints, measure the adapter against the
-base model, and export it. The output folder is owned by one run at a time (a file lock),
-and rerunning a finished job returns its adapter instead of training again.
+model and attach the LoRA, ready the data, restore the newest checkpoint if any, train with
+periodic atomic checkpoints, measure the adapter against the base model, and export it. The
+output folder is owned by one run at a time (a file lock), and rerunning a finished job
+returns its adapter instead of training again. What differs between a diffusion UNet and a
+causal language model lives in a :class:`~lora_tasks.train.model_task.ModelTask`
+(:mod:`.image_task`, :mod:`.text_task`); this module is what they share.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -31,26 +32,18 @@ from lora_tasks.errors import DatasetError, LoraTaskError, ResumeError
 from lora_tasks.spec.base_model import base_model_sha256, check_spec_against_model
 from lora_tasks.spec.schema import JobSpec
 from lora_tasks.train import checkpoint as ckpt
-from lora_tasks.train.buckets import Size, training_buckets
-from lora_tasks.train.cache import Encoder, SampleSource, build_source
-from lora_tasks.train.data import (
-    collect_images,
-    dataset_fingerprint,
-    tag_frequency,
-)
 from lora_tasks.train.export import export_adapter, file_digests
-from lora_tasks.train.loss import adapter_effect, denoising_loss
-from lora_tasks.train.metadata import TrainingFacts, base_model_version, kohya_metadata
+from lora_tasks.train.image_task import ImageTask
 from lora_tasks.train.metrics import MetricsLog, peak_memory_bytes, read_metrics
-from lora_tasks.train.models import add_lora, load_models, trainable_parameters
+from lora_tasks.train.model_task import ModelTask, RunRecord
 from lora_tasks.train.order import BatchStream, batches_per_epoch
-from lora_tasks.train.outputs import ADAPTER_DIR, CACHE_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE
+from lora_tasks.train.outputs import ADAPTER_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE
 from lora_tasks.train.settings import RunSettings, resolve_settings
+from lora_tasks.train.text_task import TextTask
 
 log = logging.getLogger(__name__)
 
-EVAL_ITEMS = 16
-"""Images used to compare the adapter with the base model at the end of a run."""
+TASKS: dict[str, type[ImageTask] | type[TextTask]] = {"image": ImageTask, "text": TextTask}
 RESUME_IRRELEVANT = {"save_steps", "checkpoints_total_limit", "latent_cache"}
 """Training keys that do not change the result, so a resume may differ in them."""
 
@@ -67,9 +60,6 @@ class LoraTrainer:
 
     def __init__(self, spec: JobSpec, dataset_dir: Path | None = None, output_dir: Path | None = None,
                  device: str | None = None) -> None:
-        if spec.job.task != "image":
-            raise LoraTaskError(f"job.task is {spec.job.task!r}, but this trainer trains image LoRAs only. Fix: "
-                                "set job.task: image (text datasets can be scanned and filtered, not trained yet)")
         self.spec, self.ref, self.warnings = check_spec_against_model(spec)
         self.cfg = self.spec.training
         dataset = dataset_dir or self.spec.dataset.uri
@@ -81,14 +71,15 @@ class LoraTrainer:
         self.settings: RunSettings = resolve_settings(self.spec, self.device)
         self.checkpoint_dir = self.output_dir / CHECKPOINT_DIR
         self.metrics_path = self.output_dir / METRICS_FILE
+        self.task: ModelTask = TASKS[self.spec.job.task](self.spec, self.ref, self.dataset_dir, self.output_dir,
+                                                          self.device, self.settings)
 
     # ------------------------------------------------------------------ the whole run
 
     def train(self, resume: str = "auto") -> TrainResult:
         """Train (or finish an interrupted run) and export; ``resume`` is 'auto', 'none' or a path."""
         with _exclusive(self.output_dir):
-            self.items = collect_images(self.dataset_dir, self.spec.dataset)
-            self.fingerprint = self._fingerprint()
+            self._collect()
             finished = self._finished()
             if finished:
                 log.info("this job already finished in %s; returning its adapter", finished.adapter_dir)
@@ -103,37 +94,31 @@ class LoraTrainer:
                 self.metrics.close()
             return self.export(started)
 
-    def prepare(self) -> None:
-        """Load models, attach the LoRA, bucket and cache the data, build optimizer and schedule."""
-        from diffusers.optimization import get_scheduler
-        from diffusers.training_utils import cast_training_params
+    def _collect(self) -> None:
+        self.task.collect()
+        self.fingerprint = self._fingerprint()
+        self.collected = True
 
-        if not hasattr(self, "items"):
-            self.items = collect_images(self.dataset_dir, self.spec.dataset)
-            self.fingerprint = self._fingerprint()
+    def prepare(self) -> None:
+        """Load the model, attach the LoRA, ready the data, build optimizer and schedule."""
+        from diffusers.optimization import get_scheduler
+
+        if not getattr(self, "collected", False):
+            self._collect()
         torch.manual_seed(self.cfg.seed)
-        self.models = load_models(self.ref)
-        self._place_models()
-        self.target_modules = add_lora(self.models.unet, self.spec.model)
-        cast_training_params(self.models.unet, torch.float32)
-        if self.settings.gradient_checkpointing:
-            self.models.unet.enable_gradient_checkpointing()
-        self.models.unet.train()
-        self.buckets = self._buckets()
-        encoder = Encoder(self.models, self.device)
-        self.source: SampleSource = build_source(self.cfg.latent_cache, encoder, self.items, self.buckets,
-                                                 self.output_dir / CACHE_DIR, self.ref.location)
-        self.empty_embedding = encoder.captions([""])[0]
-        if self.cfg.latent_cache != "off":  # the frozen encoders are no longer needed on the GPU
-            self.models.vae.to("cpu")
-            self.models.text_encoder.to("cpu")
-        self.params = trainable_parameters(self.models.unet)
+        self.task.prepare()
+        self.target_modules = self.task.target_modules
+        self.params = {name: p for name, p in self.task.module.named_parameters() if p.requires_grad}
+        self.lora_size = _lora_size(self.task.module, self.params)
+        log.info("LoRA on %s: %s trainable parameters, %.4f%% of the model's %s", ", ".join(self.target_modules),
+                 f"{self.lora_size['parameters']:,}", 100 * self.lora_size["share"],
+                 f"{self.lora_size['model_parameters']:,}")
         self.optimizer = torch.optim.AdamW(
             list(self.params.values()), lr=self.cfg.learning_rate, betas=(self.cfg.adam_beta1, self.cfg.adam_beta2),
             weight_decay=self.cfg.adam_weight_decay, eps=self.cfg.adam_epsilon, fused=True,
         )
-        repeats = [item.repeats for item in self.items]
-        per_epoch = math.ceil(batches_per_epoch(self.buckets, repeats, self.settings.batch_size)
+        buckets, repeats = self.task.buckets, self.task.repeats
+        per_epoch = math.ceil(batches_per_epoch(buckets, repeats, self.settings.batch_size)
                               / self.cfg.gradient_accumulation_steps)
         self.total_steps = self.cfg.max_steps or self.cfg.epochs * per_epoch
         self.steps_per_epoch = per_epoch
@@ -142,16 +127,7 @@ class LoraTrainer:
                                           num_training_steps=self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.settings.precision == "fp16")
         self.generator = torch.Generator(self.device).manual_seed(self.cfg.seed)  # noise is drawn where it is used
-        self.stream = BatchStream(self.buckets, repeats, self.settings.batch_size, self.cfg.seed)
-
-    def _place_models(self) -> None:
-        dtype = self.settings.weight_dtype
-        for part in (self.models.unet, self.models.text_encoder):
-            part.to(self.device) if dtype == torch.float32 else part.to(self.device, dtype=dtype)
-        self.models.vae.to(self.device)
-
-    def _buckets(self) -> list[Size]:
-        return training_buckets([item.size for item in self.items], self.cfg, self.models.size_divisor)
+        self.stream = BatchStream(buckets, repeats, self.settings.batch_size, self.cfg.seed)
 
     # ------------------------------------------------------------------------ resume
 
@@ -180,7 +156,7 @@ class LoraTrainer:
         self.lr_scheduler.load_state_dict(state.lr_scheduler)
         if self.scaler.is_enabled():
             self.scaler.load_state_dict(state.scaler)
-        self.stream = BatchStream(self.buckets, self.stream.repeats, self.settings.batch_size, self.cfg.seed,
+        self.stream = BatchStream(self.task.buckets, self.task.repeats, self.settings.batch_size, self.cfg.seed,
                                   **state.stream)
         ckpt.restore_rng(self.generator, state.rng, state.host_rng)
         log.info("resumed from %s (step %d of %d)", path, state.step, self.total_steps)
@@ -247,13 +223,8 @@ class LoraTrainer:
         accumulation = self.cfg.gradient_accumulation_steps
         total: torch.Tensor | None = None
         for _ in range(accumulation):
-            latents, embeddings = self._micro_batch()
-            noise = torch.randn(latents.shape, generator=self.generator, device=self.device)
-            timesteps = torch.randint(0, self.models.noise_scheduler.config.num_train_timesteps,
-                                      (latents.shape[0],), generator=self.generator, device=self.device)
             with self._autocast():
-                loss = denoising_loss(self.models.unet, self.models.noise_scheduler, latents, embeddings, noise,
-                                      timesteps)
+                loss = self.task.loss(self.stream.next(), self.generator)
             self.scaler.scale(loss / accumulation).backward()
             total = loss.detach().float() if total is None else total + loss.detach().float()
         self.scaler.unscale_(self.optimizer)
@@ -264,15 +235,6 @@ class LoraTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         return total / accumulation
 
-    def _micro_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        latents, embeddings = self.source.batch(self.stream.next())
-        latents, embeddings = latents.to(self.device), embeddings.to(self.device)
-        dropout = self.spec.dataset.caption_dropout
-        if dropout > 0:
-            dropped = torch.rand(latents.shape[0], generator=self.generator, device=self.device) < dropout
-            embeddings = torch.where(dropped[:, None, None], self.empty_embedding.to(self.device), embeddings)
-        return latents, embeddings
-
     def _autocast(self) -> Any:
         if self.settings.precision == "no":
             return nullcontext()
@@ -281,14 +243,14 @@ class LoraTrainer:
     # ------------------------------------------------------------------------- export
 
     def export(self, started: datetime) -> TrainResult:
-        """Compare with the base model, then write the adapter, its metadata and summary."""
-        unet = self.models.unet
-        unet.eval()
-        base_loss, lora_loss = self._adapter_effect()
-        facts = self._facts(started)
-        metadata = kohya_metadata(self.spec, self.settings, facts)
-        records = read_metrics(self.metrics_path)
-        summary = self._summary(facts, records, base_loss, lora_loss)
+        """Compare with the base model, then write the adapter and its summary."""
+        module = self.task.module
+        module.eval()
+        with self._autocast():
+            base_loss, lora_loss = self.task.effect(self.cfg.seed)
+        record = RunRecord(steps=self.total_steps, epochs=self.stream.epoch + 1, started_at=started,
+                           finished_at=datetime.now(UTC), base_model_sha256=base_model_sha256(self.ref))
+        summary = self._summary(record, read_metrics(self.metrics_path), base_loss, lora_loss)
 
         def describe(folder: Path) -> dict[str, str]:
             summary["files"] = file_digests(folder)
@@ -297,60 +259,32 @@ class LoraTrainer:
                 "job.yaml": yaml.safe_dump(self.spec.to_yaml_dict(), sort_keys=False),
             }
 
-        adapter = export_adapter(unet, self.output_dir, self.spec.job.name, self.spec.output.formats,
-                                 self.spec.model.alpha, metadata, describe)
+        adapter = export_adapter(self.output_dir, lambda folder: self.task.write_weights(folder, record), describe)
         return TrainResult(adapter, self.metrics_path, summary)
 
-    def _adapter_effect(self) -> tuple[float, float]:
-        """Fixed-noise denoising loss on training images without and with the adapter."""
-        batches = [tuple(t.to(self.device) for t in self.source.batch([i]))
-                   for i in range(min(EVAL_ITEMS, len(self.items)))]
-        with self._autocast():
-            return adapter_effect(self.models.unet, self.models.noise_scheduler, batches, self.cfg.seed)
-
-    def _facts(self, started: datetime) -> TrainingFacts:
-        dirs: dict[str, dict[str, int]] = {}
-        for item in self.items:
-            entry = dirs.setdefault(item.folder or ".", {"n_repeats": item.repeats, "img_count": 0})
-            entry["img_count"] += 1
-        return TrainingFacts(
-            base_model_name=Path(self.ref.location).name if self.ref.kind != "hub" else self.ref.location,
-            base_model_sha256=base_model_sha256(self.ref),
-            base_model_version=base_model_version(self.models.unet.config),
-            steps=self.total_steps,
-            epochs=self.stream.epoch + 1,
-            image_count=len(self.items),
-            dataset_dirs=dirs,
-            tag_frequency=tag_frequency(self.items),
-            bucket_counts=Counter(self.buckets),
-            started_at=started,
-            finished_at=datetime.now(UTC),
-        )
-
-    def _summary(self, facts: TrainingFacts, records: list[dict[str, Any]], base_loss: float,
+    def _summary(self, record: RunRecord, records: list[dict[str, Any]], base_loss: float,
                  lora_loss: float) -> dict[str, Any]:
         tenth = max(1, len(records) // 10)
         losses = [r["loss"] for r in records]
         seconds = sorted(r["step_seconds"] for r in records)
         return {
-            "job": {"name": self.spec.job.name, "tenant": self.spec.job.tenant},
+            "job": {"name": self.spec.job.name, "tenant": self.spec.job.tenant, "task": self.spec.job.task},
             "fingerprint": self.fingerprint,
-            "base_model": {"kind": self.ref.kind, "location": self.ref.location, "sha256": facts.base_model_sha256},
+            "base_model": {"kind": self.ref.kind, "location": self.ref.location, "sha256": record.base_model_sha256},
             "lora": {"rank": self.spec.model.lora_rank, "alpha": self.spec.model.alpha,
-                     "method": self.spec.model.method, "target_modules": self.target_modules},
+                     "method": self.spec.model.method, "target_modules": self.target_modules, **self.lora_size},
             "settings": {"device": self.device.type, "precision": self.settings.precision,
                          "batch_size": self.settings.batch_size,
                          "gradient_checkpointing": self.settings.gradient_checkpointing},
             "steps": self.total_steps,
-            "epochs": facts.epochs,
-            "images": facts.image_count,
-            "buckets": {f"{w}x{h}": n for (w, h), n in sorted(facts.bucket_counts.items())},
+            "epochs": record.epochs,
+            **self.task.facts(),
             "train_loss": {"first": _mean(losses[:tenth]), "last": _mean(losses[-tenth:])},
-            "fixed_noise_loss": {"base": base_loss, "lora": lora_loss},
+            self.task.effect_name: {"base": base_loss, "lora": lora_loss},
             "median_step_seconds": seconds[len(seconds) // 2] if seconds else None,
             "peak_memory_bytes": max((r["peak_memory_bytes"] for r in records), default=0),
-            "started_at": facts.started_at.isoformat(timespec="seconds"),
-            "finished_at": facts.finished_at.isoformat(timespec="seconds"),
+            "started_at": record.started_at.isoformat(timespec="seconds"),
+            "finished_at": record.finished_at.isoformat(timespec="seconds"),
             "warnings": self.warnings,
         }
 
@@ -361,7 +295,7 @@ class LoraTrainer:
         spec = self.spec.to_yaml_dict()
         spec["training_config"] = {k: v for k, v in spec["training_config"].items() if k not in RESUME_IRRELEVANT}
         spec.pop("output")
-        fields = [spec, self.ref.kind, self.ref.location, dataset_fingerprint(self.items)]
+        fields = [spec, self.ref.kind, self.ref.location, self.task.data_fingerprint()]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
     def _finished(self) -> TrainResult | None:
@@ -386,6 +320,13 @@ def _exclusive(output_dir: Path) -> Iterator[None]:
             raise LoraTaskError(f"another training run is writing to {output_dir}. Fix: wait for it to finish "
                                 "or choose another output folder") from None
         yield
+
+
+def _lora_size(module: torch.nn.Module, trainable: dict[str, torch.nn.Parameter]) -> dict[str, Any]:
+    """The LoRA's trainable parameters and their share of the base model's (the adapter's own excluded)."""
+    lora = sum(p.numel() for p in trainable.values())
+    model = sum(p.numel() for p in module.parameters()) - lora
+    return {"parameters": lora, "model_parameters": model, "share": lora / model}
 
 
 def _mean(values: list[float]) -> float | None:

@@ -97,3 +97,28 @@ def test_resume_with_changed_data_is_refused(write_job, style_dataset: Path, tmp
     assert result.returncode == 2
     assert "different job spec or dataset" in result.stderr and "--resume none" in result.stderr
     assert not (out / "adapter").exists()
+
+
+def test_a_killed_text_run_resumes_to_identical_weights(tiny_llm: Path, tmp_path: Path) -> None:
+    """The same loop for text: the LoRA's dropout (the host's generator), accumulation and order restored."""
+    import yaml
+
+    from lora_tasks.tiny.text_data import write_text_dataset
+
+    data = write_text_dataset(tmp_path / "data", count=24, layout="prompt_completion")
+    config = tmp_path / "text.yaml"
+    config.write_text(yaml.safe_dump({
+        "job": {"name": "voice", "task": "text"}, "dataset": {"uri": str(data)},
+        "model_config": {"base_model": str(tiny_llm), "lora_rank": 4, "lora_dropout": 0.1},
+        "training_config": {**RANDOM_EVERYWHERE["training_config"], "batch_size": 3, "learning_rate": 3e-3,
+                            "max_steps": 64},  # a fast run: room to kill it after step 8
+    }))
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert run(config, straight).returncode == 0
+    kill_after_checkpoint(config, killed, step=8)
+    resumed = run(config, killed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr
+    expected, actual = (load_file(out / "adapter" / "adapter_model.safetensors") for out in (straight, killed))
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)

@@ -43,8 +43,8 @@ def count_calls(module: torch.nn.Module, method: str) -> list[int]:
 def test_encoders_run_once_unless_the_cache_is_off(tiny_model: Path, style_dataset: Path, tmp_path: Path,
                                                   cache: str, encodes_while_training: bool) -> None:
     trainer = prepared(tiny_model, style_dataset, tmp_path, latent_cache=cache)
-    vae = count_calls(trainer.models.vae, "encode")
-    text = count_calls(trainer.models.text_encoder, "forward")
+    vae = count_calls(trainer.task.models.vae, "encode")
+    text = count_calls(trainer.task.models.text_encoder, "forward")
     for _ in range(4):
         trainer.train_step()
     assert (vae[0] > 0, text[0] > 0) == (encodes_while_training, encodes_while_training)
@@ -54,8 +54,8 @@ def test_caption_dropout_swaps_in_the_empty_caption(tiny_model: Path, style_data
     def dropped_share(trainer: LoraTrainer) -> float:
         flags = []
         for _ in range(40):
-            _, embeddings = trainer._micro_batch()
-            flags += [torch.equal(e, trainer.empty_embedding) for e in embeddings]
+            _, embeddings = trainer.task.micro_batch(trainer.stream.next(), trainer.generator)
+            flags += [torch.equal(e, trainer.task.empty_embedding) for e in embeddings]
         return sum(flags) / len(flags)
 
     assert dropped_share(prepared(tiny_model, style_dataset, tmp_path / "none")) == 0.0
@@ -65,7 +65,7 @@ def test_caption_dropout_swaps_in_the_empty_caption(tiny_model: Path, style_data
 def test_images_of_different_shapes_train_in_several_buckets(tiny_model: Path, style_dataset: Path,
                                                              tmp_path: Path) -> None:
     trainer = prepared(tiny_model, style_dataset, tmp_path)
-    shapes = {tuple(trainer.source.batch([i])[0].shape[-2:]) for i in range(len(trainer.items))}
-    assert len(set(trainer.buckets)) > 1 and len(shapes) > 1
+    shapes = {tuple(trainer.task.source.batch([i])[0].shape[-2:]) for i in range(len(trainer.task.items))}
+    assert len(set(trainer.task.buckets)) > 1 and len(shapes) > 1
     square = prepared(tiny_model, style_dataset, tmp_path / "square", bucketing=False)
-    assert len(set(square.buckets)) == 1
+    assert len(set(square.task.buckets)) == 1
