@@ -78,6 +78,14 @@ def tiny_llm() -> Path:
 
 
 @pytest.fixture(scope="session")
+def voice_dataset() -> Path:
+    """A support team's chats in a pirate's voice, uploaded by tenant demo."""
+    from lora_tasks.tiny.text_data import write_text_dataset
+
+    return write_text_dataset(UPLOADS / "demo" / "voice", count=60, layout="messages").parent
+
+
+@pytest.fixture(scope="session")
 def style_dataset() -> Path:
     """Uploaded by tenant demo."""
     from lora_tasks.tiny.sample_data import make_style_dataset

@@ -25,7 +25,11 @@ from lora_tasks.spec.schema import ChecksSection
 
 def check_samples(kept: list[ManifestRow], rejected: list[ManifestRow], checks: ChecksSection, task: str,
                   out_dir: Path) -> CheckReport:
-    """Run the suites on the kept and rejected rows; write ``report.txt`` and ``report.json``."""
+    """Run the suites on the kept and rejected rows; write ``report.txt`` and ``report.json``. A text job's
+    samples are its records: a kept file counts once for each record it keeps."""
+    if task == "text":
+        kept = [row.model_copy(update={"path": f"{row.path}#{n}"}) for row in kept
+                for n in range(1, (row.records or 1) + 1)]
     report = run_checks(kept, rejected, checks, task)
     report.notes += intake_notes(kept, rejected)
     out_dir.mkdir(parents=True, exist_ok=True)

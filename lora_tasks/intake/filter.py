@@ -12,7 +12,8 @@ first by path; a dropped copy's caption moves to the kept one if it has none). E
 mode decodes (palette, 1-bit, 16-bit, alpha, CMYK; an animation's first frame). Sidecar
 captions are data too: scanned by the antivirus, then read only if they are non-empty UTF-8
 text under 64 KiB; an unusable one is rejected with its reason and its image falls back to
-the captioner or its file name. Text datasets get UTF-8, empty, length and duplicate checks.
+the captioner or its file name. Text datasets are judged record by record (UTF-8 and layout per file;
+empty, length, exact and near duplicates per record), in :mod:`lora_tasks.intake.text_filter`.
 """
 
 from __future__ import annotations
@@ -37,16 +38,13 @@ from lora_tasks.intake.manifest import ManifestRow, note_kinds, read_rows, write
 from lora_tasks.intake.nsfw import NsfwDetector, nsfw_detector
 from lora_tasks.intake.overlap import refuse_writing_among
 from lora_tasks.intake.scan import local_name, parallel_map
-from lora_tasks.intake.sniff import ARCHIVE_TYPES, IMAGE_TYPES, TEXT_TYPE, claimed_type, describe
+from lora_tasks.intake.sniff import ARCHIVE_TYPES, IMAGE_TYPES, PARQUET_TYPE, TEXT_TYPE, claimed_type, describe
 from lora_tasks.settings import platform_settings
 from lora_tasks.spec.loading import load_job_spec
 from lora_tasks.spec.schema import FilterSection
 
 log = logging.getLogger(__name__)
 
-SHINGLE_WORDS = 5
-MINHASH_PERMUTATIONS = 64
-MINHASH_SCHEME = "affine32"
 CLEAN = "clean"
 """The filter's folder of re-encoded images (dataset.filter.trailing_data: reencode), rebuilt by every run."""
 
@@ -60,29 +58,6 @@ class FilterResult:
 
 def _reject(row: ManifestRow, reason: str, message: str) -> None:
     row.reason, row.message = reason, message
-
-
-def check_text(path: str, max_chars: int) -> dict[str, Any]:
-    """UTF-8, not empty, not too long; plus a MinHash signature for near-duplicate search."""
-    from datasketch import MinHash
-
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return {"reason": "not_utf8", "detail": f"byte {exc.start} is not UTF-8"}
-    words = text.split()
-    if not words:
-        return {"reason": "empty", "detail": ""}
-    if len(text) > max_chars:
-        return {"reason": "too_long", "detail": f"{len(text)} characters"}
-    signature = MinHash(num_perm=MINHASH_PERMUTATIONS, seed=1, scheme=MINHASH_SCHEME)
-    shingles = {" ".join(words[i:i + SHINGLE_WORDS]) for i in range(max(1, len(words) - SHINGLE_WORDS + 1))}
-    signature.update_batch([s.encode() for s in shingles])
-    return {"minhash": signature.hashvalues.tolist()}
-
-
-def _check_text_item(item: tuple[str, int]) -> dict[str, Any]:
-    return check_text(*item)
 
 
 def reject_infected(antivirus: Antivirus, rows: list[ManifestRow]) -> None:
@@ -124,9 +99,12 @@ class ManifestFilter:
     """One filtering pass over a scanned manifest."""
 
     def __init__(self, options: FilterSection, task: str, antivirus: Antivirus, detector: NsfwDetector,
-                 workers: int, clean_dir: Path | None = None, background: str = "white") -> None:
+                 workers: int, out_dir: Path, background: str = "white") -> None:
         self.options, self.task, self.antivirus, self.detector = options, task, antivirus, detector
-        self.workers, self.clean_dir, self.background = workers, clean_dir, parse_background(background)
+        self.workers, self.out_dir, self.background = workers, out_dir, parse_background(background)
+        self.clean_dir = out_dir / CLEAN
+        self.records: list[ManifestRow] = []
+        """Rejected records of kept text files (text jobs)."""
 
     def run(self, rows: list[ManifestRow]) -> FilterResult:
         rows = sorted(rows, key=lambda r: r.path)
@@ -144,7 +122,7 @@ class ManifestFilter:
             self._image_checks(live)
         else:
             self._text_checks(live)
-        rejected = [r for r in rows if r.reason]  # samples, archives and sidecar captions
+        rejected = [r for r in rows if r.reason] + self.records  # samples, archives, sidecar captions, records
         kept = [r for r in samples if not r.reason]
         return FilterResult(kept, rejected, self._summary(rows, kept))
 
@@ -248,41 +226,15 @@ class ManifestFilter:
     # ----------------------------------------------------------------------- texts
 
     def _text_checks(self, rows: list[ManifestRow]) -> None:
+        """Every record of every text file (lora_tasks.intake.text_filter)."""
+        from lora_tasks.intake.text_filter import RECORDS_DIR, TextRecordFilter
+
         # named as text but not UTF-8: the text check says so more usefully than "unknown type"
         named_text = [r for r in rows if r.type == "unknown" and claimed_type(r.path) == TEXT_TYPE]
-        live = sorted(self._type_checks([r for r in rows if r not in named_text], {TEXT_TYPE}) + named_text,
-                      key=lambda r: r.path)
-        items = [(str(r.local_path), self.options.max_text_chars) for r in live]
-        signatures: dict[str, list[int]] = {}
-        for row, result in zip(live, parallel_map(_check_text_item, items, self.workers), strict=True):
-            if "reason" in result:
-                sentence = {"not_utf8": f"{row.path} is not UTF-8 text ({result['detail']})",
-                            "empty": f"{row.path} holds no words",
-                            "too_long": f"{row.path} is {result['detail']}, over {self.options.max_text_chars}"}
-                _reject(row, result["reason"], sentence[result["reason"]])
-            else:
-                signatures[row.path] = result["minhash"]
-        live = [r for r in live if not r.reason]
-        self._exact_duplicates(live)
-        similarity = self.options.text_near_duplicate_similarity
-        if similarity is not None:
-            self._near_duplicate_texts([r for r in live if not r.reason], signatures, similarity)
-
-    def _near_duplicate_texts(self, rows: list[ManifestRow], signatures: dict[str, list[int]],
-                              similarity: float) -> None:
-        from datasketch import LeanMinHash, MinHash, MinHashLSH
-
-        index = MinHashLSH(threshold=similarity, num_perm=MINHASH_PERMUTATIONS)
-        by_path = {r.path: r for r in rows}
-        for row in sorted(rows, key=_keep_first):
-            signature = LeanMinHash(MinHash(num_perm=MINHASH_PERMUTATIONS, seed=1, scheme=MINHASH_SCHEME,
-                                            hashvalues=np.array(signatures[row.path], dtype=np.uint64)))
-            matches = sorted(index.query(signature))
-            if matches:
-                _drop_duplicate(row, by_path[matches[0]], "near_duplicate", f"{row.path} repeats most of "
-                                f"{matches[0]} (word-shingle similarity about {similarity} or more)")
-                continue
-            index.insert(row.path, signature)
+        live = self._type_checks([r for r in rows if r not in named_text], {TEXT_TYPE, PARQUET_TYPE}) + named_text
+        shutil.rmtree(self.out_dir / RECORDS_DIR, ignore_errors=True)  # a rerun writes them anew
+        judge = TextRecordFilter(self.options, self.out_dir)
+        self.records = judge.run([r for r in live if not r.reason])
 
     # --------------------------------------------------------------------- summary
 
@@ -291,8 +243,11 @@ class ManifestFilter:
         samples = [r for r in rows if r.role == "sample"]
         archives = [r for r in rows if r.role == "archive"]
         sidecars = [r for r in rows if r.role == "sidecar"]
+        records = ({"kept": sum(r.records or 0 for r in kept), "rejected": len(self.records),
+                    "reasons": _reasons(self.records)} if self.task == "text" else None)
         return {
             "task": self.task,
+            "records": records,
             "files": len(rows),
             "samples": len(samples),
             "kept": len(kept),
@@ -361,7 +316,7 @@ def filter_manifest(manifest: Path, out_dir: Path, options: FilterSection, task:
     (out_dir / CLEAN).mkdir(parents=True, exist_ok=True)
     result = ManifestFilter(options, task, antivirus or antivirus_from(settings),
                             detector or nsfw_detector(options.nsfw_detector),
-                            workers or settings.worker_count, out_dir / CLEAN, background).run(rows)
+                            workers or settings.worker_count, out_dir, background).run(rows)
     write_rows(out_dir / "rejected.jsonl", result.rejected)
     write_rows(out_dir / "kept.jsonl", result.kept)
     tmp = out_dir / ".summary.json.tmp"

@@ -58,6 +58,9 @@ class ManifestRow(BaseModel):
     caption_source: Literal["sidecar", "auto", "filename"] | None = None
     caption_problem: str | None = None
     """Why the image's sidecar caption was not used (it is in rejected.jsonl); the caption stage falls back."""
+    # text
+    records: int | None = None
+    """Records kept from this text file (a rejected record has its own row, named '<file>#<record>')."""
 
     def note(self, text: str) -> None:
         self.notes = [*(self.notes or []), text]

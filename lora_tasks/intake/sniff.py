@@ -16,11 +16,13 @@ HEAD_BYTES = 8192
 IMAGE_TYPES = {"jpg", "png", "webp", "gif", "bmp", "tif", "avif"}
 ARCHIVE_TYPES = {"zip", "tar", "gz"}
 TEXT_TYPE = "text"
+PARQUET_TYPE = "parquet"
+PARQUET_MAGIC = b"PAR1"
 
 EXTENSION_CLAIMS = {
     ".jpg": "jpg", ".jpeg": "jpg", ".jpe": "jpg", ".png": "png", ".webp": "webp", ".gif": "gif", ".bmp": "bmp",
     ".tif": "tif", ".tiff": "tif", ".avif": "avif", ".heic": "heic", ".heif": "heic", ".zip": "zip", ".tar": "tar",
-    ".gz": "gz", ".tgz": "gz", ".txt": TEXT_TYPE,
+    ".gz": "gz", ".tgz": "gz", ".txt": TEXT_TYPE, ".jsonl": TEXT_TYPE, ".parquet": PARQUET_TYPE,
     ".md": TEXT_TYPE, ".caption": TEXT_TYPE, ".exe": "exe", ".pdf": "pdf",
 }
 """What a file's extension says it is, in the names sniff() uses."""
@@ -29,11 +31,14 @@ DESCRIPTIONS = {"jpg": "a JPEG image", "png": "a PNG image", "webp": "a WebP ima
                 "bmp": "a BMP image", "tif": "a TIFF image",
                 "avif": "an AVIF image", "heic": "a HEIC image", "zip": "a ZIP archive", "tar": "a tar archive",
                 "gz": "a gzip stream", "exe": "a Windows executable", "elf": "a Linux executable",
-                "pdf": "a PDF document", TEXT_TYPE: "text", "unknown": "of unknown type"}
+                "pdf": "a PDF document", TEXT_TYPE: "text", PARQUET_TYPE: "a Parquet table",
+                "unknown": "of unknown type"}
 
 
 def sniff(head: bytes) -> tuple[str, str]:
     """(type, mime) of content starting with ``head``; type is a short name such as 'jpg' or 'text'."""
+    if head.startswith(PARQUET_MAGIC):  # filetype does not know Parquet
+        return PARQUET_TYPE, "application/vnd.apache.parquet"
     kind = filetype.guess(head)
     if kind is not None:
         return kind.extension, kind.mime

@@ -53,7 +53,7 @@ def filter_content(info: RunInfo, manifest: str) -> dict[str, Any]:
     result = filter_manifest(Path(manifest), folder, spec.dataset.filter, spec.job.task,
                              background=spec.dataset.background)
     return {"kept": str(folder / "kept.jsonl"), "rejected": str(folder / "rejected.jsonl"),
-            "summary": {k: result.summary[k] for k in ("samples", "kept", "rejected", "reasons")}}
+            "summary": {k: result.summary[k] for k in ("samples", "kept", "rejected", "reasons", "records")}}
 
 
 @timed
@@ -62,6 +62,13 @@ def caption(info: RunInfo, kept: str) -> dict[str, Any]:
 
     spec = info.load_spec()
     folder = info.stage("caption")
+    if spec.job.task == "text":  # nothing to caption: the records are passed on as the filter kept them
+        from lora_tasks.intake.manifest import read_rows, write_rows
+
+        rows = read_rows(Path(kept))
+        write_rows(folder / "captioned.jsonl", rows)
+        return {"captioned": str(folder / "captioned.jsonl"), "sources": {}, "caption_fallbacks": 0,
+                "files": len(rows)}
     rows = caption_images(Path(kept), folder, spec.dataset.caption, spec.dataset.trigger_word,
                           load_text_tokenizer(spec), spec.dataset.caption_extension,
                           background=spec.dataset.background)
@@ -85,16 +92,28 @@ def check_dataset(info: RunInfo, captioned: str, rejected: str, run_id: str,
     if not report.passed:
         raise DatasetError(f"{report.text()}\n{rejection_summary(refused)}Fix: the report names each failed "
                            "expectation and the observed value; correct the upload or relax dataset.checks")
-    train_rows, holdout_rows = split_holdout(kept, spec.eval)
+    if spec.job.task == "text":  # a file holds many records: the trainer holds records out, by content
+        train_rows, holdout_rows = kept, kept
+        samples = text_record_count(kept)
+    else:
+        train_rows, holdout_rows = split_holdout(kept, spec.eval)
+        samples = len(train_rows)
     write_rows(folder / "train.jsonl", train_rows)
     write_rows(folder / "holdout.jsonl", holdout_rows or train_rows)
-    prediction = predict_training(info, spec, len(train_rows), run_id, settings)
+    prediction = predict_training(info, spec, samples, run_id, settings)
     return {"train": str(folder / "train.jsonl"), "holdout": str(folder / "holdout.jsonl"),
             "train_images": len(train_rows), "holdout_images": len(holdout_rows),
             "predicted_seconds": prediction.seconds, "predicted_interval": [prediction.low, prediction.high]}
 
 
 TOP_REASONS = 5
+
+
+def text_record_count(rows: list[Any]) -> int:
+    """Records in the kept text files: what a text job's epochs count."""
+    from lora_tasks.intake.text_records import read_records
+
+    return sum(len(read_records(Path(str(r.local_path)))) for r in rows if r.local_path)
 
 
 def rejection_summary(rejected: list[Any]) -> str:

@@ -29,7 +29,7 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
                      settings: PlatformSettings, roles: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Parse and check the request before any data is read: conf keys, spec, tenant (for ``user``, who has
     ``roles``), what the run may read, GPU type, base model."""
-    from lora_tasks.spec.base_model import check_spec_against_model, resolve_base_model
+    from lora_tasks.spec.base_model import check_spec_against_model, locate_base_model
 
     check_conf_keys(conf)
     spec = parse_job_spec(spec_data_from_conf(conf), "dag run conf")
@@ -40,7 +40,7 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
         raise DatasetError("the run names no dataset. Fix: set dataset_uri in the trigger form (or dataset.uri "
                            "in job_spec)")
     dataset = check_dataset_location(spec.dataset.uri, spec.job.tenant, tenants, settings)
-    model = resolve_base_model(spec.model)
+    model = locate_base_model(spec)
     if model.kind != "hub":
         check_model_location(model.location, spec.job.tenant, tenants, settings, "model_config.base_model")
     if spec.model.base_model_config and Path(spec.model.base_model_config).expanduser().exists():

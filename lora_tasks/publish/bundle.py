@@ -23,7 +23,7 @@ from lora_tasks.publish.card import (
     model_card,
 )
 from lora_tasks.spec.schema import JobSpec
-from lora_tasks.train.outputs import DIFFUSERS_FILE, PEFT_FILE, SUMMARY_FILE
+from lora_tasks.train.outputs import DIFFUSERS_FILE, MERGED_DIR, PEFT_FILE, SUMMARY_FILE
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,10 @@ def collect_bundle(spec: JobSpec, adapter_dir: Path, eval_dir: Path | None, stag
                    uri: str) -> Bundle:
     """The version's files; the spec and the card are written into ``staging``."""
     files = {p.name: p for p in sorted(adapter_dir.iterdir()) if p.is_file() and not p.name.startswith(".")}
+    merged = adapter_dir / MERGED_DIR  # a text job's merged weights (output.merged)
+    if merged.is_dir():
+        files |= {f"{MERGED_DIR}/{p.relative_to(merged).as_posix()}": p for p in sorted(merged.rglob("*"))
+                  if p.is_file()}
     files |= evaluation_files(eval_dir)
     (staging / SPEC_FILE).write_text(yaml.safe_dump(spec.to_yaml_dict(), sort_keys=False), encoding="utf-8")
     files[SPEC_FILE] = staging / SPEC_FILE
@@ -80,7 +84,7 @@ def read_json(path: Path | None) -> dict[str, Any]:
 def figures(summary: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
     """Training's and the evaluation's headline numbers (the registry's figures)."""
     loss = summary.get("train_loss") or {}
-    found = {"steps": summary.get("steps"), "images": summary.get("images"),
+    found = {"steps": summary.get("steps"), "images": summary.get("images"), "examples": summary.get("examples"),
              "rank": (summary.get("lora") or {}).get("rank"),
              "train_loss_first": loss.get("first"), "train_loss_last": loss.get("last")}
     return {k: v for k, v in found.items() if v is not None} | eval_figures(report)

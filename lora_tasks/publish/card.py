@@ -108,6 +108,10 @@ set_peft_model_state_dict(pipe.unet, load_file("{{ folder }}/{{ peft }}"))
 def model_card(spec: JobSpec, *, version: int, uri: str, summary: dict[str, Any], report: dict[str, Any],
                files: Collection[str]) -> ModelCard:
     """The card of version ``version`` at ``uri``, whose files (paths in the version) are ``files``."""
+    if spec.job.task == "text":
+        from lora_tasks.publish.text_card import text_model_card
+
+        return text_model_card(spec, version=version, uri=uri, summary=summary, report=report, files=files)
     name, trigger = spec.job.name, spec.dataset.trigger_word
     prompt = sample_prompt(report, trigger or name)
     grid = GRID_FILE if GRID_FILE in files else None
@@ -161,14 +165,20 @@ def training_rows(spec: JobSpec, summary: dict[str, Any]) -> list[tuple[str, str
     """The figures of the run (the summary's, which resolved 'auto' settings) and of its spec."""
     lora, settings, loss = summary.get("lora", {}), summary.get("settings", {}), summary.get("train_loss", {})
     training = spec.training
+    text = spec.job.task == "text"
     rows: list[tuple[str, Any]] = [
         ("steps", summary.get("steps")), ("epochs", summary.get("epochs")), ("images", summary.get("images")),
+        ("examples", summary.get("examples")), ("tokens trained on", summary.get("trained_tokens")),
+        ("examples truncated", summary.get("truncated") or None),
         ("rank", lora.get("rank", spec.model.lora_rank)), ("alpha", lora.get("alpha", spec.model.alpha)),
         ("target modules", ", ".join(lora.get("target_modules", spec.model.target_modules))),
+        ("trainable parameters", f"{lora['parameters']:,} ({lora['share']:.4%} of the base model's "
+                                 f"{lora['model_parameters']:,})" if "parameters" in lora else None),
         ("learning rate", f"{training.learning_rate:g} ({training.lr_scheduler})"),
         ("batch size", settings.get("batch_size", training.batch_size)),
         ("gradient accumulation", training.gradient_accumulation_steps),
-        ("resolution", f"{training.resolution} px"), ("precision", settings.get("precision")),
+        ("max length", f"{summary.get('max_length')} tokens{', packed' if summary.get('packing') else ''}")
+        if text else ("resolution", f"{training.resolution} px"), ("precision", settings.get("precision")),
         ("device", settings.get("device")),
         ("train loss, first -> last tenth", f"{number(loss['first'])} -> {number(loss['last'])}" if loss else None),
         ("median step", f"{summary['median_step_seconds']:.3f} s" if summary.get("median_step_seconds") else None),

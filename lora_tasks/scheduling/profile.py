@@ -32,7 +32,7 @@ CACHE_FORMAT = 1
 """Bump when the measuring code changes what it returns."""
 
 
-def _disk_cached(kind: str, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def disk_cached(kind: str, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``compute()``'s JSON result, kept under ``LORA_CACHE_DIR`` for every process of the platform."""
     from lora_tasks.settings import platform_settings
 
@@ -64,7 +64,7 @@ class UNetProfile:
 
 
 @contextmanager
-def _memory_efficient_attention() -> Any:
+def memory_efficient_attention() -> Any:
     import torch
     import torch.nn.functional as F
 
@@ -124,7 +124,7 @@ def _saved_bytes(unet: Any, latent_hw: tuple[int, int], checkpointing: bool) -> 
     if checkpointing:
         unet.enable_gradient_checkpointing()
     unet.train()
-    with _memory_efficient_attention(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with memory_efficient_attention(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         unet(*_inputs(unet, latent_hw))
     if checkpointing:
         unet.disable_gradient_checkpointing()
@@ -145,7 +145,7 @@ def _forward_flops(unet: Any, latent_hw: tuple[int, int]) -> int:
 @lru_cache(maxsize=64)
 def _profile(config_json: str, latent_hw: tuple[int, int], rank: int, targets: tuple[str, ...]) -> UNetProfile:
     key = {"config": config_json, "latent_hw": list(latent_hw), "rank": rank, "targets": list(targets)}
-    return UNetProfile(**_disk_cached("unet", key, lambda: asdict(_measure(config_json, latent_hw, rank, targets))))
+    return UNetProfile(**disk_cached("unet", key, lambda: asdict(_measure(config_json, latent_hw, rank, targets))))
 
 
 def _measure(config_json: str, latent_hw: tuple[int, int], rank: int, targets: tuple[str, ...]) -> UNetProfile:
@@ -189,7 +189,7 @@ def _block_bytes(unet: Any, latent_hw: tuple[int, int]) -> dict[str, int]:
         if isinstance(module, ResnetBlock2D | Transformer2DModel):
             handles.append(module.register_forward_pre_hook(lambda *_, n=name: current.append(n)))
             handles.append(module.register_forward_hook(leave))
-    with _memory_efficient_attention(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with memory_efficient_attention(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         unet(*_inputs(unet, latent_hw))
     for handle in handles:
         handle.remove()
@@ -207,7 +207,7 @@ def parameter_count(component: str, config: dict[str, Any]) -> int:
     """Parameters of a VAE or CLIP text encoder config, counted on the meta device (once per config)."""
     public = {k: v for k, v in config.items() if not k.startswith("_")}
     key = {"component": component, "config": json.dumps(public, sort_keys=True)}
-    return _disk_cached("params", key, lambda: {"count": _count_parameters(component, public)})["count"]
+    return disk_cached("params", key, lambda: {"count": _count_parameters(component, public)})["count"]
 
 
 def _count_parameters(component: str, config: dict[str, Any]) -> int:

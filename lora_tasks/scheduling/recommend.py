@@ -13,12 +13,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lora_tasks.cli import entry_point
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.gpu_types import GpuType, load_gpu_types
 from lora_tasks.scheduling.memory import MemoryEstimate, ModelShapes, TrainingShape, estimate_peak_memory
-from lora_tasks.spec.base_model import resolve_base_model
+
+if TYPE_CHECKING:
+    from lora_tasks.scheduling.text_memory import TextShape
+from lora_tasks.spec.base_model import locate_base_model, resolve_base_model
 from lora_tasks.spec.loading import load_job_spec
 from lora_tasks.spec.schema import JobSpec
 
@@ -31,7 +35,7 @@ ASSUMED_IMAGES = 100
 @dataclass(frozen=True)
 class Recommendation:
     gpu: str
-    shape: TrainingShape
+    shape: TrainingShape | TextShape
     estimate: MemoryEstimate
     fits: bool
     advice: str = ""
@@ -53,6 +57,10 @@ def model_shapes(spec: JobSpec) -> ModelShapes:
 def recommend(spec: JobSpec, gpu: GpuType, images: int = ASSUMED_IMAGES,
               shapes: ModelShapes | None = None) -> Recommendation:
     """Concrete settings for ``gpu``, with their memory estimate and whether they fit."""
+    if spec.job.task == "text":
+        from lora_tasks.scheduling.text_memory import model_config, recommend_text
+
+        return recommend_text(spec, gpu, model_config(locate_base_model(spec).location))
     shapes = shapes or model_shapes(spec)
     training = spec.training
     device = "cuda" if gpu.is_gpu else "cpu"

@@ -239,7 +239,8 @@ class TrainingSection(SpecModel):
 
 class EvalSection(SpecModel):
     holdout_fraction: Float = Field(
-        0.1, ge=0.0, le=0.5, description="share of kept images held out of training to measure the adapter"
+        0.1, ge=0.0, le=0.5, description="share of kept images (of text records, for text jobs) held out of "
+        "training to measure the adapter"
     )
     holdout_min: Int = Field(1, ge=0, description="fewest held-out images (when at least 4 images are kept)")
     max_loss_ratio: Float = Field(
@@ -257,6 +258,9 @@ class EvalSection(SpecModel):
         None, ge=32, le=2048, description="sample image side in pixels, a multiple of 8; default: training resolution"
     )
     seed: Int = Field(0, ge=0, description="sample i uses seed + i, with and without the LoRA: reruns repeat pixels")
+    max_new_tokens: Int = Field(
+        48, ge=1, le=2048, description="text jobs: tokens generated per eval prompt (greedy, so reruns repeat them)"
+    )
     clip_model: str | None = Field(
         None, description="folder or hub id of a CLIP model to score each sample against its prompt; unset: no score"
     )

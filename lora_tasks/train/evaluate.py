@@ -6,7 +6,8 @@ the way users load it (``pipe.load_lora_weights`` on the exported file). Figures
 images for the eval prompts from fixed seeds, base and LoRA side by side in ``sample_grid.png``; the
 training loss curve (``loss_curve.png``); with ``eval.clip_model``, a CLIP score per sample. A loss ratio
 above ``eval.max_loss_ratio``, or a mean LoRA CLIP score under ``eval.min_clip_score``, fails the stage
-with the figures in the message: the adapter is not published.
+with the figures in the message: the adapter is not published. A text job is measured by
+:mod:`lora_tasks.train.text_evaluate` instead (held-out perplexity and generations), through the same entry.
 
     python -m lora_tasks.evaluate --config job.yaml --adapter ADAPTER_DIR --holdout holdout.jsonl --out DIR \\
         [--metrics metrics.jsonl] [--device cuda]
@@ -42,6 +43,9 @@ def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Pa
     QualityGateError when a gate fails (after writing them). ``held_out`` is False when the dataset was
     too small to hold images out and ``images`` are training ones: the report says so, since such a loss
     flatters the adapter. ``metrics`` defaults to the trainer's log beside ``adapter_dir``."""
+    if spec.job.task == "text":
+        return _evaluate_text(spec, adapter_dir, images, out_dir, device, held_out,
+                              metrics or adapter_dir.parent / METRICS_FILE)
     import torch
 
     from lora_tasks.spec.base_model import resolve_base_model
@@ -82,7 +86,7 @@ def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Pa
     clip = _clip_scores(spec.eval.clip_model, samples, [p.bare for p in prompts], (base_images, lora_images),
                         target, notes)
     timings.lap("clip_s")
-    curve = _loss_curve(metrics or adapter_dir.parent / METRICS_FILE, out_dir, notes)
+    curve = loss_curve(metrics or adapter_dir.parent / METRICS_FILE, out_dir, notes)
     timings.lap("loss_curve_s")
     if not held_out:
         notes.append("the dataset was too small to hold images out: the losses are on training images, which "
@@ -102,6 +106,18 @@ def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Pa
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True))
     if not report["passed"]:
         raise QualityGateError(_gate_message(report))
+    return report
+
+
+def _evaluate_text(spec: JobSpec, adapter_dir: Path, dataset: Path, out_dir: Path, device: str | None,
+                   held_out: bool, metrics: Path) -> dict[str, Any]:
+    """The text job's evaluation: held-out perplexity and generations (lora_tasks.train.text_evaluate)."""
+    from lora_tasks.train.text_evaluate import evaluate_text_adapter, gate_message
+
+    del held_out  # text is held out by record, decided by the text evaluation itself
+    report = evaluate_text_adapter(spec, adapter_dir, dataset, out_dir, device, metrics)
+    if not report["passed"]:
+        raise QualityGateError(gate_message(report))
     return report
 
 
@@ -156,7 +172,7 @@ def _clip_scores(clip_model: str | None, samples: list[dict[str, Any]], texts: l
     return {key: round(sum(s[f"clip_{key}"] for s in samples) / len(samples), 4) for key in ("base", "lora")}
 
 
-def _loss_curve(metrics: Path, out_dir: Path, notes: list[str]) -> dict[str, Any]:
+def loss_curve(metrics: Path, out_dir: Path, notes: list[str]) -> dict[str, Any]:
     from lora_tasks.train.loss_curve import plot_loss_curve
 
     curve = plot_loss_curve(metrics, out_dir / CURVE_FILE)
@@ -197,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_tasks.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--adapter", type=Path, required=True, help="the trainer's adapter/ folder")
-    parser.add_argument("--holdout", type=Path, required=True, help="manifest (or folder) of held-out images")
+    parser.add_argument("--holdout", type=Path, required=True,
+                        help="manifest (or folder) of held-out images; for a text job, its dataset (records are "
+                        "held out by content, as the trainer held them out)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, help=f"the trainer's log; default ADAPTER_DIR/../{METRICS_FILE}")
     parser.add_argument("--device", help="torch device, e.g. cuda or cpu; default cuda when there is one")

@@ -10,5 +10,8 @@ METRICS_FILE = "metrics.jsonl"
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
 PEFT_FILE = "adapter_model.safetensors"
 SUMMARY_FILE = "training_summary.json"
-EVAL_HEADLINE = ("images", "held_out", "base_loss", "lora_loss", "loss_ratio", "passed")
+MERGED_DIR = "merged"
+"""A text job's base model with the adapter merged in (output.merged), inside the adapter folder."""
+EVAL_HEADLINE = ("images", "examples", "held_out", "base_loss", "lora_loss", "loss_ratio", "base_perplexity",
+                 "lora_perplexity", "passed")
 """The evaluation report's figures that travel beyond it: the evaluate task's return value, the registry."""

@@ -1,10 +1,8 @@
-"""Text datasets in the layouts TRL's SFT trainer reads, turned into token ids and a loss mask.
+"""Records in TRL's layouts (read by :mod:`lora_tasks.intake.text_records`) turned into token ids and a loss mask.
 
-Layouts, one per file: ``text`` (train on every token), ``prompt``/``completion`` (train on the
-completion only; either both strings or both lists of chat messages) and chat ``messages`` (train on the
-assistant turns only, found through the chat template's ``{% generation %}`` marks, as TRL's
-``assistant_only_loss`` does). Files: ``.txt`` (one ``text`` example a line), ``.jsonl`` and
-``.parquet``. A malformed file stops with its name, line and key, and the fix.
+A ``text`` record trains on every token, ``prompt``/``completion`` on the completion only, chat
+``messages`` on the assistant turns only, found through the chat template's ``{% generation %}`` marks,
+as TRL's ``assistant_only_loss`` does.
 
 Batches are padded (attention mask 0 on padding) or packed: several examples in one row of ``block``
 tokens, each with positions from 0 and an attention mask that keeps it from seeing the others, so a packed
@@ -13,9 +11,7 @@ example computes what it computes alone.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lora_tasks.errors import DatasetError
@@ -23,9 +19,6 @@ from lora_tasks.errors import DatasetError
 if TYPE_CHECKING:
     import torch
 
-LAYOUTS = {"text": ("text",), "prompt_completion": ("prompt", "completion"), "messages": ("messages",)}
-ROLES = ("system", "user", "assistant")
-SUFFIXES = (".txt", ".jsonl", ".parquet")
 IGNORE = -100
 """The label torch's cross entropy skips."""
 
@@ -39,82 +32,6 @@ class TextExample:
     @property
     def trained_tokens(self) -> int:
         return sum(self.loss_mask)
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every record of a ``.txt``, ``.jsonl`` or ``.parquet`` file, checked to be in one layout."""
-    if path.suffix not in SUFFIXES:
-        raise DatasetError(f"{path}: a text dataset is {', '.join(SUFFIXES)}, not {path.suffix or 'no suffix'}. "
-                           "Fix: convert it, or name it for what it holds")
-    if path.suffix == ".txt":
-        return [{"text": line} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        records = pq.read_table(path).to_pylist()
-    else:
-        records = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise DatasetError(f"{path} line {number} is not JSON ({exc}). Fix: one JSON object a line") from exc
-            if not isinstance(record, dict):
-                raise DatasetError(f"{path} line {number} is a JSON {type(record).__name__}, not an object. Fix: "
-                                   'one object a line, such as {"text": "..."}')
-            records.append(record)
-    if not records:
-        raise DatasetError(f"{path} holds no records. Fix: add examples, one a line")
-    layout_of(records, path)
-    return records
-
-
-def layout_of(records: list[dict[str, Any]], path: Path) -> str:
-    """The file's one layout; a record in another, or with a malformed field, names its line (row)."""
-    first = _layout(records[0], path, 1)
-    for number, record in enumerate(records, start=1):
-        layout = _layout(record, path, number)
-        if layout != first:
-            raise DatasetError(f"{path} line {number} is in the {layout} layout, line 1 in {first}. Fix: one "
-                               "layout per file")
-    return first
-
-
-def _layout(record: dict[str, Any], path: Path, number: int) -> str:
-    where = f"{path} line {number}"
-    found = [name for name, keys in LAYOUTS.items() if all(k in record for k in keys)]
-    if not found:
-        raise DatasetError(f"{where} has the keys {', '.join(sorted(record)) or 'none'}, none of TRL's layouts. "
-                           "Fix: give each record 'text', or 'prompt' and 'completion', or 'messages'")
-    layout = found[0]
-    if layout == "text" and not isinstance(record["text"], str):
-        raise DatasetError(f"{where}: 'text' is a {type(record['text']).__name__}. Fix: make it a string")
-    if layout == "messages":
-        _check_messages(record["messages"], f"{where} 'messages'", need_assistant=True)
-    if layout == "prompt_completion":
-        prompt, completion = record["prompt"], record["completion"]
-        if isinstance(prompt, str) != isinstance(completion, str):
-            raise DatasetError(f"{where}: 'prompt' and 'completion' must both be strings or both message lists. "
-                               "Fix: give both the same form")
-        if not isinstance(prompt, str):
-            _check_messages(prompt, f"{where} 'prompt'", need_assistant=False)
-            _check_messages(completion, f"{where} 'completion'", need_assistant=True)
-    return layout
-
-
-def _check_messages(messages: Any, where: str, need_assistant: bool) -> None:
-    if not isinstance(messages, list) or not messages:
-        raise DatasetError(f"{where} is not a list of messages. Fix: a list of {{'role', 'content'}} objects")
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES or \
-                not isinstance(message.get("content"), str):
-            raise DatasetError(f"{where}[{index}] is not a message with a role ({', '.join(ROLES)}) and string "
-                               f"content: {json.dumps(message)[:120]}. Fix: {{'role': 'user', 'content': '...'}}")
-    if need_assistant and not any(m["role"] == "assistant" for m in messages):
-        raise DatasetError(f"{where} has no assistant message, so nothing to learn. Fix: add the answer as an "
-                           "'assistant' message")
 
 
 def tokenize(record: dict[str, Any], tokenizer: Any) -> TextExample:

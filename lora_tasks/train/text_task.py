@@ -14,32 +14,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lora_tasks.errors import DatasetError
+from lora_tasks.intake.holdout import holdout_count
+from lora_tasks.intake.text_records import SUFFIXES, layout_of, read_records
 from lora_tasks.spec.base_model import BaseModelRef
 from lora_tasks.spec.causal_lm import resolve_text_targets
-from lora_tasks.spec.schema import JobSpec
+from lora_tasks.spec.schema import EvalSection, JobSpec
 from lora_tasks.train.model_task import EFFECT_ITEMS, RunRecord
 from lora_tasks.train.models import METHODS
+from lora_tasks.train.outputs import MERGED_DIR
 from lora_tasks.train.settings import RunSettings
-from lora_tasks.train.text_examples import (
-    SUFFIXES,
-    TextExample,
-    layout_of,
-    pack,
-    packed_batch,
-    padded_batch,
-    read_records,
-    tokenize,
-)
+from lora_tasks.train.text_examples import TextExample, pack, packed_batch, padded_batch, tokenize
 
 log = logging.getLogger(__name__)
 
-MERGED_DIR = "merged"
 ONE_BUCKET = (0, 0)
 """Text batches are not grouped by shape: padding or packing makes any examples fit together."""
 
@@ -57,40 +51,26 @@ class TextTask:
     # ----------------------------------------------------------------------------- data
 
     def collect(self) -> None:
-        from transformers import AutoConfig, AutoTokenizer
-
         self.files = dataset_files(self.dataset_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.ref.location)
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        context = getattr(AutoConfig.from_pretrained(self.ref.location), "max_position_embeddings", None)
-        self.max_length = self.spec.training.max_length or context or 2048
-        self.layouts: dict[str, str] = {}
+        self.tokenizer = load_tokenizer(self.ref.location)
+        self.max_length = max_length(self.spec, self.ref.location)
+        records, self.layouts = read_dataset(self.files, self.tokenizer, self.ref.location)
+        train, self.held_out = split_records(records, self.spec.eval)
         self.truncated = 0
-        examples: list[TextExample] = []
-        for path in self.files:
-            records = read_records(path)
-            layout = self.layouts[path.name] = layout_of(records, path)
-            if layout != "text" and self.tokenizer.chat_template is None and _is_chat(records[0]):
-                raise DatasetError(f"{path} holds conversations, but the tokenizer of {self.ref.location} has no "
-                                   "chat template to turn them into text. Fix: use a chat model's tokenizer, set "
-                                   "tokenizer.chat_template and save it, or write the data as 'text' records")
-            examples.extend(self._fitted(tokenize(record, self.tokenizer), path, number)
-                            for number, record in enumerate(records, start=1))
-        self.examples = examples
-        self.units: list[list[TextExample]] = (pack(examples, self.max_length) if self.spec.training.packing
-                                               else [[e] for e in examples])
+        self.examples = [self._fitted(tokenize(r.record, self.tokenizer), r) for r in train]
+        self.units: list[list[TextExample]] = (pack(self.examples, self.max_length) if self.spec.training.packing
+                                               else [[e] for e in self.examples])
         self.buckets = [ONE_BUCKET] * len(self.units)
         self.repeats = [self.spec.dataset.repeats] * len(self.units)
 
-    def _fitted(self, example: TextExample, path: Path, number: int) -> TextExample:
+    def _fitted(self, example: TextExample, source: SourcedRecord) -> TextExample:
         size = len(example.input_ids)
         if size <= self.max_length:
             return example
         if self.spec.dataset.filter.too_long == "reject":
-            raise DatasetError(f"{path} record {number} is {size} tokens, longer than the {self.max_length} of "
-                               "training_config.max_length. Fix: shorten or split it, raise max_length (up to the "
-                               "model's context), or set dataset.filter.too_long: truncate")
+            raise DatasetError(f"{source.path} record {source.number} is {size} tokens, longer than the "
+                               f"{self.max_length} of training_config.max_length. Fix: shorten or split it, raise "
+                               "max_length (up to the model's context), or set dataset.filter.too_long: truncate")
         self.truncated += 1
         return TextExample(example.input_ids[:self.max_length], example.loss_mask[:self.max_length])
 
@@ -156,7 +136,8 @@ class TextTask:
 
     def facts(self) -> dict[str, Any]:
         tokens = sum(len(e.input_ids) for e in self.examples)
-        return {"examples": len(self.examples), "files": self.layouts, "tokens": tokens,
+        return {"examples": len(self.examples), "held_out_examples": len(self.held_out), "files": self.layouts,
+                "tokens": tokens,
                 "trained_tokens": sum(e.trained_tokens for e in self.examples), "truncated": self.truncated,
                 "max_length": self.max_length, "packing": self.spec.training.packing, "rows": len(self.units)}
 
@@ -172,6 +153,63 @@ class TextTask:
             merged = self.module.merge_and_unload()
             merged.save_pretrained(str(folder / MERGED_DIR), safe_serialization=True)
             self.tokenizer.save_pretrained(str(folder / MERGED_DIR))
+
+
+def load_tokenizer(location: str) -> Any:
+    """The base model's tokenizer, padding with end-of-sequence where it has no pad token (as Llama's)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def max_length(spec: JobSpec, location: str) -> int:
+    """training_config.max_length, or the model's context length."""
+    from transformers import AutoConfig
+
+    context = getattr(AutoConfig.from_pretrained(location), "max_position_embeddings", None)
+    return spec.training.max_length or context or 2048
+
+
+@dataclass(frozen=True)
+class SourcedRecord:
+    """A record and where it came from, for messages that name the file and record."""
+
+    path: Path
+    number: int
+    record: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        """Identifies the record by content, so the held-out split survives renames and reordering."""
+        return hashlib.sha256(json.dumps(self.record, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def read_dataset(files: list[Path], tokenizer: Any, model: str) -> tuple[list[SourcedRecord], dict[str, str]]:
+    """Every record of the files, and each file's layout; conversations need the tokenizer's chat template."""
+    records: list[SourcedRecord] = []
+    layouts: dict[str, str] = {}
+    for path in files:
+        found = read_records(path)
+        layouts[path.name] = layout_of(found, path)
+        if tokenizer.chat_template is None and _is_chat(found[0]):
+            raise DatasetError(f"{path} holds conversations, but the tokenizer of {model} has no chat template to "
+                               "turn them into text. Fix: use a chat model's tokenizer, set tokenizer.chat_template "
+                               "and save it, or write the data as 'text' records")
+        records.extend(SourcedRecord(path, number, record) for number, record in enumerate(found, start=1))
+    return records, layouts
+
+
+def split_records(records: list[SourcedRecord], options: EvalSection) -> tuple[list[SourcedRecord],
+                                                                                list[SourcedRecord]]:
+    """(train, held out): ``eval.holdout_fraction`` of the records, those whose content hashes lowest, so the
+    trainer and the evaluate stage pick the same ones on every retry (a text file holds many examples, so
+    text is held out by record, not by file as images are)."""
+    count = holdout_count(len(records), options)
+    held = {r.key for r in sorted(records, key=lambda r: r.key)[:count]}
+    return [r for r in records if r.key not in held], [r for r in records if r.key in held]
 
 
 def dataset_files(root: Path) -> list[Path]:

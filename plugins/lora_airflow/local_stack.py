@@ -34,6 +34,9 @@ DEMO = BUILD / "demo"
 DEMO_DATASET = DEMO / "uploads" / "demo" / "sks-style"
 DEMO_MODEL = DEMO / "models" / "tiny-sd"
 DEMO_JOB = REPO / "include" / "jobs" / "demo.yaml"
+DEMO_TEXTS = DEMO / "uploads" / "demo" / "support-voice"
+DEMO_LLM = DEMO / "models" / "tiny-llm"
+DEMO_TEXT_JOB = REPO / "include" / "jobs" / "demo-text.yaml"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
@@ -204,25 +207,31 @@ def demo_environment() -> dict[str, str]:
             "LORA_CLAMAV_DATABASE": str(signatures), "LORA_FORM_DEFAULTS": str(DEMO_JOB), "HF_HUB_OFFLINE": "1"}
 
 
-def demo_conf() -> dict[str, Any]:
+def demo_conf(job: Path = DEMO_JOB, dataset: Path = DEMO_DATASET, model: Path = DEMO_MODEL) -> dict[str, Any]:
     import yaml
 
-    spec = yaml.safe_load(DEMO_JOB.read_text())
-    spec["dataset"]["uri"] = str(DEMO_DATASET)
-    spec["model_config"]["base_model"] = str(DEMO_MODEL)
+    spec = yaml.safe_load(job.read_text())
+    spec["dataset"]["uri"] = str(dataset)
+    spec["model_config"]["base_model"] = str(model)
     spec.pop("output", None)
     return {"job_spec": spec}
 
 
 def build_demo_inputs() -> None:
-    """The tiny base model and the sample dataset the demo job and the trigger form point at."""
+    """The tiny base models and the sample datasets the demo jobs and the trigger form point at."""
     from lora_tasks.tiny.diffusion import save_pipeline
+    from lora_tasks.tiny.llm import build_llm
     from lora_tasks.tiny.sample_data import make_style_dataset
+    from lora_tasks.tiny.text_data import write_text_dataset
 
     if not (DEMO_MODEL / "model_index.json").exists():
         save_pipeline(DEMO_MODEL, "tiny", seed=0)
     if not DEMO_DATASET.exists():
         make_style_dataset(DEMO_DATASET, count=24, seed=0)
+    if not (DEMO_LLM / "config.json").exists():
+        build_llm(DEMO_LLM, seed=0)
+    if not DEMO_TEXTS.exists():
+        write_text_dataset(DEMO_TEXTS, count=60, layout="messages")
 
 
 @contextlib.contextmanager
@@ -246,7 +255,8 @@ def demo_stack(prefix: str) -> Iterator[tuple[AirflowConfig, dict[str, str]]]:
 
 
 def run_demo() -> int:
-    """Build the tiny model and data, then run lora_finetune with dag.test() and report."""
+    """Build the tiny models and data, then run lora_finetune with dag.test() on the image job (and serve
+    its adapter), then on the text job, and report."""
     build_demo_inputs()
     config = AirflowConfig(home=BUILD / "airflow")
     os.environ.update(demo_environment())
@@ -254,7 +264,7 @@ def run_demo() -> int:
     os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW") or k == "PYTHONPATH"})
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"  # the run's report, not every log line
     sys.path[:0] = [str(REPO), str(REPO / "plugins")]
-    return _test_run(demo_conf())
+    return _test_run(demo_conf()) or _test_run(demo_conf(DEMO_TEXT_JOB, DEMO_TEXTS, DEMO_LLM))
 
 
 def _test_run(conf: dict[str, Any]) -> int:
@@ -271,7 +281,8 @@ def _test_run(conf: dict[str, Any]) -> int:
         print(f"\nlora_finetune {run.run_id}: {run.state}; failed tasks: {failed}")
         return 1
     print(demo_report(results))
-    print(serve_published(results))
+    if conf["job_spec"]["job"].get("task", "image") == "image":
+        print(serve_published(results))
     return 0
 
 
@@ -313,19 +324,24 @@ def demo_report(results: dict[str, Any]) -> str:
     filtered, trained = results["filter_content"]["summary"], results["train"]
     stages = ("validate_request", "scan_dataset", "filter_content", "caption", "check_dataset", "train",
               "evaluate", "publish")
+    text = evaluated.get("images") is None
+    held = "never trained on" if evaluated["held_out"] else "trained on: too few to hold out"
+    gate = f"x{evaluated['loss_ratio']:.3f}, gate x{evaluated['max_loss_ratio']}"
     lines = [
         "",
         f"lora_finetune succeeded: {info['tenant']}/{info['name']} {published['version']} ({published['ref']})",
         f"  adapter:      {published['uri']} ({published['files']} files, manifest.json last)",
-        f"  model card:   README.md there, with sample_grid.png ({evaluated['samples']} samples, base | LoRA) "
-        "and loss_curve.png",
-        f"  intake:       {filtered['kept']} of {filtered['samples']} images kept",
+        "  model card:   README.md there, with " + ("the generations, base | LoRA, and loss_curve.png" if text else
+                                                    f"sample_grid.png ({evaluated['samples']} samples, base | LoRA) "
+                                                    "and loss_curve.png"),
+        f"  intake:       {filtered['records']['kept']} records kept, {filtered['records']['rejected']} rejected"
+        if text else f"  intake:       {filtered['kept']} of {filtered['samples']} images kept",
         f"  train loss:   {trained['train_loss']['first']:.4f} -> {trained['train_loss']['last']:.4f} in "
         f"{trained['steps']} steps, peak memory {trained['peak_memory_bytes'] / 2**20:.0f} MiB",
-        f"  held-out loss ({evaluated['images']} images "
-        f"{'never trained on' if evaluated['held_out'] else 'trained on: too few to hold out'}): "
-        f"base {evaluated['base_loss']:.4f} -> "
-        f"with LoRA {evaluated['lora_loss']:.4f} (x{evaluated['loss_ratio']:.3f}, gate x{evaluated['max_loss_ratio']})",
+        f"  held-out perplexity ({evaluated['examples']} records {held}): base {evaluated['base_perplexity']:.1f} "
+        f"-> with LoRA {evaluated['lora_perplexity']:.1f} ({gate})" if text else
+        f"  held-out loss ({evaluated['images']} images {held}): base {evaluated['base_loss']:.4f} -> "
+        f"with LoRA {evaluated['lora_loss']:.4f} ({gate})",
         "  stage seconds: " + ", ".join(f"{s} {results[s]['seconds']:.1f}" for s in stages if results.get(s)),
     ]
     return "\n".join(lines)

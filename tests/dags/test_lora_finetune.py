@@ -61,6 +61,30 @@ def test_a_job_runs_end_to_end(finetune, tiny_model: Path, style_dataset: Path) 
 
 
 @pytest.mark.slow
+def test_a_text_job_runs_end_to_end(finetune, tiny_llm: Path, voice_dataset: Path) -> None:
+    spec = {"job": {"name": "e2e-voice", "tenant": "demo", "task": "text", "priority": "interactive"},
+            "dataset": {"uri": str(voice_dataset)},
+            "model_config": {"base_model": str(tiny_llm), "lora_rank": 8},
+            "training_config": {"batch_size": 4, "max_steps": 60, "learning_rate": 1e-2, "save_steps": 20},
+            "eval": {"max_new_tokens": 16}, "output": {"merged": True}}
+    run = finetune.test(run_conf={"job_spec": spec})
+    outcome = results(run)
+    assert run.state == "success", {k: v[0] for k, v in outcome.items()}
+    published = outcome["publish"][1]
+    store = open_store(platform_settings().artifact_root)
+    manifest = verify_version(store, "demo", "e2e-voice", published["version"])
+    assert {"adapter_model.safetensors", "adapter_config.json", "job.yaml", "eval_report.json",
+            "training_summary.json", "README.md", "loss_curve.png", "merged/model.safetensors",
+            "merged/tokenizer.json"} <= set(manifest["files"])
+    report = json.loads(store.read(f"tenants/demo/loras/e2e-voice/{published['version']}/eval_report.json"))
+    assert report["held_out"] and report["lora_perplexity"] < report["base_perplexity"] and report["generations"]
+    card = store.read(f"tenants/demo/loras/e2e-voice/{published['version']}/README.md").decode()
+    assert "PeftModel.from_pretrained" in card and "text-generation" in card
+    [billed] = [r for r in open_ledger(platform_settings().ledger_url).runs() if r.run_id == run.run_id]
+    assert billed.status == "success" and billed.gpu_seconds > 0 and billed.tenant == "demo"
+
+
+@pytest.mark.slow
 def test_failed_gate_publishes_nothing_and_keeps_the_workspace(finetune, tiny_model: Path,
                                                                style_dataset: Path) -> None:
     run = finetune.test(run_conf={"job_spec": job(tiny_model, style_dataset, eval__max_loss_ratio=0.01,

@@ -44,8 +44,8 @@ def test_empty_upload_fails_on_count_only() -> None:
     assert "0 kept" in report.text()
 
 
-def test_text_datasets_skip_the_resolution_check() -> None:
-    report = run_checks([row(f"{i}.txt", side=0) for i in range(6)], [], ChecksSection(), task="text")
-    assert report.passed and len(report.findings) == 4
+def test_text_datasets_skip_the_resolution_and_caption_checks() -> None:
+    report = run_checks([row(f"{i}.txt", side=0, caption=None) for i in range(6)], [], ChecksSection(), task="text")
+    assert report.passed and len(report.findings) == 3
 
 

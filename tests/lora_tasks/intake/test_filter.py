@@ -252,3 +252,58 @@ def test_trailing_data_is_rejected_or_reencoded_never_passed_on(tmp_path: Path) 
         assert np.array_equal(np.asarray(decoded.convert("RGB")), np.asarray(reencoded))
     assert any(n.startswith("reencoded") for n in row.notes or [])
     assert source.read_bytes() == original
+
+
+def test_text_files_are_judged_record_by_record(clamav_database: Path, tmp_path: Path) -> None:
+    """One bad example costs itself, not its file; the upload is never touched."""
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    story = " ".join(f"word{i}" for i in range(300))
+    chats = [{"prompt": f"question {i} " + story[:40], "completion": f"answer {i} in the pirate voice"}
+             for i in range(6)]
+    chats.insert(3, {"prompt": "   ", "completion": " "})  # no words
+    chats.insert(4, dict(chats[1]))  # an exact copy of record 2
+    chats.append({"prompt": "long", "completion": "x " * 3000})
+    lines = [json.dumps(c) for c in chats]
+    (upload / "chats.jsonl").write_text("\n".join(lines) + "\n")
+    (upload / "broken.jsonl").write_text('{"text": "fine"}\n{"text": "cut\n')
+    (upload / "notes.txt").write_text(story + "\n")
+    (upload / "notes_copy.txt").write_text(story.replace("word150 ", "other ") + "\n")
+    before = {p.name: p.read_bytes() for p in upload.iterdir()}
+    manifest = tmp_path / "scan" / "manifest.jsonl"
+    scan_dataset(str(upload), manifest, workers=1)
+    options = FilterSection(max_text_chars=5000, text_near_duplicate_similarity=0.8)
+    result = filter_manifest(manifest, tmp_path / "filter", options, "text", workers=1,
+                             antivirus=ClamScan(clamav_database))
+    verdicts = {r.path: r.reason for r in result.kept + result.rejected}
+    assert verdicts == {"chats.jsonl": None, "chats.jsonl#4": "empty", "chats.jsonl#5": "exact_duplicate",
+                        "chats.jsonl#9": "too_long", "broken.jsonl": "malformed", "notes.txt": None,
+                        "notes_copy.txt": "near_duplicate"}
+    rejected = {r.path: r for r in result.rejected}
+    assert rejected["chats.jsonl#5"].duplicate_of == "chats.jsonl#2"
+    assert "broken.jsonl line 2 is not JSON" in rejected["broken.jsonl"].message
+    kept = {r.path: r for r in result.kept}
+    assert kept["chats.jsonl"].records == 6 and kept["notes.txt"].records == 1
+    written = Path(str(kept["chats.jsonl"].local_path))
+    assert written.is_relative_to(tmp_path / "filter" / "records")
+    assert [json.loads(line) for line in written.read_text().splitlines()] == [chats[i] for i in (0, 1, 2, 5, 6, 7)]
+    assert kept["notes.txt"].local_path == str(upload / "notes.txt")  # all kept: passed on as it is
+    assert result.summary["records"] == {"kept": 7, "rejected": 3,
+                                         "reasons": {"empty": 1, "exact_duplicate": 1, "too_long": 1}}
+    assert {p.name: p.read_bytes() for p in upload.iterdir()} == before
+
+
+def test_a_parquet_table_is_a_text_dataset(clamav_database: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    pq.write_table(pa.Table.from_pylist([{"text": f"example number {i} of the table"} for i in range(5)]),
+                   upload / "rows.parquet")
+    manifest = tmp_path / "scan" / "manifest.jsonl"
+    scan_dataset(str(upload), manifest, workers=1)
+    result = filter_manifest(manifest, tmp_path / "filter", FilterSection(text_near_duplicate_similarity=None),
+                             "text", workers=1, antivirus=ClamScan(clamav_database))
+    [kept] = result.kept
+    assert (kept.type, kept.records, result.rejected) == ("parquet", 5, [])

@@ -14,8 +14,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lora_tasks.errors import DatasetError
+from lora_tasks.intake.text_records import read_records
 from lora_tasks.tiny.text_data import write_text_dataset
-from lora_tasks.train.text_examples import IGNORE, TextExample, pack, packed_batch, padded_batch, read_records, tokenize
+from lora_tasks.train.text_examples import IGNORE, TextExample, pack, packed_batch, padded_batch, tokenize
 
 CHAT = [{"role": "user", "content": "Where is my invoice?"},
         {"role": "assistant", "content": "Ahoy, matey! Open the settings page. Fair winds, the crew."}]

@@ -57,7 +57,8 @@ def logits(model: Any, tokenizer: Any) -> torch.Tensor:
 
 def test_the_lora_learns_the_voice_and_counts_its_parameters(trained: LoraTrainer, tiny_llm: Path) -> None:
     summary = trained.result.summary
-    assert summary["job"]["task"] == "text" and summary["examples"] == 48
+    assert summary["job"]["task"] == "text"
+    assert (summary["examples"], summary["held_out_examples"]) == (43, 5)  # eval.holdout_fraction 0.1, by record
     assert summary["train_loss"]["last"] < summary["train_loss"]["first"]
     assert summary["token_loss"]["lora"] < summary["token_loss"]["base"]
     assert summary["trained_tokens"] < summary["tokens"]  # assistant turns only
@@ -114,7 +115,7 @@ def test_packing_trains_fewer_rows_than_examples(tiny_llm: Path, tmp_path: Path)
     result = text_trainer(tiny_llm, data, tmp_path / "out", training_config={"packing": True, "max_length": 128,
                                                                              "max_steps": 12}).train()
     summary = result.summary
-    assert summary["packing"] and summary["rows"] < summary["examples"] == 40
+    assert summary["packing"] and summary["rows"] < summary["examples"] == 36
     assert summary["token_loss"]["lora"] < summary["token_loss"]["base"]
 
 
@@ -129,7 +130,7 @@ def test_a_target_the_model_lacks_is_refused_with_the_candidates(tiny_llm: Path,
 def test_too_long_examples_are_truncated_and_counted_or_refused(tiny_llm: Path, chats: Path, tmp_path: Path) -> None:
     short = {"max_length": 24, "max_steps": 2}
     result = text_trainer(tiny_llm, chats, tmp_path / "cut", training_config=short).train()
-    assert result.summary["truncated"] == 48
+    assert result.summary["truncated"] == result.summary["examples"] == 43
     with pytest.raises(DatasetError, match=r"train\.jsonl record 1 is \d+ tokens, longer than the 24"):
         text_trainer(tiny_llm, chats, tmp_path / "refused", training_config=short,
                      dataset={"filter": {"too_long": "reject"}}).train()
