@@ -38,7 +38,7 @@ def weight_files(spec: JobSpec) -> list[str]:
     """The files each requested format is made of, as the trainer's export names them."""
     names = {"diffusers": [DIFFUSERS_FILE], "kohya": [f"{spec.job.name}.safetensors"],
              "peft": [PEFT_FILE, "adapter_config.json"]}
-    return [file for fmt in spec.output.formats for file in names[fmt]]
+    return [file for fmt in spec.written_formats for file in names[fmt]]
 
 
 def check_formats(spec: JobSpec, adapter_dir: Path) -> None:

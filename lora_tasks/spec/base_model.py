@@ -184,10 +184,13 @@ def check_spec_against_model(spec: JobSpec) -> tuple[JobSpec, BaseModelRef, list
     from lora_tasks.spec.causal_lm import causal_lm_layer_names, resolve_text_targets
 
     ref = locate_base_model(spec)
+    notes = spec.format_notes()
+    for note in notes:
+        log.warning(note)
     text = spec.job.task == "text"
     names = causal_lm_layer_names(ref) if text else unet_layer_names(ref)
     if names is None:  # a hub id or pickle: checked again once the model is loaded
-        return spec, ref, []
+        return spec, ref, notes
     if text:
         modules, warnings = resolve_text_targets(spec.model.target_modules, names), []
     else:
@@ -195,7 +198,7 @@ def check_spec_against_model(spec: JobSpec) -> tuple[JobSpec, BaseModelRef, list
     for warning in warnings:
         log.warning(warning)
     fitted = spec.model_copy(update={"model": spec.model.model_copy(update={"target_modules": modules})})
-    return fitted, ref, warnings
+    return fitted, ref, notes + warnings
 
 
 # --------------------------------------------------------------------------- hashing

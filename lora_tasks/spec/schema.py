@@ -21,6 +21,8 @@ IMAGE_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "v_proj"]
 IMAGE_FORMATS = ["diffusers", "kohya"]
 TEXT_FORMATS = ["peft"]
+KOHYA_DORA = ("the kohya format (A1111, ComfyUI's LoRA loader) cannot hold DoRA's magnitude vectors, so a DoRA "
+              "written there would load as a plain LoRA and draw differently")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Tenant and job names become path and object-store prefixes: no '/', no leading dot."""
 
@@ -329,11 +331,24 @@ class JobSpec(SpecModel):
                              f"LoRAX load), not {', '.join(f for f in formats if f != 'peft')}; use [peft]")
         if self.job.task == "image" and self.output.merged:
             raise ValueError("output.merged: merged weights are written for text jobs only; remove output.merged")
-        if self.model.method == "dora" and "kohya" in formats:
-            raise ValueError("output.formats: the kohya format (A1111, ComfyUI's LoRA loader) cannot hold DoRA's "
-                             "magnitude vectors, so a DoRA exported there would load as a plain LoRA and draw "
-                             "differently; use [diffusers, peft], which diffusers and peft load exactly")
+        if self.model.method == "dora" and formats == ["kohya"]:
+            raise ValueError(f"output.formats: {KOHYA_DORA} and kohya is the only format asked for, so nothing "
+                             "would be written; use [diffusers, peft], which diffusers and peft load exactly")
         return self
+
+    @property
+    def written_formats(self) -> list[str]:
+        """The formats the export writes: all that were asked for, but kohya's for a DoRA (see format_notes)."""
+        if self.model.method == "dora":
+            return [f for f in self.output.formats if f != "kohya"]
+        return list(self.output.formats)
+
+    def format_notes(self) -> list[str]:
+        """Why an asked-for format is not written, for the run's warnings."""
+        skipped = [f for f in self.output.formats if f not in self.written_formats]
+        return [f"output.formats: {KOHYA_DORA}, so kohya is not written; "
+                f"{', '.join(self.written_formats)} {'is' if len(self.written_formats) == 1 else 'are'} written, "
+                "which diffusers and peft load exactly"] if skipped else []
 
     def output_dir(self) -> Path:
         return Path(self.output.uri or f"./output/{self.job.tenant}/{self.job.name}")

@@ -98,7 +98,7 @@ class ImageTask:
 
     def write_weights(self, folder: Path, record: RunRecord) -> None:
         metadata = kohya_metadata(self.spec, self.settings, self._training_facts(record))
-        write_image_formats(self.module, folder, self.spec.job.name, self.spec.output.formats, self.spec.model.alpha,
+        write_image_formats(self.module, folder, self.spec.job.name, self.spec.written_formats, self.spec.model.alpha,
                             metadata)
 
     def _training_facts(self, record: RunRecord) -> TrainingFacts:

@@ -76,6 +76,14 @@ def test_a_malformed_file_is_named_with_its_line_and_the_fix(tmp_path: Path, con
     assert str(path) in str(error.value) and "Fix" in str(error.value)
 
 
+@pytest.mark.parametrize("name", ["train.txt", "train.jsonl"])
+def test_a_file_that_is_not_utf8_is_named_with_the_fix(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes('{"text": "café"}\n'.encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"train\.\w+ is not UTF-8 text \(byte 13 is not UTF-8\)\. Fix: save it as"):
+        read_records(path)
+
+
 def test_another_suffix_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"\.txt, \.jsonl, \.parquet, not \.csv"):
         read_records(tmp_path / "train.csv")

@@ -233,9 +233,11 @@ def test_dora_trains_and_reloads_to_the_trainers_outputs(trained: TrainResult, t
     job = base_job(tiny_model, style_dataset, tmp_path / "out")
     job["model_config"]["method"] = "dora"
     job["training_config"].update(max_steps=4, learning_rate=5e-3)
-    job["output"] = {**job.get("output", {}), "formats": ["diffusers", "peft"]}
+    job["output"] = {**job.get("output", {}), "formats": ["diffusers", "kohya", "peft"]}
     trainer = LoraTrainer(parse_job_spec(job))
     result = trainer.train()
+    assert not (result.adapter_dir / "test-style.safetensors").exists()  # kohya cannot hold DoRA: not written
+    assert any("so kohya is not written; diffusers, peft are written" in w for w in result.summary["warnings"])
     state = load_file(result.adapter_dir / "pytorch_lora_weights.safetensors")
     plain = load_file(trained.adapter_dir / "pytorch_lora_weights.safetensors")
     assert any("magnitude" in k for k in state) and not any("magnitude" in k for k in plain)
