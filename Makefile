@@ -58,6 +58,7 @@ bench: setup clamav
 	$(PY) bench/serve_switch.py --rounds 7
 	$(PY) bench/serve_switch.py --model sd15 --rounds 5 --steps 10
 	$(PY) bench/lora_params.py
+	$(PY) bench/text_train.py --fit
 
 clean:
 	rm -rf build output

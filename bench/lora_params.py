@@ -1,5 +1,5 @@
-"""What a text LoRA adds, counted from each model's config: Llama-2-7B (its public config values, nothing
-downloaded) and the tiny offline Llama, whose count is checked against peft's on the model itself.
+"""What a text LoRA adds, counted from each model's config: Llama-2-7B and Llama-3-8B (their public config
+values, nothing downloaded) and the tiny offline Llama, whose count is checked against peft's on the model itself.
 
 Rank ``r`` on a linear layer of ``in`` and ``out`` features adds ``r * (in + out)`` parameters. The often
 quoted "about 6.8 M" for rank 8 on LLaMA-7B's q_proj/v_proj is not what the config gives. The last line
@@ -20,6 +20,9 @@ sys.path.insert(0, str(ROOT))
 LLAMA_2_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
               "num_key_value_heads": 32, "vocab_size": 32000, "tie_word_embeddings": False}
 """meta-llama/Llama-2-7b-hf's config.json, the values the count uses."""
+LLAMA_3_8B = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+              "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": False}
+"""meta-llama/Meta-Llama-3-8B's config.json (grouped-query attention: 8 key-value heads)."""
 QV = ("q_proj", "v_proj")
 ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 QUOTED = 6_800_000
@@ -34,9 +37,10 @@ def main() -> int:
 
     print("| model | targets | rank | LoRA parameters | base parameters | share | peft counts |")
     print("|---|---|---|---|---|---|---|")
-    for targets, rank in ((QV, 8), (QV, 16), (ALL, 8)):
-        count = lora_parameters(LLAMA_2_7B, targets, rank)
-        print(f"| Llama-2-7B | {', '.join(targets)} | {rank} | {count.lora:,} | {count.base:,} | {count.share:.4%} "
+    for name, config, targets, rank in (("Llama-2-7B", LLAMA_2_7B, QV, 8), ("Llama-2-7B", LLAMA_2_7B, QV, 16),
+                                        ("Llama-2-7B", LLAMA_2_7B, ALL, 8), ("Llama-3-8B", LLAMA_3_8B, QV, 8)):
+        count = lora_parameters(config, targets, rank)
+        print(f"| {name} | {', '.join(targets)} | {rank} | {count.lora:,} | {count.base:,} | {count.share:.4%} "
               "| (config only) |")
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_llm(Path(tmp) / "llm")

@@ -110,9 +110,22 @@ def _inputs(unet: Any, latent_hw: tuple[int, int]) -> tuple[Any, Any, Any]:
 
 def _saved_bytes(unet: Any, latent_hw: tuple[int, int], checkpointing: bool) -> int:
     """Bytes autograd saves for backward for one sample through the UNet."""
+    if checkpointing:
+        unet.enable_gradient_checkpointing()
+    unet.train()
+    with memory_efficient_attention():
+        saved = saved_bytes(unet, lambda: unet(*_inputs(unet, latent_hw)))
+    if checkpointing:
+        unet.disable_gradient_checkpointing()
+    return saved
+
+
+def saved_bytes(model: Any, forward: Callable[[], Any]) -> int:
+    """Bytes of the tensors autograd saves for backward while ``forward()`` runs, the model's parameters
+    (which backward reads in place) left out."""
     import torch
 
-    params = {id(p) for p in unet.parameters()}
+    params = {id(p) for p in model.parameters()}
     saved: dict[int, int] = {}
 
     def pack(tensor: Any) -> Any:
@@ -121,13 +134,8 @@ def _saved_bytes(unet: Any, latent_hw: tuple[int, int], checkpointing: bool) -> 
             saved[id(base)] = base.numel() * base.element_size()
         return tensor
 
-    if checkpointing:
-        unet.enable_gradient_checkpointing()
-    unet.train()
-    with memory_efficient_attention(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        unet(*_inputs(unet, latent_hw))
-    if checkpointing:
-        unet.disable_gradient_checkpointing()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        forward()
     return sum(saved.values())
 
 

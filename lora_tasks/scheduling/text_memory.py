@@ -22,7 +22,7 @@ from typing import Any
 
 from lora_tasks.gpu_types import GpuType
 from lora_tasks.scheduling.memory import CPU_RUNTIME_BYTES, GPU_RUNTIME_BYTES, MemoryEstimate
-from lora_tasks.scheduling.profile import disk_cached, memory_efficient_attention
+from lora_tasks.scheduling.profile import disk_cached, memory_efficient_attention, saved_bytes
 from lora_tasks.scheduling.recommend import BATCH_SIZES, HEADROOM, Recommendation
 from lora_tasks.spec.schema import JobSpec
 
@@ -94,24 +94,14 @@ def _measure(config_json: str, tokens: int, rank: int, targets: tuple[str, ...])
     ids = torch.zeros((1, tokens), dtype=torch.long, device="meta")
 
     def saved(checkpointing: bool) -> int:
-        params = {id(p) for p in model.parameters()}
-        kept: dict[int, int] = {}
-
-        def pack(tensor: Any) -> Any:
-            base = tensor if tensor._base is None else tensor._base
-            if id(base) not in params:
-                kept[id(base)] = base.numel() * base.element_size()
-            return tensor
-
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.train()
-        with causal_kernel(model), memory_efficient_attention(), \
-                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(input_ids=ids, labels=ids, use_cache=False)
+        with causal_kernel(model), memory_efficient_attention():
+            kept = saved_bytes(model, lambda: model(input_ids=ids, labels=ids, use_cache=False))
         if checkpointing:
             model.gradient_checkpointing_disable()
-        return sum(kept.values())
+        return kept
 
     full = saved(False)
     layers = raw["num_hidden_layers"]
