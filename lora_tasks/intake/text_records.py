@@ -20,56 +20,54 @@ SUFFIXES = (".txt", ".jsonl", ".parquet")
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every record of a ``.txt``, ``.jsonl`` or ``.parquet`` file, checked to be in one layout."""
+    """Every record of a ``.txt``, ``.jsonl`` or ``.parquet`` file, checked to be in one layout and cut to
+    that layout's fields (other columns, an id or a timestamp, are ignored, as TRL ignores them)."""
     if path.suffix not in SUFFIXES:
         raise DatasetError(f"{path}: a text dataset is {', '.join(SUFFIXES)}, not {path.suffix or 'no suffix'}. "
                            "Fix: convert it, or name it for what it holds")
     try:
-        return _checked(path, _records(path))
+        numbered = _records(path)
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path} is not UTF-8 text (byte {exc.start} is not UTF-8). Fix: save it as UTF-8") \
             from None
+    if not numbered:
+        raise DatasetError(f"{path} holds no records. Fix: add examples, one a line")
+    first = _layout(numbered[0][1], path, numbered[0][0])
+    for number, record in numbered:
+        layout = _layout(record, path, number)
+        if layout != first:
+            raise DatasetError(f"{path} line {number} is in the {layout} layout, line {numbered[0][0]} in {first}. "
+                               "Fix: one layout per file")
+    return [{key: record[key] for key in LAYOUTS[first]} for _, record in numbered]
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
+def layout_of(record: dict[str, Any]) -> str:
+    """The layout of a record read by :func:`read_records`."""
+    return next(name for name, keys in LAYOUTS.items() if all(k in record for k in keys))
+
+
+def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line or row number, record) of every record; blank lines are skipped but still counted."""
     if path.suffix == ".txt":
-        return [{"text": line} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [(n, {"text": line}) for n, line in enumerate(lines, start=1) if line.strip()]
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        records = pq.read_table(path).to_pylist()
-    else:
-        records = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise DatasetError(f"{path} line {number} is not JSON ({exc}). Fix: one JSON object a line") from exc
-            if not isinstance(record, dict):
-                raise DatasetError(f"{path} line {number} is a JSON {type(record).__name__}, not an object. Fix: "
-                                   'one object a line, such as {"text": "..."}')
-            records.append(record)
+        return list(enumerate(pq.read_table(path).to_pylist(), start=1))
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise DatasetError(f"{path} line {number} is not JSON ({exc}). Fix: one JSON object a line") from exc
+        if not isinstance(record, dict):
+            raise DatasetError(f"{path} line {number} is a JSON {type(record).__name__}, not an object. Fix: "
+                               'one object a line, such as {"text": "..."}')
+        records.append((number, record))
     return records
-
-
-def _checked(path: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if not records:
-        raise DatasetError(f"{path} holds no records. Fix: add examples, one a line")
-    layout_of(records, path)
-    return records
-
-
-def layout_of(records: list[dict[str, Any]], path: Path) -> str:
-    """The file's one layout; a record in another, or with a malformed field, names its line (row)."""
-    first = _layout(records[0], path, 1)
-    for number, record in enumerate(records, start=1):
-        layout = _layout(record, path, number)
-        if layout != first:
-            raise DatasetError(f"{path} line {number} is in the {layout} layout, line 1 in {first}. Fix: one "
-                               "layout per file")
-    return first
 
 
 def _layout(record: dict[str, Any], path: Path, number: int) -> str:

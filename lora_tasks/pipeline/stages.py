@@ -82,7 +82,7 @@ def check_dataset(info: RunInfo, captioned: str, rejected: str, run_id: str,
                   settings: PlatformSettings) -> dict[str, Any]:
     """Run the data checks; on success split off the held-out images the evaluate stage uses."""
     from lora_tasks.intake.check import check_samples
-    from lora_tasks.intake.holdout import split_holdout
+    from lora_tasks.intake.holdout import holdout_count, split_holdout
     from lora_tasks.intake.manifest import read_rows, write_rows
 
     spec = info.load_spec()
@@ -94,7 +94,8 @@ def check_dataset(info: RunInfo, captioned: str, rejected: str, run_id: str,
                            "expectation and the observed value; correct the upload or relax dataset.checks")
     if spec.job.task == "text":  # a file holds many records: the trainer holds records out, by content
         train_rows, holdout_rows = kept, kept
-        samples = text_record_count(kept)
+        records = text_record_count(kept)
+        samples = records - holdout_count(records, spec.eval)
     else:
         train_rows, holdout_rows = split_holdout(kept, spec.eval)
         samples = len(train_rows)

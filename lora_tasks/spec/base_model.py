@@ -181,9 +181,11 @@ def locate_base_model(spec: JobSpec) -> BaseModelRef:
 
 def check_spec_against_model(spec: JobSpec) -> tuple[JobSpec, BaseModelRef, list[str]]:
     """Locate the base model and fit target_modules to it; returns the fitted spec and warnings."""
-    from lora_tasks.spec.causal_lm import causal_lm_layer_names, resolve_text_targets
+    from lora_tasks.spec.causal_lm import causal_lm_layer_names, check_max_length, context_length, resolve_text_targets
 
     ref = locate_base_model(spec)
+    if spec.job.task == "text":
+        check_max_length(spec.training.max_length, context_length(ref))
     notes = spec.format_notes()
     for note in notes:
         log.warning(note)

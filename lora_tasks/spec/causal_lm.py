@@ -98,3 +98,19 @@ def resolve_text_targets(requested: list[str], layer_names: list[str]) -> list[s
             f"use some of: {', '.join(candidates)} (q_proj and v_proj are the usual pair)",
         )])
     return list(dict.fromkeys(requested))
+
+
+def context_length(ref: BaseModelRef) -> int | None:
+    """The model's context (``max_position_embeddings`` in its config.json); None when not on this machine."""
+    config = Path(ref.location) / "config.json"
+    if ref.kind != "transformers" or not config.is_file():
+        return None
+    return json.loads(config.read_text()).get("max_position_embeddings")
+
+
+def check_max_length(asked: int | None, context: int | None) -> None:
+    """A row longer than the model's context would run positions it was never trained on: refused."""
+    if asked and context and asked > context:
+        raise JobSpecError([Problem("training_config.max_length", f"{asked} tokens is longer than the model's "
+                                    f"context of {context} (max_position_embeddings)",
+                                    f"use at most {context}, or leave it unset for the context length")])

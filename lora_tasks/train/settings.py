@@ -43,13 +43,6 @@ def resolve_settings(spec: JobSpec, device: torch.device) -> RunSettings:
                                     f"'fp16' needs a CUDA GPU but this run is on {device.type}",
                                     "use 'bf16', 'no' or 'auto'")])
     autos = "auto" in (cfg.batch_size, cfg.gradient_checkpointing, cfg.mixed_precision)
-    if device.type == "cuda" and autos and spec.job.task == "text":
-        log.warning("the memory model sizes image jobs only; a text job's 'auto' values take batch 1, bf16 where "
-                    "the GPU has it, and no gradient checkpointing")
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "no") if cfg.mixed_precision == "auto" \
-            else cfg.mixed_precision
-        return RunSettings(1 if cfg.batch_size == "auto" else cfg.batch_size,
-                           cfg.gradient_checkpointing is True, precision, logging)
     if device.type == "cuda" and autos:
         from lora_tasks.gpu_types import GpuType
         from lora_tasks.scheduling.recommend import recommend

@@ -15,10 +15,19 @@ import math
 from pathlib import Path
 from typing import Any
 
+from lora_tasks.errors import DatasetError
 from lora_tasks.spec.base_model import locate_base_model
 from lora_tasks.spec.schema import JobSpec
-from lora_tasks.train.text_examples import TextExample, padded_batch, tokenize
-from lora_tasks.train.text_task import SourcedRecord, dataset_files, load_tokenizer, max_length, read_dataset
+from lora_tasks.train.text_examples import TextExample, padded_batch
+from lora_tasks.train.text_task import (
+    SourcedRecord,
+    dataset_files,
+    load_tokenizer,
+    max_length,
+    read_dataset,
+    tokenized,
+    truncated,
+)
 from lora_tasks.train.text_task import split_records as split
 
 PROMPT_WORDS = 8
@@ -50,7 +59,10 @@ def evaluate_text_adapter(spec: JobSpec, adapter_dir: Path, dataset: Path, out_d
                                                 if ref.allow_pickle else True).to(target)
     model = PeftModel.from_pretrained(base, adapter_dir).eval()
     limit = max_length(spec, ref.location)
-    examples = [_truncated(tokenize(r.record, tokenizer), limit) for r in held]
+    examples = [e for e in (truncated(tokenized(r, tokenizer), limit) for r in held) if e is not None]
+    if not examples:
+        raise DatasetError(f"no held-out record of {dataset} keeps a token to score within training_config."
+                           f"max_length ({limit}). Fix: raise max_length, or shorten the prompts")
     timings.lap("load_s")
     with model.disable_adapter():
         base_loss = token_loss(model, examples, tokenizer.pad_token_id, target)
@@ -97,10 +109,6 @@ def token_loss(model: Any, examples: list[TextExample], pad_id: int, device: Any
 def _predicted(example: TextExample) -> int:
     """Trained tokens that have a token before them (the first one has nothing to be predicted from)."""
     return sum(example.loss_mask[1:])
-
-
-def _truncated(example: TextExample, limit: int) -> TextExample:
-    return TextExample(example.input_ids[:limit], example.loss_mask[:limit])
 
 
 def _prompts(spec: JobSpec, held: list[SourcedRecord], tokenizer: Any) -> list[tuple[str, bool]]:

@@ -24,7 +24,7 @@ from lora_tasks.errors import DatasetError
 from lora_tasks.intake.holdout import holdout_count
 from lora_tasks.intake.text_records import SUFFIXES, layout_of, read_records
 from lora_tasks.spec.base_model import BaseModelRef
-from lora_tasks.spec.causal_lm import resolve_text_targets
+from lora_tasks.spec.causal_lm import check_max_length, resolve_text_targets
 from lora_tasks.spec.schema import EvalSection, JobSpec
 from lora_tasks.train.model_task import EFFECT_ITEMS, RunRecord
 from lora_tasks.train.models import METHODS
@@ -57,13 +57,21 @@ class TextTask:
         records, self.layouts = read_dataset(self.files, self.tokenizer, self.ref.location)
         train, self.held_out = split_records(records, self.spec.eval)
         self.truncated = 0
-        self.examples = [self._fitted(tokenize(r.record, self.tokenizer), r) for r in train]
+        self.unlearnable = 0
+        self.examples = [e for e in (self._fitted(r) for r in train) if e is not None]
+        if not self.examples:
+            raise DatasetError(f"no record of {self.dataset_dir} keeps a token to learn within the "
+                               f"{self.max_length} tokens of training_config.max_length (the trained part of each "
+                               "lies past the cut). Fix: raise max_length, or shorten the prompts")
         self.units: list[list[TextExample]] = (pack(self.examples, self.max_length) if self.spec.training.packing
                                                else [[e] for e in self.examples])
         self.buckets = [ONE_BUCKET] * len(self.units)
         self.repeats = [self.spec.dataset.repeats] * len(self.units)
 
-    def _fitted(self, example: TextExample, source: SourcedRecord) -> TextExample:
+    def _fitted(self, source: SourcedRecord) -> TextExample | None:
+        """The record's tokens within max_length: truncated (and counted) or refused by dataset.filter.too_long;
+        None, counted as unlearnable, when truncation leaves no trained token (its loss would be NaN)."""
+        example = tokenized(source, self.tokenizer)
         size = len(example.input_ids)
         if size <= self.max_length:
             return example
@@ -72,7 +80,12 @@ class TextTask:
                                f"{self.max_length} of training_config.max_length. Fix: shorten or split it, raise "
                                "max_length (up to the model's context), or set dataset.filter.too_long: truncate")
         self.truncated += 1
-        return TextExample(example.input_ids[:self.max_length], example.loss_mask[:self.max_length])
+        cut = truncated(example, self.max_length)
+        if cut is None:
+            self.unlearnable += 1
+            log.warning("%s record %d: nothing it trains on is left within max_length %d; it is skipped",
+                        source.path, source.number, self.max_length)
+        return cut
 
     def data_fingerprint(self) -> str:
         digest = hashlib.sha256()
@@ -139,6 +152,7 @@ class TextTask:
         return {"examples": len(self.examples), "held_out_examples": len(self.held_out), "files": self.layouts,
                 "tokens": tokens,
                 "trained_tokens": sum(e.trained_tokens for e in self.examples), "truncated": self.truncated,
+                "unlearnable": self.unlearnable,
                 "max_length": self.max_length, "packing": self.spec.training.packing, "rows": len(self.units)}
 
     # ---------------------------------------------------------------------------- export
@@ -166,11 +180,26 @@ def load_tokenizer(location: str) -> Any:
 
 
 def max_length(spec: JobSpec, location: str) -> int:
-    """training_config.max_length, or the model's context length."""
+    """training_config.max_length, or the model's context length; longer than the context is refused."""
     from transformers import AutoConfig
 
     context = getattr(AutoConfig.from_pretrained(location), "max_position_embeddings", None)
+    check_max_length(spec.training.max_length, context)
     return spec.training.max_length or context or 2048
+
+
+def tokenized(source: SourcedRecord, tokenizer: Any) -> TextExample:
+    """The record's tokens and loss mask; a problem names the record's file and number."""
+    try:
+        return tokenize(source.record, tokenizer)
+    except DatasetError as exc:
+        raise DatasetError(f"{source.path} record {source.number}: {exc}") from None
+
+
+def truncated(example: TextExample, limit: int) -> TextExample | None:
+    """The first ``limit`` tokens, or None when no trained token with a token before it is left."""
+    cut = TextExample(example.input_ids[:limit], example.loss_mask[:limit])
+    return cut if any(cut.loss_mask[1:]) else None
 
 
 @dataclass(frozen=True)
@@ -193,7 +222,7 @@ def read_dataset(files: list[Path], tokenizer: Any, model: str) -> tuple[list[So
     layouts: dict[str, str] = {}
     for path in files:
         found = read_records(path)
-        layouts[path.name] = layout_of(found, path)
+        layouts[path.name] = layout_of(found[0])
         if tokenizer.chat_template is None and _is_chat(found[0]):
             raise DatasetError(f"{path} holds conversations, but the tokenizer of {model} has no chat template to "
                                "turn them into text. Fix: use a chat model's tokenizer, set tokenizer.chat_template "

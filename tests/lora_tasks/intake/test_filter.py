@@ -299,11 +299,18 @@ def test_a_parquet_table_is_a_text_dataset(clamav_database: Path, tmp_path: Path
 
     upload = tmp_path / "upload"
     upload.mkdir()
-    pq.write_table(pa.Table.from_pylist([{"text": f"example number {i} of the table"} for i in range(5)]),
-                   upload / "rows.parquet")
+    from datetime import UTC, datetime
+
+    rows = [{"id": i, "created": datetime(2026, 1, 1 + i, tzinfo=UTC), "text": f"example number {i} of the table"}
+            for i in range(5)]
+    rows.append({**rows[0], "id": 99})  # the same text under another id: a copy all the same
+    pq.write_table(pa.Table.from_pylist(rows), upload / "rows.parquet")
     manifest = tmp_path / "scan" / "manifest.jsonl"
     scan_dataset(str(upload), manifest, workers=1)
     result = filter_manifest(manifest, tmp_path / "filter", FilterSection(text_near_duplicate_similarity=None),
                              "text", workers=1, antivirus=ClamScan(clamav_database))
     [kept] = result.kept
-    assert (kept.type, kept.records, result.rejected) == ("parquet", 5, [])
+    assert (kept.type, kept.records) == ("parquet", 5)
+    assert [(r.path, r.reason) for r in result.rejected] == [("rows.parquet#6", "exact_duplicate")]
+    written = [json.loads(line) for line in Path(str(kept.local_path)).read_text().splitlines()]
+    assert written[0] == {"text": "example number 0 of the table"}  # the layout's fields, as TRL reads them

@@ -4,6 +4,7 @@ the trainer's very logits, merged weights, DoRA, packing, the parameter count, a
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -128,13 +129,35 @@ def test_a_target_the_model_lacks_is_refused_with_the_candidates(tiny_llm: Path,
 
 
 def test_too_long_examples_are_truncated_and_counted_or_refused(tiny_llm: Path, chats: Path, tmp_path: Path) -> None:
-    short = {"max_length": 24, "max_steps": 2}
-    result = text_trainer(tiny_llm, chats, tmp_path / "cut", training_config=short).train()
-    assert result.summary["truncated"] == result.summary["examples"] == 43
-    with pytest.raises(DatasetError, match=r"train\.jsonl record 1 is \d+ tokens, longer than the 24"):
-        text_trainer(tiny_llm, chats, tmp_path / "refused", training_config=short,
+    texts = write_text_dataset(tmp_path / "texts", count=20, layout="text")
+    result = text_trainer(tiny_llm, texts, tmp_path / "cut", training_config={"max_length": 16, "max_steps": 4}).train()
+    summary = result.summary
+    assert summary["truncated"] == summary["examples"] == 18 and summary["unlearnable"] == 0
+    assert math.isfinite(summary["train_loss"]["last"]) and math.isfinite(summary["token_loss"]["lora"])
+    with pytest.raises(DatasetError, match=r"train\.jsonl record 1 is \d+ tokens, longer than the 16"):
+        text_trainer(tiny_llm, texts, tmp_path / "refused", training_config={"max_length": 16},
                      dataset={"filter": {"too_long": "reject"}}).train()
     assert not (tmp_path / "refused" / "adapter").exists()
+    # the assistant's turn starts past token 24 in every chat: nothing would be learnt, and the loss be NaN
+    with pytest.raises(DatasetError, match="keeps a token to learn within the 24 tokens"):
+        text_trainer(tiny_llm, chats, tmp_path / "nothing", training_config={"max_length": 24}).train()
+
+
+def test_a_row_longer_than_the_context_is_refused(tiny_llm: Path, chats: Path, tmp_path: Path) -> None:
+    with pytest.raises(JobSpecError, match=r"training_config.max_length: 4096 tokens is longer than the model's "
+                                           r"context of 256"):
+        text_trainer(tiny_llm, chats, tmp_path, training_config={"max_length": 4096})
+
+
+def test_a_chat_template_that_hides_the_assistant_turns_is_named_with_the_record(tiny_llm: Path, chats: Path,
+                                                                                tmp_path: Path) -> None:
+    unmarked = tmp_path / "unmarked"
+    shutil.copytree(tiny_llm, unmarked)
+    template = unmarked / "chat_template.jinja"
+    template.write_text(template.read_text().replace("{% generation %}", "").replace("{% endgeneration %}", ""))
+    with pytest.raises(DatasetError, match=r"train\.jsonl record 1: the tokenizer's chat template does not mark "
+                                           r"assistant turns"):
+        text_trainer(unmarked, chats, tmp_path / "out").train()
 
 
 def test_chat_data_needs_a_chat_template(tiny_llm: Path, chats: Path, tmp_path: Path) -> None:
