@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["spec", "stores", "intake", "train", "evaluate", "scheduling", "ledger", "publish", "pipeline", "tiny",
-            "registry", "serve"]
+            "registry", "serve", "tenants"]
 CORE = {"lora_tasks", "lora_tasks.errors", "lora_tasks.settings", "lora_tasks.gpu_types", "lora_tasks.cli",
         "lora_tasks.digests"}
 UNITS = {"core", *PACKAGES, "data_checks", "lora_airflow"}

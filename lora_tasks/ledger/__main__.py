@@ -25,13 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     usage = sub.add_parser("usage", help="a tenant's bill for a month")
     usage.add_argument("--tenant", required=True)
     usage.add_argument("--month", required=True, help="YYYY-MM")
-    keys = sub.add_parser("keys", help="API keys that act for a tenant (serving, the tenant API)")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_commands.add_parser("create", help="a new key; printed once, stored hashed")
-    create.add_argument("--tenant", required=True)
-    create.add_argument("--label", default="")
-    key_commands.add_parser("list", help="key ids, tenants, labels, when created and revoked").add_argument("--tenant")
-    key_commands.add_parser("revoke", help="stop a key acting for its tenant").add_argument("key_id")
+    add_key_commands(sub.add_parser("keys", help="API keys that act for a tenant (serving, the tenant API)"))
     args = parser.parse_args(argv)
     url = args.url or platform_settings().ledger_url
     if args.command == "migrate":
@@ -49,6 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     total_hours, total_cost = sum(line.gpu_hours for line in lines), sum(line.cost for line in lines)
     print(f"{'total':<48} {'':<20} {'':<10} {len(lines):<8} {total_hours:>10.3f} {'':>9} {total_cost:>10.2f}")
     return 0
+
+
+def add_key_commands(keys: argparse.ArgumentParser) -> None:
+    """``keys create|list|revoke``, here and in ``python -m lora_tasks.tenants``."""
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="a new key; printed once, stored hashed")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--label", default="")
+    key_commands.add_parser("list", help="key ids, tenants, labels, when created and revoked").add_argument("--tenant")
+    key_commands.add_parser("revoke", help="stop a key acting for its tenant").add_argument("key_id")
 
 
 def manage_keys(ledger: Ledger, args: argparse.Namespace) -> int:

@@ -157,8 +157,10 @@ class Ledger(AdapterRegistry, ApiKeys):
     # ---------------------------------------------------------------------- reading
 
     def runs(self, *, statuses: tuple[str, ...] | None = None, gpu_type: str | None = None,
-             submitted_after: datetime | None = None) -> list[Run]:
+             submitted_after: datetime | None = None, tenant: str | None = None) -> list[Run]:
         query = select(Run).order_by(Run.submitted_at)
+        if tenant is not None:
+            query = query.where(Run.tenant == tenant)
         if submitted_after is not None:
             query = query.where(Run.submitted_at > submitted_after)
         if statuses:
@@ -167,6 +169,12 @@ class Ledger(AdapterRegistry, ApiKeys):
             query = query.where(Run.gpu_type == gpu_type)
         with self.session() as session:
             return list(session.scalars(query))
+
+    def stage_seconds(self, run_id: str) -> dict[str, float]:
+        """Each finished stage's own seconds, as the stage measured them."""
+        with self.session() as session:
+            rows = session.scalars(select(StageTiming).where(StageTiming.run_id == run_id))
+            return {row.stage: row.seconds for row in rows}
 
     def bill(self, tenant: str, month: str) -> list[BillLine]:
         """Every run of ``tenant`` finished in ``month`` (YYYY-MM), with GPU hours and cost."""

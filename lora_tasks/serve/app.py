@@ -11,13 +11,14 @@ limits inside ``create_app``, from the endpoint's annotations at runtime.
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from lora_tasks.ledger.adapters import AdapterNotFound
+from lora_tasks.ledger.key_header import tenant_dependency
 from lora_tasks.serve.engine import GenerationParams
 from lora_tasks.serve.loader import AdapterIntegrityError
 from lora_tasks.serve.service import AdapterService
@@ -67,21 +68,7 @@ def create_app(settings: ServeSettings, platform: PlatformSettings | None = None
     app.state.service = service
     GenerateRequest = request_model(settings)
 
-    def tenant(authorization: Annotated[str | None, Header()] = None,
-               x_api_key: Annotated[str | None, Header()] = None) -> str:
-        key = x_api_key
-        if key is None and authorization is not None:
-            scheme, _, token = authorization.partition(" ")
-            key = token.strip() if scheme.lower() == "bearer" else None
-        if not key:
-            raise HTTPException(401, "missing API key. Fix: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                                headers={"WWW-Authenticate": "Bearer"})
-        found = service.tenant_for_api_key(key)
-        if found is None:
-            raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-        return found
-
-    Tenant = Annotated[str, Depends(tenant)]
+    Tenant = Annotated[str, Depends(tenant_dependency(service.tenant_for_api_key))]
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory, clamav_database: Path) -> 
     try:
         stack.wait_healthy()
         config.extra["artifacts"] = str(root / "artifacts")
+        config.extra["ledger"] = env["LORA_LEDGER_URL"]
         config.extra["database"] = "postgresql" if url else "sqlite"
         yield config
     finally:
@@ -288,3 +290,23 @@ def test_capacity_decisions_set_pool_slots_and_placeholders(airflow: AirflowConf
             PoolApi(admin).patch_pool(name, PoolPatchBody(pool=name, slots=8, include_deferred=True),
                                       update_mask=["slots"])
         cluster.shutdown()
+
+
+def test_the_tenant_api_is_mounted_in_the_api_server(airflow: AirflowConfig) -> None:
+    """The plugin's fastapi_apps puts /lora/v1 beside Airflow's own API; keys, not Airflow logins, open it."""
+    import httpx
+
+    from lora_tasks.ledger.store import open_ledger
+
+    ledger = open_ledger(airflow.extra["ledger"])
+    ledger.register_run("tenant-api-probe", tenant="acme", job="probe", priority="standard", gpu_type="cpu",
+                        submitted_at=datetime.now(UTC))
+    acme, demo = (ledger.create_api_key(t, "e2e") for t in ("acme", "demo"))
+    base = f"{airflow.base_url}/lora/v1"
+    seen = httpx.get(f"{base}/jobs", headers={"Authorization": f"Bearer {acme}"}, timeout=30)
+    assert seen.status_code == 200 and [j["job_id"] for j in seen.json()["jobs"]] == ["tenant-api-probe"]
+    demo_jobs = httpx.get(f"{base}/jobs", headers={"X-API-Key": demo}, timeout=30).json()["jobs"]
+    assert "tenant-api-probe" not in {j["job_id"] for j in demo_jobs}
+    assert httpx.get(f"{base}/jobs/tenant-api-probe", headers={"X-API-Key": demo}, timeout=30).status_code == 404
+    assert httpx.get(f"{base}/jobs", timeout=30).status_code == 401
+    assert httpx.get(f"{base}/docs", timeout=30).status_code == 200

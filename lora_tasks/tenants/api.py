@@ -1,0 +1,161 @@
+"""The tenant API (``/lora/v1``): what a tenant sees of its own jobs, adapters and bill, and nothing of
+anyone else's.
+
+Mounted in Airflow's api-server by the plugin in ``lora_airflow.front_door`` (``fastapi_apps``), or run on
+its own (``python -m lora_tasks.tenants serve``). The tenant comes from the caller's API key, never from the
+request; another tenant's job, adapter or bill answers 404, the same as one that does not exist, so ids and
+names do not leak. Errors are JSON ``{"detail": ...}`` naming the field and the fix; the OpenAPI docs are
+at ``/lora/v1/docs``.
+
+No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations at runtime.
+"""
+
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from lora_tasks.errors import StoreError
+from lora_tasks.ledger.adapters import AdapterVersion
+from lora_tasks.ledger.key_header import tenant_dependency
+from lora_tasks.ledger.models import Run
+from lora_tasks.ledger.store import Ledger, open_ledger
+from lora_tasks.settings import PlatformSettings
+from lora_tasks.stores import open_store
+
+PREFIX = "/lora/v1"
+MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+CARD = "README.md"
+
+
+def create_app(settings: PlatformSettings | None = None) -> FastAPI:
+    """The API on this installation's ledger and artifact store (routes at ``/``: the mount adds the prefix)."""
+    settings = settings or PlatformSettings()
+    ledger = LazyLedger(settings.ledger_url)
+    app = FastAPI(title="LoRA platform: tenant API", version="1",
+                  description="Submit data, watch jobs, find and use adapters. Every call needs an API key.")
+    Tenant = Annotated[str, Depends(tenant_dependency(lambda key: ledger.tenant_for_api_key(key)))]
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": "; ".join(_sentence(e) for e in exc.errors())}, status_code=422)
+
+    @app.get("/jobs")
+    def jobs(caller: Tenant) -> dict[str, Any]:
+        """The caller's jobs, newest first."""
+        runs = sorted(ledger.runs(tenant=caller), key=lambda r: r.submitted_at, reverse=True)
+        published = _published_by_run(ledger, caller)
+        return {"jobs": [job_view(r, ledger.stage_seconds(r.run_id), published.get(r.run_id)) for r in runs]}
+
+    @app.get("/jobs/{job_id}")
+    def job(job_id: str, caller: Tenant) -> dict[str, Any]:
+        run = next((r for r in ledger.runs(tenant=caller) if r.run_id == job_id), None)
+        if run is None:
+            raise HTTPException(404, f"you have no job {job_id!r}. Fix: list yours with GET {PREFIX}/jobs")
+        return job_view(run, ledger.stage_seconds(job_id), _published_by_run(ledger, caller).get(job_id))
+
+    @app.get("/adapters")
+    def adapters(caller: Tenant) -> dict[str, Any]:
+        """The caller's published adapters, each with its versions."""
+        names: dict[str, list[AdapterVersion]] = {}
+        for version in ledger.adapter_versions(tenant=caller):
+            names.setdefault(version.name, []).append(version)
+        return {"adapters": [{"name": name, "latest": versions[-1].ref, "versions": [v.version for v in versions]}
+                             for name, versions in sorted(names.items())]}
+
+    @app.get("/adapters/{name}")
+    def adapter(name: str, caller: Tenant) -> dict[str, Any]:
+        versions = ledger.adapter_versions(tenant=caller, name=name)
+        if not versions:
+            raise HTTPException(404, f"you have no adapter {name!r}. Fix: list yours with GET {PREFIX}/adapters")
+        store = open_store(settings.artifact_root, settings.s3_endpoint_url)
+        latest = versions[-1]
+        return {"name": name, "latest": latest.ref, "versions": [version_view(v) for v in versions],
+                "model_card": _card(store, latest)}
+
+    @app.get("/bill")
+    def bill(caller: Tenant, month: Annotated[str, Query(pattern=MONTH, description="YYYY-MM")]) -> dict[str, Any]:
+        """GPU time and cost of the caller's runs that finished in ``month``, per run and in total."""
+        lines = ledger.bill(caller, month)
+        by_type: dict[str, dict[str, float]] = {}
+        for line in lines:
+            entry = by_type.setdefault(line.gpu_type, {"gpu_seconds": 0.0, "cost": 0.0})
+            entry["gpu_seconds"] += line.gpu_hours * 3600
+            entry["cost"] += line.cost
+        return {"tenant": caller, "month": month,
+                "jobs": [{"job_id": line.run_id, "job": line.job, "gpu_type": line.gpu_type, "status": line.status,
+                          "gpu_seconds": line.gpu_hours * 3600, "off_peak_share": line.off_peak_share,
+                          "cost": line.cost} for line in lines],
+                "by_gpu_type": by_type,
+                "total": {"gpu_seconds": sum(line.gpu_hours for line in lines) * 3600,
+                          "cost": sum(line.cost for line in lines)}}
+
+    return app
+
+
+class LazyLedger:
+    """The ledger, opened on the first request: the plugin builds the app wherever Airflow loads plugins
+    (the scheduler, every task), and only the api-server ever serves it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return open_ledger(self.url)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+
+def job_view(run: Run, stages: dict[str, float], adapter: AdapterVersion | None) -> dict[str, Any]:
+    """A job as its tenant sees it: state, times, the predicted finish, GPU time and cost, the stages done."""
+    return {"job_id": run.run_id, "job": run.job, "priority": run.priority, "gpu_type": run.gpu_type,
+            "status": run.status, "submitted_at": _iso(run.submitted_at), "started_at": _iso(run.started_at),
+            "finished_at": _iso(run.finished_at), "deadline": _iso(run.deadline),
+            "predicted_finish": _iso(predicted_finish(run)), "stage_seconds": stages,
+            "gpu_seconds": run.gpu_seconds, "cost": run.cost,
+            "adapter": {"ref": adapter.ref, "uri": adapter.uri} if adapter else None}
+
+
+def predicted_finish(run: Run) -> datetime | None:
+    """When training should end: the start (or, while queued, the submission) plus the predicted seconds."""
+    if run.finished_at is not None:
+        return run.finished_at
+    if run.predicted_seconds is None:
+        return None
+    return (run.started_at or run.submitted_at) + timedelta(seconds=run.predicted_seconds)
+
+
+def version_view(version: AdapterVersion) -> dict[str, Any]:
+    return {"version": version.version, "ref": version.ref, "uri": version.uri, "formats": version.formats,
+            "base_model": version.base_model, "figures": version.figures, "public": version.public,
+            "published_at": _iso(version.published_at), "job_id": version.run_id}
+
+
+def _published_by_run(ledger: Any, tenant: str) -> dict[str, AdapterVersion]:
+    return {v.run_id: v for v in ledger.adapter_versions(tenant=tenant)}
+
+
+def _card(store: Any, version: AdapterVersion) -> str | None:
+    try:
+        return store.read(f"tenants/{version.tenant}/loras/{version.name}/v{version.version}/{CARD}").decode()
+    except StoreError:
+        return None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+def _sentence(error: dict[str, Any]) -> str:
+    """A validation error as 'month: ... Fix: ...' (the field, what is wrong, how to mend it)."""
+    field = ".".join(str(p) for p in error["loc"] if p not in {"query", "body", "path"})
+    if error["type"] == "missing":
+        return f"{field} is missing. Fix: add it (see {PREFIX}/docs)"
+    if field == "month":
+        return f"month: {error.get('input')!r} is not a month. Fix: ?month=YYYY-MM, such as ?month=2026-11"
+    return f"{field}: {error['msg']}. Fix: see {PREFIX}/docs"

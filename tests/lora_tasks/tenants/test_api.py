@@ -1,0 +1,122 @@
+"""The tenant API on SQLite and PostgreSQL: each tenant sees its own jobs, adapters and bill; another's
+ids answer 404, the same as ids that do not exist; no key, a revoked key and a malformed one answer 401."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from lora_tasks.ledger import Ledger
+from lora_tasks.scheduling.windows import load_calendar
+from lora_tasks.settings import PlatformSettings
+from lora_tasks.tenants.__main__ import main
+from lora_tasks.tenants.api import PREFIX, create_app
+
+START = datetime(2026, 11, 24, 19, 0, tzinfo=UTC)
+
+
+def finished_job(ledger: Ledger, tenant: str, run_id: str, name: str) -> None:
+    """A run trained for an hour on an L4 and published as ``name``."""
+    ledger.register_run(run_id, tenant=tenant, job=name, priority="standard", gpu_type="l4", submitted_at=START)
+    ledger.record_prediction(run_id, seconds=3000, low=2500, high=3500, peak_bytes=None, features={})
+    ledger.record_stage(run_id, "train", 3600.0)
+    ledger.attempt_started(run_id, 1, START)
+    ledger.attempt_finished(run_id, 1, started_at=START, finished_at=START + timedelta(hours=1), succeeded=True,
+                            peak_bytes=None, calendar=load_calendar())
+    version = ledger.reserve_adapter_version(tenant, name, run_id, base_model="tiny-sd", formats=["diffusers"],
+                                             created_at=START)
+    ledger.mark_adapter_published(tenant, name, version, uri=f"file:///artifacts/{tenant}/{name}/v{version}",
+                                  figures={"eval_loss_ratio": 0.7}, public=False, published_at=START)
+
+
+@pytest.fixture
+def api(ledger: Ledger, tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
+    finished_job(ledger, "acme", "run-acme-1", "cats")
+    finished_job(ledger, "globex", "run-globex-1", "dogs")
+    keys = {tenant: ledger.create_api_key(tenant, "test") for tenant in ("acme", "globex")}
+    settings = PlatformSettings(ledger_url=ledger.url, artifact_root=str(tmp_path / "artifacts"))
+    root = FastAPI()
+    root.mount(PREFIX, create_app(settings))  # as the Airflow plugin mounts it
+    return TestClient(root), keys
+
+
+def get(client: TestClient, path: str, key: str | None, **params: str) -> tuple[int, dict]:
+    response = client.get(PREFIX + path, params=params, headers={"Authorization": f"Bearer {key}"} if key else {})
+    return response.status_code, response.json()
+
+
+def test_each_tenant_sees_its_own_jobs_adapters_and_bill(api) -> None:
+    client, keys = api
+    status, body = get(client, "/jobs", keys["acme"])
+    assert status == 200 and [j["job_id"] for j in body["jobs"]] == ["run-acme-1"]
+    [job] = body["jobs"]
+    assert job["status"] == "success" and job["gpu_seconds"] == 3600 and job["adapter"]["ref"] == "cats@1"
+    assert job["stage_seconds"] == {"train": 3600.0} and job["finished_at"] == "2026-11-24T20:00:00+00:00"
+    assert get(client, "/jobs/run-acme-1", keys["acme"])[1]["job"] == "cats"
+    assert get(client, "/adapters", keys["acme"])[1]["adapters"] == [{"name": "cats", "latest": "cats@1",
+                                                                      "versions": [1]}]
+    status, adapter = get(client, "/adapters/cats", keys["acme"])
+    assert status == 200 and adapter["versions"][0]["figures"] == {"eval_loss_ratio": 0.7}
+    status, bill = get(client, "/bill", keys["acme"], month="2026-11")
+    assert status == 200 and [line["job_id"] for line in bill["jobs"]] == ["run-acme-1"]
+    assert bill["total"]["gpu_seconds"] == 3600 and bill["by_gpu_type"]["l4"]["gpu_seconds"] == 3600
+
+
+@pytest.mark.parametrize("path", ["/jobs/run-globex-1", "/adapters/dogs"])
+def test_another_tenants_ids_are_404_like_absent_ones(api, path: str) -> None:
+    client, keys = api
+    name = path.rsplit("/", 1)[1]
+    other_status, other = get(client, path, keys["acme"])
+    absent_status, absent = get(client, path.replace(name, "nothing-here"), keys["acme"])
+    assert other_status == absent_status == 404
+    assert other["detail"] == absent["detail"].replace("nothing-here", name)  # says no more than for an absent id
+    assert "Fix:" in other["detail"]
+    assert get(client, path, keys["globex"])[0] == 200  # its owner sees it
+
+
+def test_a_bill_lists_the_callers_runs_only(api) -> None:
+    client, keys = api
+    assert [line["job_id"] for line in get(client, "/bill", keys["globex"], month="2026-11")[1]["jobs"]] == \
+        ["run-globex-1"]
+    assert get(client, "/bill", keys["acme"], month="2026-10")[1]["jobs"] == []
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/jobs/run-acme-1", "/adapters", "/adapters/cats", "/bill?month=2026-11"])
+def test_every_endpoint_wants_a_valid_key(api, ledger: Ledger, path: str) -> None:
+    client, keys = api
+    assert client.get(PREFIX + path).status_code == 401
+    for header in ({"Authorization": "Bearer lora_not_a_key"}, {"Authorization": "Basic abc"},
+                   {"X-API-Key": "x" * 300}):
+        response = client.get(PREFIX + path, headers=header)
+        assert response.status_code == 401 and "Fix:" in response.json()["detail"]
+    [key_id] = [k.key_id for k in ledger.api_keys("acme")]
+    ledger.revoke_api_key(key_id)
+    assert client.get(PREFIX + path, headers={"X-API-Key": keys["acme"]}).status_code == 401
+
+
+def test_a_bad_month_names_the_field_and_the_fix(api) -> None:
+    client, keys = api
+    status, body = get(client, "/bill", keys["acme"], month="2026-13")
+    assert status == 422 and body["detail"] == "month: '2026-13' is not a month. Fix: ?month=YYYY-MM, such as " \
+        "?month=2026-11"
+    assert get(client, "/bill", keys["acme"])[1]["detail"].startswith("month is missing. Fix:")
+
+
+def test_the_docs_are_under_the_prefix(api) -> None:
+    client, _ = api
+    assert client.get(f"{PREFIX}/docs").status_code == 200
+    assert "/jobs" in client.get(f"{PREFIX}/openapi.json").json()["paths"]
+
+
+def test_keys_are_made_listed_and_revoked_from_the_command_line(ledger: Ledger, capsys) -> None:
+    assert main(["--url", ledger.url, "keys", "create", "--tenant", "acme", "--label", "ci"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert ledger.tenant_for_api_key(key) == "acme"
+    main(["--url", ledger.url, "keys", "list", "--tenant", "acme"])
+    [listed] = capsys.readouterr().out.splitlines()
+    key_id = listed.split()[0]
+    assert main(["--url", ledger.url, "keys", "revoke", key_id]) == 0 and ledger.tenant_for_api_key(key) is None
