@@ -380,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Airflow is up: {config.base_url}  (operator logins: {', '.join(f'{u}/{p}' for u, p in LOGINS.items())})")
     print(f"the trigger form proposes the demo job ({DEMO_JOB.relative_to(REPO)}): dataset {DEMO_DATASET}, "
           f"base model {DEMO_MODEL}")
+    from lora_tasks.ledger.store import open_ledger
+    from lora_tasks.settings import PlatformSettings
+
+    key = open_ledger(PlatformSettings().ledger_url).create_api_key("demo", label="make up")
+    print(f"tenant API: {config.base_url}/lora/v1/docs   demo tenant key: {key}")
     print(f"logs: {home}/logs   stop: make down")
     return 0
 
