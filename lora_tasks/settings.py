@@ -55,6 +55,9 @@ class PlatformSettings(BaseSettings):
         None, description="a job spec whose values the trigger form proposes (make up: include/jobs/demo.yaml)"
     )
     tenants_file: Path = Field(INCLUDE / "tenants.yaml", description="who may act for which tenant")
+    gateway_url: str = Field("http://127.0.0.1:8080", description="Airflow's API, where the tenant API triggers runs")
+    gateway_user: str = Field("lora-gateway", description="the Airflow login the tenant API triggers runs as")
+    gateway_password: str = Field("", description="its password (the local stack generates one)")
     scheduling_file: Path = Field(INCLUDE / "scheduling.yaml", description="off-peak windows and prices")
     gpu_types_file: Path = Field(INCLUDE / "gpu_types.yaml", description="GPU types: memory, nodes, pools")
     ledger_url: str = Field(f"sqlite:///{INCLUDE.parent / 'build' / 'ledger.db'}",

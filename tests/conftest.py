@@ -32,10 +32,12 @@ DEMO = REPO / "build" / "demo"
 """make up's demo data, which the README walkthrough test runs on."""
 TENANTS_FILE.write_text(yaml.safe_dump({
     "shared_read": [str(MODELS), str(DEMO / "models")],
+    "gateway": ["lora-gateway"],
     "tenants": {
         "demo": {"users": ["dag_test", "operator"], "roles": ["admin"],
                  "read": [str(UPLOADS / "demo"), str(DEMO / "uploads" / "demo")]},
-        "acme": {"roles": ["admin"], "read": [str(UPLOADS / "acme"), "s3://lora-uploads/acme"]},
+        "acme": {"roles": ["admin"], "read": [str(UPLOADS / "acme"), "s3://lora-uploads/acme"],
+                 "quotas": {"concurrent_jobs": 1, "gpu_hours_per_month": 10}},
     },
 }))
 

@@ -146,3 +146,15 @@ class ApiKey(Base):
     label: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Submission(Base):
+    """A job the tenant API took, by the caller's ``Idempotency-Key``: a retried request finds its run
+    instead of starting a second one. ``run_id`` is empty while the trigger is in flight."""
+
+    __tablename__ = "submissions"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(250), default="")
+    created_at: Mapped[datetime]

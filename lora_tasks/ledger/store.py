@@ -18,6 +18,7 @@ from lora_tasks.errors import LoraTaskError
 from lora_tasks.ledger.adapters import AdapterRegistry
 from lora_tasks.ledger.keys import ApiKeys
 from lora_tasks.ledger.models import CapacityDecision, Run, StageTiming, TrainAttempt
+from lora_tasks.ledger.submissions import Submissions
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -59,8 +60,8 @@ class BillLine:
     cost: float
 
 
-class Ledger(AdapterRegistry, ApiKeys):
-    """Runs and billing here; the adapter registry and API keys in their mixins."""
+class Ledger(AdapterRegistry, ApiKeys, Submissions):
+    """Runs and billing here; the adapter registry, API keys and the tenant API's submissions in their mixins."""
 
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
@@ -134,7 +135,8 @@ class Ledger(AdapterRegistry, ApiKeys):
             run.gpu_seconds = sum(a.gpu_seconds for a in attempts)
             run.off_peak_seconds = sum(a.off_peak_seconds for a in attempts)
             run.cost = sum(a.cost for a in attempts)
-            run.finished_at, run.status = finished_at, "success" if succeeded else "failed"
+            if run.status != "cancelled":  # a tenant's cancel stays what the run's bill says
+                run.finished_at, run.status = finished_at, "success" if succeeded else "failed"
             if succeeded:
                 run.actual_seconds = attempt.gpu_seconds
                 run.actual_peak_bytes = peak_bytes
@@ -144,7 +146,7 @@ class Ledger(AdapterRegistry, ApiKeys):
         leaves the queue and its bill says so; a run whose training succeeded keeps its figures."""
         with self.session() as session:
             run = session.get(Run, run_id)
-            if run is not None:
+            if run is not None and run.status != "cancelled":
                 run.status, run.finished_at = status, run.finished_at or finished_at
 
     @staticmethod

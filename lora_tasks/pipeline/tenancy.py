@@ -1,7 +1,9 @@
-"""Tenants (include/tenants.yaml): which operators may act for each, and what each one's runs may read.
+"""Tenants (include/tenants.yaml): which operators may act for each, what each one's runs may read, and
+each one's quotas (checked by the tenant API when a job is submitted).
 
 Airflow accounts belong to operators; a tenant never logs in to Airflow. A run's tenant must
-list its triggering user by name, or one of that user's roles. What a run reads is bounded by
+list its triggering user by name, or one of that user's roles; the ``gateway`` logins (the tenant API's)
+act for every tenant, since the API takes the tenant from the caller's key. What a run reads is bounded by
 its tenant's ``read`` roots (upload prefixes, ``file://`` or ``s3://``) and the platform's
 ``shared_read`` roots (base-model folders every tenant may use). Relative local roots are
 relative to the folder holding tenants.yaml.
@@ -17,8 +19,17 @@ import yaml
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.stores.locations import Location, parse_location
 
-TENANT_KEYS = frozenset({"users", "roles", "read"})
-TOP_KEYS = frozenset({"tenants", "shared_read"})
+TENANT_KEYS = frozenset({"users", "roles", "read", "quotas"})
+TOP_KEYS = frozenset({"tenants", "shared_read", "gateway"})
+QUOTA_KEYS = frozenset({"concurrent_jobs", "gpu_hours_per_month"})
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """What one tenant may use; None: no limit."""
+
+    concurrent_jobs: int | None = None
+    gpu_hours_per_month: float | None = None
 
 
 @dataclass(frozen=True)
@@ -26,12 +37,15 @@ class Tenant:
     users: frozenset[str]
     roles: frozenset[str]
     read: tuple[Location, ...] = ()
+    quotas: Quotas = Quotas()
 
 
 @dataclass(frozen=True)
 class Tenants:
     members: dict[str, Tenant]
     shared_read: tuple[Location, ...] = ()
+    gateway: frozenset[str] = frozenset()
+    """Airflow logins that act for every tenant: the tenant API's, which takes the tenant from the caller's key."""
 
     def __contains__(self, name: object) -> bool:
         return name in self.members
@@ -50,6 +64,8 @@ def load_tenants(path: Path) -> Tenants:
     for name, entry in entries.items():
         problems += [f"tenants.{name}.{key}: unknown key (allowed: {', '.join(sorted(TENANT_KEYS))})"
                      for key in set(entry) - TENANT_KEYS]
+        problems += [f"tenants.{name}.quotas.{key}: unknown key (allowed: {', '.join(sorted(QUOTA_KEYS))})"
+                     for key in set(entry.get("quotas") or {}) - QUOTA_KEYS]
     if problems:
         raise LoraTaskError(f"tenant list {path}: " + "; ".join(sorted(problems)) + ". Fix: correct the file")
 
@@ -58,9 +74,9 @@ def load_tenants(path: Path) -> Tenants:
 
     return Tenants(
         {name: Tenant(frozenset(entry.get("users") or []), frozenset(entry.get("roles") or []),
-                      roots(entry.get("read"), f"tenants.{name}.read"))
+                      roots(entry.get("read"), f"tenants.{name}.read"), Quotas(**(entry.get("quotas") or {})))
          for name, entry in entries.items()},
-        roots(data.get("shared_read"), "shared_read"))
+        roots(data.get("shared_read"), "shared_read"), frozenset(data.get("gateway") or []))
 
 
 def may_act(tenant: Tenant, user: str | None, roles: frozenset[str] = frozenset()) -> bool:
@@ -74,7 +90,7 @@ def check_tenant_access(tenants: Tenants, tenant: str, user: str | None, roles: 
     if tenant not in tenants:
         raise LoraTaskError(f"tenant {tenant!r} is not known to this platform. Fix: use one of "
                             f"{', '.join(sorted(tenants.members))}, or ask an operator to add it to tenants.yaml")
-    if not may_act(tenants[tenant], user, roles):
+    if user not in tenants.gateway and not may_act(tenants[tenant], user, roles):
         raise LoraTaskError(f"user {user!r} may not act for tenant {tenant!r}. Fix: trigger the run as an operator "
                             f"of {tenant!r}, or ask an admin to add {user!r} to that tenant in tenants.yaml")
 

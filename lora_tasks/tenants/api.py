@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from lora_tasks.errors import StoreError
 from lora_tasks.ledger.adapters import AdapterVersion
@@ -25,6 +26,8 @@ from lora_tasks.ledger.models import Run
 from lora_tasks.ledger.store import Ledger, open_ledger
 from lora_tasks.settings import PlatformSettings
 from lora_tasks.stores import open_store
+from lora_tasks.tenants.gateway import AirflowGateway, AirflowUnavailable
+from lora_tasks.tenants.jobs import Refused, cancel_job, submit_job
 
 PREFIX = "/lora/v1"
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
@@ -35,6 +38,7 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
     """The API on this installation's ledger and artifact store (routes at ``/``: the mount adds the prefix)."""
     settings = settings or PlatformSettings()
     ledger = LazyLedger(settings.ledger_url)
+    gateway = AirflowGateway(settings.gateway_url, settings.gateway_user, settings.gateway_password)
     app = FastAPI(title="LoRA platform: tenant API", version="1",
                   description="Submit data, watch jobs, find and use adapters. Every call needs an API key.")
     Tenant = Annotated[str, Depends(tenant_dependency(lambda key: ledger.tenant_for_api_key(key)))]
@@ -53,9 +57,27 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
     @app.get("/jobs/{job_id}")
     def job(job_id: str, caller: Tenant) -> dict[str, Any]:
         run = next((r for r in ledger.runs(tenant=caller) if r.run_id == job_id), None)
+        if run is None and job_id in ledger.submitted_runs(caller):  # taken; its first task has not run yet
+            return {"job_id": job_id, "status": "submitted"}
         if run is None:
             raise HTTPException(404, f"you have no job {job_id!r}. Fix: list yours with GET {PREFIX}/jobs")
         return job_view(run, ledger.stage_seconds(job_id), _published_by_run(ledger, caller).get(job_id))
+
+    @app.post("/jobs", status_code=201)
+    def submit(request: JobRequest, caller: Tenant, response: Response,
+               idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
+        """Take a job: a job spec and the dataset (under your upload prefix); it is checked, counted against
+        your quotas and queued. The same ``Idempotency-Key`` returns the same job (200) however often sent."""
+        job, created = _answer(lambda: submit_job(request.model_dump(exclude_none=True), caller, idempotency_key,
+                                                  ledger.ledger, settings, gateway))
+        if not created:
+            response.status_code = 200
+        return job
+
+    @app.delete("/jobs/{job_id}")
+    def cancel(job_id: str, caller: Tenant) -> dict[str, Any]:
+        """Cancel a queued or running job: its training stops (the pod is deleted) and so does its bill."""
+        return _answer(lambda: cancel_job(job_id, caller, ledger.ledger, gateway))
 
     @app.get("/adapters")
     def adapters(caller: Tenant) -> dict[str, Any]:
@@ -109,6 +131,23 @@ class LazyLedger:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.ledger, name)
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_spec: dict[str, Any] | str = Field(description="a job spec (object, or YAML text), as a DAG run takes it")
+    dataset_uri: str | None = Field(None, description="the dataset, under your upload prefix; or dataset.uri")
+
+
+def _answer(call: Any) -> Any:
+    """``call()``, with a refusal as its HTTP status and Airflow's absence as 503."""
+    try:
+        return call()
+    except Refused as refusal:
+        raise HTTPException(refusal.status, refusal.message) from None
+    except AirflowUnavailable as exc:
+        raise HTTPException(503, f"the platform cannot queue jobs right now ({exc}). Fix: retry later") from None
 
 
 def job_view(run: Run, stages: dict[str, float], adapter: AdapterVersion | None) -> dict[str, Any]:

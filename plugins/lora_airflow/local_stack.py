@@ -29,7 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build"
 LOGINS = {"admin": "admin", "operator": "operator", "viewer": "viewer"}
 """Demo logins (simple auth manager), operators all: tenants never log in to Airflow (include/tenants.yaml)."""
-ROLES = "admin:admin,operator:op,viewer:viewer"
+GATEWAY = "lora-gateway"
+"""The tenant API's own login (role user: it triggers and cancels runs), listed as include/tenants.yaml's gateway."""
+ROLES = f"admin:admin,operator:op,viewer:viewer,{GATEWAY}:user"
 DEMO = BUILD / "demo"
 DEMO_DATASET = DEMO / "uploads" / "demo" / "sks-style"
 DEMO_MODEL = DEMO / "models" / "tiny-sd"
@@ -61,11 +63,7 @@ class AirflowConfig:
 
     def env(self) -> dict[str, str]:
         """The process environment for every Airflow command of this installation."""
-        secrets = self.home / "secrets.json"
-        if not secrets.exists():
-            self.home.mkdir(parents=True, exist_ok=True)
-            secrets.write_text(json.dumps({"jwt": uuid.uuid4().hex * 2, "api": uuid.uuid4().hex}))
-        keys = json.loads(secrets.read_text())
+        keys = self.secrets()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
         env.update({
             "AIRFLOW_HOME": str(self.home),
@@ -90,8 +88,19 @@ class AirflowConfig:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.extra.get("worker_log_port", free_port())),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.extra.get("trigger_log_port", free_port())),
             "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]),
+            "LORA_GATEWAY_URL": self.base_url, "LORA_GATEWAY_USER": GATEWAY, "LORA_GATEWAY_PASSWORD": keys["gateway"],
         })
         return env
+
+    def secrets(self) -> dict[str, str]:
+        """This installation's JWT and API secrets and the tenant API's password, made once."""
+        path = self.home / "secrets.json"
+        keys = json.loads(path.read_text()) if path.exists() else {}
+        if not {"jwt", "api", "gateway"} <= keys.keys():
+            keys = {"jwt": uuid.uuid4().hex * 2, "api": uuid.uuid4().hex, "gateway": uuid.uuid4().hex, **keys}
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(keys))
+        return keys
 
 
 def airflow(config: AirflowConfig, *argv: str, env: dict[str, str] | None = None) -> str:
@@ -106,7 +115,7 @@ def airflow(config: AirflowConfig, *argv: str, env: dict[str, str] | None = None
 def prepare(config: AirflowConfig) -> dict[str, str]:
     """Metadata DB migrated, pools imported, demo logins written; returns the environment."""
     config.home.mkdir(parents=True, exist_ok=True)
-    (config.home / "passwords.json").write_text(json.dumps(LOGINS))
+    (config.home / "passwords.json").write_text(json.dumps({**LOGINS, GATEWAY: config.secrets()["gateway"]}))
     env = config.env()
     airflow(config, "db", "migrate", env=env)
     airflow(config, "pools", "import", str(REPO / "include" / "pools.json"), env=env)

@@ -310,3 +310,50 @@ def test_the_tenant_api_is_mounted_in_the_api_server(airflow: AirflowConfig) -> 
     assert httpx.get(f"{base}/jobs/tenant-api-probe", headers={"X-API-Key": demo}, timeout=30).status_code == 404
     assert httpx.get(f"{base}/jobs", timeout=30).status_code == 401
     assert httpx.get(f"{base}/docs", timeout=30).status_code == 200
+
+
+def test_a_tenant_submits_watches_and_cancels_through_the_tenant_api(airflow: AirflowConfig, tiny_model: Path,
+                                                                     style_dataset: Path) -> None:
+    """POST /lora/v1/jobs triggers lora_finetune as the service identity; the same Idempotency-Key gives the
+    same job; the job trains and its adapter shows; DELETE stops a running job and its bill."""
+    import httpx
+
+    from lora_tasks.ledger.store import open_ledger
+
+    ledger = open_ledger(airflow.extra["ledger"])
+    headers = {"Authorization": f"Bearer {ledger.create_api_key('demo', 'e2e')}"}
+    base = f"{airflow.base_url}/lora/v1"
+    body = {"job_spec": {**conf(tiny_model, style_dataset)["job_spec"], "job": {"name": "via-api"}}}
+    body["job_spec"].pop("dataset")
+    body["dataset_uri"] = str(style_dataset)
+    body["job_spec"]["dataset"] = {"trigger_word": "sks", "filter": {"min_side": 48},
+                                   "checks": {"min_side": 48, "min_images": 5}}
+    first = httpx.post(f"{base}/jobs", json=body, headers={**headers, "Idempotency-Key": "k1"}, timeout=60)
+    assert first.status_code == 201, first.text
+    again = httpx.post(f"{base}/jobs", json=body, headers={**headers, "Idempotency-Key": "k1"}, timeout=60)
+    assert (again.status_code, again.json()["job_id"]) == (200, first.json()["job_id"])
+    job_id = first.json()["job_id"]
+    operator = client(airflow, "operator")
+    run = wait_for_run(operator, DAG, job_id)
+    assert run.state == "success" and run.triggering_user_name == "lora-gateway"
+    seen = httpx.get(f"{base}/jobs/{job_id}", headers=headers, timeout=30).json()
+    assert seen["status"] == "success" and seen["adapter"]["ref"].startswith("via-api@")
+    assert httpx.delete(f"{base}/jobs/{job_id}", headers=headers, timeout=30).status_code == 409
+
+    long = {**body, "job_spec": {**body["job_spec"], "job": {"name": "cancelled"},
+                                 "training_config": {**body["job_spec"]["training_config"], "max_steps": 5000}}}
+    cancelled = httpx.post(f"{base}/jobs", json=long, headers=headers, timeout=60).json()["job_id"]
+    wait_until_training(operator, cancelled)
+    stopped = httpx.delete(f"{base}/jobs/{cancelled}", headers=headers, timeout=60)
+    assert stopped.status_code == 200 and stopped.json()["status"] == "cancelled"
+    assert wait_for_run(operator, DAG, cancelled, timeout=120).state == "failed"
+    [row] = [r for r in ledger.runs(tenant="demo") if r.run_id == cancelled]
+    assert row.status == "cancelled"
+
+
+def wait_until_training(api: Any, run_id: str, timeout: float = 300) -> None:
+    @retry(retry=retry_if_result(lambda state: state != "running"), wait=wait_fixed(1), stop=stop_after_delay(timeout))
+    def train_state() -> str | None:
+        return states(api, run_id).get("train").state if "train" in states(api, run_id) else None
+
+    train_state()

@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from lora_airflow.local_stack import free_port
 from lora_tasks.ledger import Ledger
 from lora_tasks.scheduling.windows import load_calendar
 from lora_tasks.settings import PlatformSettings
@@ -38,7 +39,8 @@ def api(ledger: Ledger, tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
     finished_job(ledger, "acme", "run-acme-1", "cats")
     finished_job(ledger, "globex", "run-globex-1", "dogs")
     keys = {tenant: ledger.create_api_key(tenant, "test") for tenant in ("acme", "globex")}
-    settings = PlatformSettings(ledger_url=ledger.url, artifact_root=str(tmp_path / "artifacts"))
+    settings = PlatformSettings(ledger_url=ledger.url, artifact_root=str(tmp_path / "artifacts"),
+                                gateway_url=f"http://127.0.0.1:{free_port()}")  # no Airflow: nothing is queued
     root = FastAPI()
     root.mount(PREFIX, create_app(settings))  # as the Airflow plugin mounts it
     return TestClient(root), keys
@@ -120,3 +122,75 @@ def test_keys_are_made_listed_and_revoked_from_the_command_line(ledger: Ledger, 
     [listed] = capsys.readouterr().out.splitlines()
     key_id = listed.split()[0]
     assert main(["--url", ledger.url, "keys", "revoke", key_id]) == 0 and ledger.tenant_for_api_key(key) is None
+
+
+def post(client: TestClient, key: str, body: dict, idempotency: str | None = None) -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {key}", **({"Idempotency-Key": idempotency} if idempotency else {})}
+    response = client.post(f"{PREFIX}/jobs", json=body, headers=headers)
+    return response.status_code, response.json()
+
+
+def spec(dataset: Path, **job: object) -> dict:
+    return {"job_spec": {"job": {"name": "cats", **job}, "model_config": {"base_model": "org/some-model"}},
+            "dataset_uri": str(dataset)}
+
+
+@pytest.fixture
+def upload(tmp_path: Path) -> Path:
+    """An upload under tenant acme's prefix (the tests' tenants file)."""
+    from tests.conftest import UPLOADS
+
+    folder = UPLOADS / "acme" / f"cats-{tmp_path.name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"training_config": {"batch_size": 0}}, "training_config.batch_size"),
+    ({"job": {"name": "cats", "tenant": "globex"}}, "job.tenant: 'globex' is not yours"),
+    ({"modle_config": {}}, "modle_config"),
+])
+def test_a_bad_job_is_refused_with_the_dags_own_words_before_airflow_hears_of_it(api, upload: Path, change: dict,
+                                                                                 words: str) -> None:
+    client, keys = api
+    body = spec(upload)
+    body["job_spec"].update(change)
+    status, answer = post(client, keys["acme"], body)
+    assert status == 422 and words in answer["detail"] and "Fix" in answer["detail"]
+
+
+def test_a_dataset_outside_the_callers_prefix_is_refused(api, tmp_path: Path) -> None:
+    client, keys = api
+    status, answer = post(client, keys["acme"], spec(tmp_path))
+    assert status == 422 and "is outside what tenant 'acme' may read" in answer["detail"]
+
+
+def test_quotas_answer_429_with_the_reason(api, ledger: Ledger, upload: Path) -> None:
+    client, keys = api
+    ledger.register_run("queued-acme", tenant="acme", job="x", priority="standard", gpu_type="l4",
+                        submitted_at=datetime.now(UTC))
+    status, answer = post(client, keys["acme"], spec(upload))
+    assert status == 429 and "concurrent jobs: 1 of yours are queued or running, your quota is 1" in answer["detail"]
+    ledger.close_run("queued-acme", "failed", datetime.now(UTC))
+    now = datetime.now(UTC).replace(microsecond=0)
+    ledger.register_run("heavy-acme", tenant="acme", job="x", priority="standard", gpu_type="l4", submitted_at=now)
+    ledger.attempt_started("heavy-acme", 1, now - timedelta(hours=11))
+    ledger.attempt_finished("heavy-acme", 1, started_at=now - timedelta(hours=11), finished_at=now, succeeded=True,
+                            peak_bytes=None, calendar=load_calendar())
+    status, answer = post(client, keys["acme"], spec(upload))
+    assert status == 429 and "GPU hours: 11.0 used in" in answer["detail"] and "your quota is 10" in answer["detail"]
+
+
+def test_without_airflow_the_job_is_not_taken_and_a_retry_may_try_again(api, upload: Path) -> None:
+    client, keys = api  # the settings point the gateway at nothing that answers
+    for _ in range(2):
+        status, answer = post(client, keys["acme"], spec(upload), idempotency="same-request")
+        assert status == 503 and "cannot queue jobs right now" in answer["detail"]
+
+
+def test_a_job_of_another_tenant_cannot_be_cancelled(api) -> None:
+    client, keys = api
+    response = client.delete(f"{PREFIX}/jobs/run-globex-1", headers={"X-API-Key": keys["acme"]})
+    assert response.status_code == 404
+    response = client.delete(f"{PREFIX}/jobs/run-acme-1", headers={"X-API-Key": keys["acme"]})
+    assert response.status_code == 409 and "already ended (success)" in response.json()["detail"]

@@ -1,0 +1,80 @@
+"""The tenant API's way into Airflow: its REST API through the official client (``apache-airflow-client``),
+logged in as the platform's service identity (``LORA_GATEWAY_USER``), never as a tenant."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+DAG_ID = "lora_finetune"
+NEVER_FAILED = frozenset({"cleanup", "outcome"})
+"""The run's teardown and its judge: they must run for a cancelled run to end failed and clean."""
+FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+TIMEOUT_SECONDS = 30.0
+
+
+class AirflowUnavailable(Exception):
+    """Airflow did not answer, or refused the service identity: not the tenant's to fix."""
+
+
+class AirflowGateway:
+    """Triggers and cancels ``lora_finetune`` runs; logs in on first use and again when the token expires."""
+
+    def __init__(self, url: str, user: str, password: str) -> None:
+        self.url, self.user, self.password = url.rstrip("/"), user, password
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def trigger(self, conf: dict[str, Any]) -> str:
+        """A new run with ``conf``; its run id. A conf the DAG's params refuse raises ValueError (its message)."""
+        from airflow_client.client import DagRunApi, TriggerDAGRunPostBody
+
+        body = TriggerDAGRunPostBody(conf=conf, logical_date=None)
+        return self._call(lambda api: DagRunApi(api).trigger_dag_run(DAG_ID, body)).dag_run_id
+
+    def cancel(self, run_id: str) -> None:
+        """Fail every stage of the run that has not finished: Airflow stops a running one (the training pod is
+        deleted by the operator's on_kill), the rest never start, and ``outcome`` fails the run while the
+        ``cleanup`` teardown still runs. (Patching the run itself to failed would not do: with a teardown
+        pending, Airflow skips the unfinished tasks and leaves the run to end as a success.)"""
+        from airflow_client.client import PatchTaskInstanceBody, TaskInstanceApi
+
+        def fail_unfinished(api: Any) -> None:
+            tasks = TaskInstanceApi(api)
+            for ti in tasks.get_task_instances(DAG_ID, run_id).task_instances:
+                state = getattr(ti.state, "value", ti.state)
+                if ti.task_id not in NEVER_FAILED and state not in FINISHED:
+                    tasks.patch_task_instance(DAG_ID, run_id, ti.task_id, PatchTaskInstanceBody(new_state="failed"))
+
+        self._call(fail_unfinished)
+
+    def _call(self, request: Any) -> Any:
+        from airflow_client.client.exceptions import ApiException, BadRequestException, UnauthorizedException
+
+        for attempt in range(2):
+            try:
+                return request(self._api(fresh=attempt > 0))
+            except UnauthorizedException:
+                continue  # an expired token: log in again, once
+            except BadRequestException as exc:
+                raise ValueError(str(exc.body or exc.reason)) from None
+            except (ApiException, OSError) as exc:
+                raise AirflowUnavailable(f"Airflow at {self.url} answered {exc}") from None
+        raise AirflowUnavailable(f"Airflow at {self.url} refuses the login {self.user!r}")
+
+    def _api(self, fresh: bool) -> Any:
+        import urllib3
+        from airflow_client.client import ApiClient, Configuration
+
+        with self._lock:
+            if self._client is None or fresh:
+                try:
+                    response = urllib3.request("POST", f"{self.url}/auth/token", timeout=TIMEOUT_SECONDS,
+                                               json={"username": self.user, "password": self.password})
+                except urllib3.exceptions.HTTPError as exc:
+                    raise AirflowUnavailable(f"Airflow at {self.url} does not answer ({exc})") from None
+                if response.status not in (200, 201):
+                    raise AirflowUnavailable(f"Airflow at {self.url} refuses the login {self.user!r} "
+                                             f"(HTTP {response.status})")
+                self._client = ApiClient(Configuration(host=self.url, access_token=response.json()["access_token"]))
+            return self._client

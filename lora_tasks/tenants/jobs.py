@@ -1,0 +1,108 @@
+"""Taking and cancelling a tenant's jobs: the spec checked with the DAG's own messages, the tenant's quotas
+(include/tenants.yaml), the ``Idempotency-Key``, then a ``lora_finetune`` run triggered as the service
+identity. Everything that can be refused is refused before Airflow hears of the job."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lora_tasks.errors import LoraTaskError
+from lora_tasks.ledger.store import Ledger
+from lora_tasks.pipeline.data_access import check_dataset_location
+from lora_tasks.pipeline.tenancy import load_tenants
+from lora_tasks.settings import PlatformSettings
+from lora_tasks.spec.conf import check_conf_keys, spec_data_from_conf
+from lora_tasks.spec.loading import parse_job_spec
+from lora_tasks.tenants.gateway import AirflowGateway
+
+UNFINISHED = ("submitted", "running")
+
+
+@dataclass
+class Refused(Exception):
+    """A request the API answers with ``status`` and ``message`` (the field, what is wrong, the fix)."""
+
+    status: int
+    message: str
+
+
+def submit_job(request: dict[str, Any], tenant: str, key: str | None, ledger: Ledger, settings: PlatformSettings,
+               airflow: AirflowGateway) -> tuple[dict[str, Any], bool]:
+    """(the job, whether this call created it). A retried request with the same key returns its job."""
+    conf = _checked_conf(request, tenant, settings)
+    key = key or f"auto-{uuid.uuid4().hex}"  # recorded too: a job counts against the quota before it is queued
+    earlier = ledger.claim_submission(tenant, key)
+    if earlier == "":
+        raise Refused(409, "a request with this Idempotency-Key is being submitted right now. Fix: retry in a few "
+                           "seconds; it returns that job")
+    if earlier is not None:
+        return {"job_id": earlier, "status": _status(ledger, tenant, earlier)}, False
+    try:
+        _check_quotas(ledger, tenant, key, settings)
+        run_id = airflow.trigger(conf)
+    except BaseException:
+        ledger.release_submission(tenant, key)
+        raise
+    ledger.complete_submission(tenant, key, run_id)
+    return {"job_id": run_id, "status": "submitted"}, True
+
+
+def _checked_conf(request: dict[str, Any], tenant: str, settings: PlatformSettings) -> dict[str, Any]:
+    """The run's conf: the request's spec with the caller's tenant, checked as validate_request checks it."""
+    unknown = set(request) - {"job_spec", "dataset_uri"}
+    if unknown:
+        raise Refused(422, f"{', '.join(sorted(unknown))}: not a field of a job request. Fix: send job_spec (a job "
+                           "spec, as an object or YAML text) and, optionally, dataset_uri")
+    try:
+        check_conf_keys({"job_spec": request.get("job_spec")})
+        spec = spec_data_from_conf({"job_spec": request.get("job_spec"), "dataset_uri": request.get("dataset_uri")})
+        given = (spec.get("job") or {}).get("tenant") if isinstance(spec.get("job"), dict) else None
+        if given not in (None, tenant):
+            raise Refused(422, f"job.tenant: {given!r} is not yours; the tenant comes from your API key "
+                               f"({tenant!r}). Fix: remove job.tenant")
+        spec.setdefault("job", {})["tenant"] = tenant
+        parsed = parse_job_spec(spec, "request")
+        if not parsed.dataset.uri:
+            raise Refused(422, "dataset_uri: missing. Fix: give dataset_uri (or dataset.uri in job_spec), a folder "
+                               "or archive under your upload prefix")
+        check_dataset_location(parsed.dataset.uri, tenant, load_tenants(settings.tenants_file), settings)
+    except LoraTaskError as exc:
+        raise Refused(422, str(exc)) from None
+    return {"job_spec": spec}
+
+
+def _check_quotas(ledger: Ledger, tenant: str, key: str, settings: PlatformSettings) -> None:
+    quotas = load_tenants(settings.tenants_file)[tenant].quotas
+    if quotas.concurrent_jobs is not None:
+        running = len(ledger.runs(tenant=tenant, statuses=UNFINISHED)) + ledger.pending_submissions(tenant, besides=key)
+        if running >= quotas.concurrent_jobs:
+            raise Refused(429, f"concurrent jobs: {running} of yours are queued or running, your quota is "
+                               f"{quotas.concurrent_jobs}. Fix: wait for one to finish, or cancel one "
+                               "(DELETE /lora/v1/jobs/{id})")
+    if quotas.gpu_hours_per_month is not None:
+        month = datetime.now(UTC).strftime("%Y-%m")
+        used = sum(line.gpu_hours for line in ledger.bill(tenant, month))
+        if used >= quotas.gpu_hours_per_month:
+            raise Refused(429, f"GPU hours: {used:.1f} used in {month}, your quota is {quotas.gpu_hours_per_month}. "
+                               "Fix: wait for next month, or ask an operator to raise the quota")
+
+
+def cancel_job(run_id: str, tenant: str, ledger: Ledger, airflow: AirflowGateway) -> dict[str, Any]:
+    """Stop the caller's queued or running job; a finished one is left as it is."""
+    run = next((r for r in ledger.runs(tenant=tenant) if r.run_id == run_id), None)
+    if run is None:
+        raise Refused(404, f"you have no job {run_id!r}. Fix: list yours with GET /lora/v1/jobs")
+    if run.status not in UNFINISHED:
+        raise Refused(409, f"job {run_id!r} has already ended ({run.status}); there is nothing to cancel")
+    airflow.cancel(run_id)
+    ledger.close_run(run_id, "cancelled", datetime.now(UTC))
+    return {"job_id": run_id, "status": "cancelled"}
+
+
+def _status(ledger: Ledger, tenant: str, run_id: str) -> str:
+    run = next((r for r in ledger.runs(tenant=tenant) if r.run_id == run_id), None)
+    return run.status if run is not None else "submitted"
+
