@@ -16,6 +16,7 @@ from lora_tasks.train.outputs import SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 STDERR_TAIL = 30
+STOP_SECONDS = 10
 
 
 def train_command(info: RunInfo, dataset: str) -> list[str]:
@@ -32,15 +33,29 @@ def train_locally(info: RunInfo, dataset: str) -> dict[str, Any]:
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
     tail: deque[str] = deque(maxlen=STDERR_TAIL)
     assert process.stderr is not None
-    for line in process.stderr:  # shown live in the task log (as info: stderr is where it logs, not only
-        tail.append(line.rstrip())  # errors), and the end kept for the error message
-        log.info(tail[-1])
-    code = process.wait()
+    try:
+        for line in process.stderr:  # shown live in the task log (as info: stderr is where it logs, not only
+            tail.append(line.rstrip())  # errors), and the end kept for the error message
+            log.info(tail[-1])
+        code = process.wait()
+    except BaseException:  # the task was killed (a cancel, a timeout): the trainer must not train on unseen
+        stop(process)
+        raise
     if code == INPUT_ERROR_EXIT:  # the trainer's "your input needs fixing": retrying cannot help
         raise LoraTaskError("\n".join(line for line in tail if line.startswith("error:")) or "\n".join(tail))
     if code != 0:
         raise RuntimeError(f"the trainer exited with status {code}:\n" + "\n".join(tail))
     return training_result(info)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Stop the trainer: SIGTERM, then SIGKILL if it lingers (its checkpoints are atomic: a retry resumes)."""
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def training_result(info: RunInfo) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from lora_airflow.local_stack import (
     prepare,
 )
 from lora_airflow.rest_client import airflow_api, task_result, trigger_run, wait_for_dag, wait_for_run
+from lora_tasks.pipeline.workspace import train_output
 from lora_tasks.stores import open_store
 from lora_tasks.stores.versions import verify_version
 
@@ -349,6 +351,10 @@ def test_a_tenant_submits_watches_and_cancels_through_the_tenant_api(airflow: Ai
     assert wait_for_run(operator, DAG, cancelled, timeout=120).state == "failed"
     [row] = [r for r in ledger.runs(tenant="demo") if r.run_id == cancelled]
     assert row.status == "cancelled"
+    metrics = train_output(task_result(operator, DAG, cancelled, "validate_request")["workspace"]) / "metrics.jsonl"
+    written = metrics.stat().st_size if metrics.exists() else 0
+    time.sleep(5)
+    assert (metrics.stat().st_size if metrics.exists() else 0) == written  # the trainer stopped with its task
 
 
 def wait_until_training(api: Any, run_id: str, timeout: float = 300) -> None:
