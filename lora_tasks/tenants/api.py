@@ -28,6 +28,7 @@ from lora_tasks.settings import PlatformSettings
 from lora_tasks.stores import open_store
 from lora_tasks.tenants.gateway import AirflowGateway, AirflowUnavailable
 from lora_tasks.tenants.jobs import Refused, cancel_job, submit_job
+from lora_tasks.tenants.progress import stage_report, training_progress
 
 PREFIX = "/lora/v1"
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
@@ -61,7 +62,10 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
             return {"job_id": job_id, "status": "submitted"}
         if run is None:
             raise HTTPException(404, f"you have no job {job_id!r}. Fix: list yours with GET {PREFIX}/jobs")
-        return job_view(run, ledger.stage_seconds(job_id), _published_by_run(ledger, caller).get(job_id))
+        adapter = _published_by_run(ledger, caller).get(job_id)
+        view = job_view(run, ledger.stage_seconds(job_id), adapter)
+        progress = training_progress(settings.workspace, run, adapter.figures if adapter else None)
+        return {**view, "progress": progress, **stage_report(gateway, job_id)}
 
     @app.post("/jobs", status_code=201)
     def submit(request: JobRequest, caller: Tenant, response: Response,

@@ -3,6 +3,7 @@ logged in as the platform's service identity (``LORA_GATEWAY_USER``), never as a
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -48,6 +49,25 @@ class AirflowGateway:
 
         self._call(fail_unfinished)
 
+    def task_states(self, run_id: str) -> dict[str, str | None]:
+        """Each task's state, in the order Airflow lists them."""
+        from airflow_client.client import TaskInstanceApi
+
+        listed = self._call(lambda api: TaskInstanceApi(api).get_task_instances(DAG_ID, run_id)).task_instances
+        return {ti.task_id: getattr(ti.state, "value", ti.state) for ti in listed}
+
+    def failure_reason(self, run_id: str, task_id: str) -> str | None:
+        """What its last try's log ends with: the exception, or the message a LoraTaskError exits with (which
+        names the fix); None when the log says nothing."""
+        from airflow_client.client import TaskInstanceApi
+
+        tries = self._call(lambda api: TaskInstanceApi(api).get_task_instance(DAG_ID, run_id, task_id)).try_number
+        raw = self._call(lambda api: TaskInstanceApi(api).get_log_without_preload_content(DAG_ID, run_id, task_id,
+                                                                                          max(tries, 1)))
+        content = json.loads(raw.data).get("content", [])
+        entries = [e for e in content if isinstance(e, dict) and e.get("level") == "error"]
+        return next((reason for entry in reversed(entries) if (reason := _reason(entry))), None)
+
     def _call(self, request: Any) -> Any:
         from airflow_client.client.exceptions import ApiException, BadRequestException, UnauthorizedException
 
@@ -78,3 +98,15 @@ class AirflowGateway:
                                              f"(HTTP {response.status})")
                 self._client = ApiClient(Configuration(host=self.url, access_token=response.json()["access_token"]))
             return self._client
+
+
+def _reason(entry: dict[str, Any]) -> str | None:
+    """The words of one error-level log event: an exception's value, a message the task exited with, or the
+    event itself."""
+    details = [d.get("exc_value") for d in entry.get("error_detail") or [] if d.get("exc_value")]
+    if details:
+        return str(details[-1])
+    code = entry.get("exit_code")
+    if isinstance(code, str) and not code.lstrip("-").isdigit():
+        return code
+    return None

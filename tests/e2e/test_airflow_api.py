@@ -340,6 +340,15 @@ def test_a_tenant_submits_watches_and_cancels_through_the_tenant_api(airflow: Ai
     assert run.state == "success" and run.triggering_user_name == "lora-gateway"
     seen = httpx.get(f"{base}/jobs/{job_id}", headers=headers, timeout=30).json()
     assert seen["status"] == "success" and seen["adapter"]["ref"].startswith("via-api@")
+    assert seen["progress"]["step"] == seen["progress"]["of"] == 24 and "failure" not in seen
+    assert seen["stages"]["train"] == seen["stages"]["publish"] == "success"
+
+    refused = {**body, "job_spec": {**body["job_spec"], "job": {"name": "too-few"},
+                                    "dataset": {**body["job_spec"]["dataset"], "checks": {"min_images": 500}}}}
+    failing = httpx.post(f"{base}/jobs", json=refused, headers=headers, timeout=60).json()["job_id"]
+    assert wait_for_run(operator, DAG, failing).state == "failed"
+    failure = httpx.get(f"{base}/jobs/{failing}", headers=headers, timeout=30).json()["failure"]
+    assert failure["stage"] == "check_dataset" and "kept samples: 12 kept, at least 500 needed" in failure["reason"]
     assert httpx.delete(f"{base}/jobs/{job_id}", headers=headers, timeout=30).status_code == 409
 
     long = {**body, "job_spec": {**body["job_spec"], "job": {"name": "cancelled"},

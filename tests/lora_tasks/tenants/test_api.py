@@ -23,7 +23,7 @@ START = datetime(2026, 11, 24, 19, 0, tzinfo=UTC)
 def finished_job(ledger: Ledger, tenant: str, run_id: str, name: str) -> None:
     """A run trained for an hour on an L4 and published as ``name``."""
     ledger.register_run(run_id, tenant=tenant, job=name, priority="standard", gpu_type="l4", submitted_at=START)
-    ledger.record_prediction(run_id, seconds=3000, low=2500, high=3500, peak_bytes=None, features={})
+    ledger.record_prediction(run_id, seconds=3000, low=2500, high=3500, peak_bytes=None, features={"steps": 24})
     ledger.record_stage(run_id, "train", 3600.0)
     ledger.attempt_started(run_id, 1, START)
     ledger.attempt_finished(run_id, 1, started_at=START, finished_at=START + timedelta(hours=1), succeeded=True,
@@ -194,3 +194,15 @@ def test_a_job_of_another_tenant_cannot_be_cancelled(api) -> None:
     assert response.status_code == 404
     response = client.delete(f"{PREFIX}/jobs/run-acme-1", headers={"X-API-Key": keys["acme"]})
     assert response.status_code == 409 and "already ended (success)" in response.json()["detail"]
+
+
+def test_a_job_shows_its_training_step_and_loss_and_says_when_airflow_cannot_tell_its_stages(api) -> None:
+    from lora_tasks.pipeline.workspace import run_key, train_output
+
+    client, keys = api
+    metrics = train_output(PlatformSettings().workspace / "acme" / run_key("run-acme-1", START)) / "metrics.jsonl"
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text('{"step": 11, "loss": 0.41}\n{"step": 12, "loss": 0.39}\n{"step": 13, "lo')  # torn last line
+    status, job = get(client, "/jobs/run-acme-1", keys["acme"])
+    assert status == 200 and job["progress"] == {"step": 12, "of": 24, "loss": 0.39}
+    assert job["stages"] is None and "stage states unavailable" in job["note"]

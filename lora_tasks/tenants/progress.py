@@ -1,0 +1,48 @@
+"""How far a tenant's job has got, in the words a tenant needs: the training step of the total and the
+latest loss (from the trainer's metrics log in the run's workspace), each stage's state and, for a failed
+job, the reason its failed stage's log gives (from Airflow's REST API)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lora_tasks.ledger.models import Run
+from lora_tasks.pipeline.workspace import run_key, train_output
+from lora_tasks.tenants.gateway import AirflowGateway, AirflowUnavailable
+from lora_tasks.train.outputs import METRICS_FILE
+
+
+def training_progress(workspace_root: Path, run: Run, published: dict[str, Any] | None) -> dict[str, Any] | None:
+    """{step, of, loss} from the last record of the run's metrics log, or once published (its workspace
+    is gone) from the adapter's figures; None before training logs a step."""
+    path = train_output(workspace_root / run.tenant / run_key(run.run_id, run.submitted_at)) / METRICS_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        if published is None:
+            return None
+        return {"step": published.get("steps"), "of": run.features.get("steps"),
+                "loss": published.get("train_loss_last")}
+    for line in reversed(lines):  # the last complete record (one may be half-written)
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        return {"step": record["step"], "of": run.features.get("steps"), "loss": record["loss"]}
+    return None
+
+
+def stage_report(airflow: AirflowGateway, run_id: str) -> dict[str, Any]:
+    """Each stage's state and, if one failed, which and why; a note instead when Airflow cannot say."""
+    try:
+        states = airflow.task_states(run_id)
+    except AirflowUnavailable as exc:
+        return {"stages": None, "note": f"stage states unavailable: {exc}"}
+    failed = [task for task, state in states.items() if state == "failed" and task != "outcome"]
+    report: dict[str, Any] = {"stages": states}
+    if failed:
+        reason = airflow.failure_reason(run_id, failed[0])
+        report["failure"] = {"stage": failed[0], "reason": reason}
+    return report
