@@ -17,7 +17,7 @@ def tenant_dependency(lookup: Callable[[str], str | None]) -> Callable[..., str]
 
     def tenant(authorization: Annotated[str | None, Header()] = None,
                x_api_key: Annotated[str | None, Header()] = None) -> str:
-        key = x_api_key
+        key = x_api_key or None
         if key is None and authorization is not None:
             scheme, _, token = authorization.partition(" ")
             key = token.strip() if scheme.lower() == "bearer" else None

@@ -3,13 +3,17 @@ and whichever of two concurrent requests gets there first."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lora_tasks.ledger.models import Run, Submission
+
+PENDING_WINDOW = timedelta(minutes=10)
+"""How long a taken job counts against the quota before its run shows in the ledger (validate_request
+registers it within seconds unless it refuses the job)."""
 
 
 class Submissions:
@@ -42,10 +46,12 @@ class Submissions:
     def pending_submissions(self, tenant: str, besides: str) -> int:
         """The tenant's jobs taken but not yet in the runs table (their run's first task has not run), the
         one claimed with key ``besides`` left out."""
+        since = datetime.now(UTC) - PENDING_WINDOW  # older: its run was refused before it was registered
         with self.sessions.begin() as session:
             known = select(Run.run_id)
             return session.scalar(select(func.count()).select_from(Submission).where(
-                Submission.tenant == tenant, Submission.key != besides, Submission.run_id.not_in(known))) or 0
+                Submission.tenant == tenant, Submission.key != besides, Submission.run_id.not_in(known),
+                Submission.created_at > since)) or 0
 
     def submitted_runs(self, tenant: str) -> set[str]:
         """Run ids of every job the tenant API took for ``tenant``."""

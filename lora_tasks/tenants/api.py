@@ -58,8 +58,10 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
     @app.get("/jobs/{job_id}")
     def job(job_id: str, caller: Tenant) -> dict[str, Any]:
         run = next((r for r in ledger.runs(tenant=caller) if r.run_id == job_id), None)
-        if run is None and job_id in ledger.submitted_runs(caller):  # taken; its first task has not run yet
-            return {"job_id": job_id, "status": "submitted"}
+        if run is None and job_id in ledger.submitted_runs(caller):  # taken; not registered (yet, or refused)
+            report = stage_report(gateway, job_id)
+            failed = "failure" in report or (report["stages"] or {}).get("validate_request") == "failed"
+            return {"job_id": job_id, "status": "failed" if failed else "submitted", **report}
         if run is None:
             raise HTTPException(404, f"you have no job {job_id!r}. Fix: list yours with GET {PREFIX}/jobs")
         adapter = _published_by_run(ledger, caller).get(job_id)
@@ -150,6 +152,8 @@ def _answer(call: Any) -> Any:
         return call()
     except Refused as refusal:
         raise HTTPException(refusal.status, refusal.message) from None
+    except ValueError as exc:  # Airflow refused the run's conf (the DAG's params)
+        raise HTTPException(422, f"the job was refused: {exc}. Fix: correct the job spec") from None
     except AirflowUnavailable as exc:
         raise HTTPException(503, f"the platform cannot queue jobs right now ({exc}). Fix: retry later") from None
 

@@ -31,7 +31,8 @@ class AirflowGateway:
         from airflow_client.client import DagRunApi, TriggerDAGRunPostBody
 
         body = TriggerDAGRunPostBody(conf=conf, logical_date=None)
-        return self._call(lambda api: DagRunApi(api).trigger_dag_run(DAG_ID, body)).dag_run_id
+        return self._call(lambda api: DagRunApi(api).trigger_dag_run(DAG_ID, body, _request_timeout=TIMEOUT_SECONDS)
+                          ).dag_run_id
 
     def cancel(self, run_id: str) -> None:
         """Fail every stage of the run that has not finished: Airflow stops a running one (the training pod is
@@ -49,11 +50,19 @@ class AirflowGateway:
 
         self._call(fail_unfinished)
 
+    def run_state(self, run_id: str) -> str:
+        """queued, running, success or failed."""
+        from airflow_client.client import DagRunApi
+
+        run = self._call(lambda api: DagRunApi(api).get_dag_run(DAG_ID, run_id, _request_timeout=TIMEOUT_SECONDS))
+        return str(getattr(run.state, "value", run.state))
+
     def task_states(self, run_id: str) -> dict[str, str | None]:
         """Each task's state, in the order Airflow lists them."""
         from airflow_client.client import TaskInstanceApi
 
-        listed = self._call(lambda api: TaskInstanceApi(api).get_task_instances(DAG_ID, run_id)).task_instances
+        listed = self._call(lambda api: TaskInstanceApi(api).get_task_instances(
+            DAG_ID, run_id, _request_timeout=TIMEOUT_SECONDS)).task_instances
         return {ti.task_id: getattr(ti.state, "value", ti.state) for ti in listed}
 
     def failure_reason(self, run_id: str, task_id: str) -> str | None:
@@ -69,6 +78,7 @@ class AirflowGateway:
         return next((reason for entry in reversed(entries) if (reason := _reason(entry))), None)
 
     def _call(self, request: Any) -> Any:
+        import urllib3
         from airflow_client.client.exceptions import ApiException, BadRequestException, UnauthorizedException
 
         for attempt in range(2):
@@ -78,8 +88,8 @@ class AirflowGateway:
                 continue  # an expired token: log in again, once
             except BadRequestException as exc:
                 raise ValueError(str(exc.body or exc.reason)) from None
-            except (ApiException, OSError) as exc:
-                raise AirflowUnavailable(f"Airflow at {self.url} answered {exc}") from None
+            except (ApiException, OSError, urllib3.exceptions.HTTPError, ValueError) as exc:
+                raise AirflowUnavailable(f"Airflow at {self.url} answered {str(exc)[:300]}") from None
         raise AirflowUnavailable(f"Airflow at {self.url} refuses the login {self.user!r}")
 
     def _api(self, fresh: bool) -> Any:

@@ -52,6 +52,10 @@ def submit_job(request: dict[str, Any], tenant: str, key: str | None, ledger: Le
 
 def _checked_conf(request: dict[str, Any], tenant: str, settings: PlatformSettings) -> dict[str, Any]:
     """The run's conf: the request's spec with the caller's tenant, checked as validate_request checks it."""
+    tenants = load_tenants(settings.tenants_file)
+    if tenant not in tenants:
+        raise Refused(403, f"your key's tenant {tenant!r} is not configured on this platform. Fix: ask an operator "
+                           "to add it to tenants.yaml")
     unknown = set(request) - {"job_spec", "dataset_uri"}
     if unknown:
         raise Refused(422, f"{', '.join(sorted(unknown))}: not a field of a job request. Fix: send job_spec (a job "
@@ -59,16 +63,19 @@ def _checked_conf(request: dict[str, Any], tenant: str, settings: PlatformSettin
     try:
         check_conf_keys({"job_spec": request.get("job_spec")})
         spec = spec_data_from_conf({"job_spec": request.get("job_spec"), "dataset_uri": request.get("dataset_uri")})
-        given = (spec.get("job") or {}).get("tenant") if isinstance(spec.get("job"), dict) else None
-        if given not in (None, tenant):
-            raise Refused(422, f"job.tenant: {given!r} is not yours; the tenant comes from your API key "
-                               f"({tenant!r}). Fix: remove job.tenant")
-        spec.setdefault("job", {})["tenant"] = tenant
+        if spec.get("job") is None:
+            spec["job"] = {}
+        if isinstance(spec["job"], dict):  # anything else is refused by the schema, with its own words
+            given = spec["job"].get("tenant")
+            if given not in (None, tenant):
+                raise Refused(422, f"job.tenant: {given!r} is not yours; the tenant comes from your API key "
+                                   f"({tenant!r}). Fix: remove job.tenant")
+            spec["job"]["tenant"] = tenant
         parsed = parse_job_spec(spec, "request")
         if not parsed.dataset.uri:
             raise Refused(422, "dataset_uri: missing. Fix: give dataset_uri (or dataset.uri in job_spec), a folder "
                                "or archive under your upload prefix")
-        check_dataset_location(parsed.dataset.uri, tenant, load_tenants(settings.tenants_file), settings)
+        check_dataset_location(parsed.dataset.uri, tenant, tenants, settings)
     except LoraTaskError as exc:
         raise Refused(422, str(exc)) from None
     return {"job_spec": spec}
@@ -91,12 +98,13 @@ def _check_quotas(ledger: Ledger, tenant: str, key: str, settings: PlatformSetti
 
 
 def cancel_job(run_id: str, tenant: str, ledger: Ledger, airflow: AirflowGateway) -> dict[str, Any]:
-    """Stop the caller's queued or running job; a finished one is left as it is."""
-    run = next((r for r in ledger.runs(tenant=tenant) if r.run_id == run_id), None)
-    if run is None:
+    """Stop the caller's queued or running job (Airflow's run state decides: the ledger marks training's end
+    before evaluate and publish have run); a finished one is left as it is."""
+    if run_id not in {r.run_id for r in ledger.runs(tenant=tenant)} | ledger.submitted_runs(tenant):
         raise Refused(404, f"you have no job {run_id!r}. Fix: list yours with GET /lora/v1/jobs")
-    if run.status not in UNFINISHED:
-        raise Refused(409, f"job {run_id!r} has already ended ({run.status}); there is nothing to cancel")
+    state = airflow.run_state(run_id)
+    if state in {"success", "failed"}:
+        raise Refused(409, f"job {run_id!r} has already ended ({state}); there is nothing to cancel")
     airflow.cancel(run_id)
     ledger.close_run(run_id, "cancelled", datetime.now(UTC))
     return {"job_id": run_id, "status": "cancelled"}

@@ -38,11 +38,10 @@ def stage_report(airflow: AirflowGateway, run_id: str) -> dict[str, Any]:
     """Each stage's state and, if one failed, which and why; a note instead when Airflow cannot say."""
     try:
         states = airflow.task_states(run_id)
-    except AirflowUnavailable as exc:
+        failed = [task for task, state in states.items() if state == "failed" and task != "outcome"]
+        report: dict[str, Any] = {"stages": states}
+        if failed:
+            report["failure"] = {"stage": failed[0], "reason": airflow.failure_reason(run_id, failed[0])}
+    except (AirflowUnavailable, ValueError) as exc:
         return {"stages": None, "note": f"stage states unavailable: {exc}"}
-    failed = [task for task, state in states.items() if state == "failed" and task != "outcome"]
-    report: dict[str, Any] = {"stages": states}
-    if failed:
-        reason = airflow.failure_reason(run_id, failed[0])
-        report["failure"] = {"stage": failed[0], "reason": reason}
     return report
