@@ -172,6 +172,12 @@ class Ledger(AdapterRegistry, ApiKeys, Submissions):
         with self.session() as session:
             return list(session.scalars(query))
 
+    def tenant_run(self, tenant: str, run_id: str) -> Run | None:
+        """The run ``run_id`` if it is ``tenant``'s, else None (another tenant's reads as absent)."""
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            return run if run is not None and run.tenant == tenant else None
+
     def stage_seconds(self, run_id: str) -> dict[str, float]:
         """Each finished stage's own seconds, as the stage measured them."""
         with self.session() as session:

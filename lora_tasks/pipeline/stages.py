@@ -94,7 +94,7 @@ def check_dataset(info: RunInfo, captioned: str, rejected: str, run_id: str,
                            "expectation and the observed value; correct the upload or relax dataset.checks")
     if spec.job.task == "text":  # a file holds many records: the trainer holds records out, by content
         train_rows, holdout_rows = kept, kept
-        records = text_record_count(kept)
+        records = sum(row.records or 0 for row in kept)  # counted by the filter
         samples = records - holdout_count(records, spec.eval)
     else:
         train_rows, holdout_rows = split_holdout(kept, spec.eval)
@@ -108,13 +108,6 @@ def check_dataset(info: RunInfo, captioned: str, rejected: str, run_id: str,
 
 
 TOP_REASONS = 5
-
-
-def text_record_count(rows: list[Any]) -> int:
-    """Records in the kept text files: what a text job's epochs count."""
-    from lora_tasks.intake.text_records import read_records
-
-    return sum(len(read_records(Path(str(r.local_path)))) for r in rows if r.local_path)
 
 
 def rejection_summary(rejected: list[Any]) -> str:

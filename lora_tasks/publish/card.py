@@ -29,18 +29,7 @@ SPEC_FILE = "job.yaml"
 CARD_FILE = "README.md"
 SAMPLES_DIR = "samples"
 TAGS = ["lora", "diffusers", "text-to-image", "stable-diffusion", "stable-diffusion-diffusers"]
-TEMPLATE = '''---
-{{ card_data }}
----
-
-# {{ name }} v{{ version }}
-
-A LoRA{% if method != "lora" %} ({{ method }}){% endif %} for `{{ base_model }}`, trained by tenant `{{ tenant }}`.
-{%- if trigger_word %} Put the trigger word **`{{ trigger_word }}`** in the prompt.{% endif %}
-{% if grid %}
-![Samples]({{ grid }})
-{% endif %}
-## Training
+FIGURES = '''## Training
 
 | figure | value |
 |---|---|
@@ -57,7 +46,25 @@ A LoRA{% if method != "lora" %} ({{ method }}){% endif %} for `{{ base_model }}`
 | figure | value |
 |---|---|
 {% for label, value in evaluation %}| {{ label }} | {{ value }} |
-{% endfor %}
+{% endfor %}'''
+"""The training and evaluation tables, in every card (the text card adds its generations)."""
+FILES = '''## Files
+
+{% for file, what in files %}- `{{ file }}`: {{ what }}
+{% endfor %}- `manifest.json`: the sha256 and size of every file, written last (a version without it is incomplete)
+'''
+TEMPLATE = '''---
+{{ card_data }}
+---
+
+# {{ name }} v{{ version }}
+
+A LoRA{% if method != "lora" %} ({{ method }}){% endif %} for `{{ base_model }}`, trained by tenant `{{ tenant }}`.
+{%- if trigger_word %} Put the trigger word **`{{ trigger_word }}`** in the prompt.{% endif %}
+{% if grid %}
+![Samples]({{ grid }})
+{% endif %}
+''' + FIGURES + '''
 {%- for note in notes %}
 - {{ note }}
 {%- endfor %}
@@ -98,11 +105,7 @@ pipe.unet = inject_adapter_in_model(config, pipe.unet)
 set_peft_model_state_dict(pipe.unet, load_file("{{ folder }}/{{ peft }}"))
 ```
 {% endif %}
-## Files
-
-{% for file, what in files %}- `{{ file }}`: {{ what }}
-{% endfor %}- `manifest.json`: the sha256 and size of every file, written last (a version without it is incomplete)
-'''
+''' + FILES
 
 
 def model_card(spec: JobSpec, *, version: int, uri: str, summary: dict[str, Any], report: dict[str, Any],

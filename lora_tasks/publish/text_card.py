@@ -10,6 +10,8 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData
 
 from lora_tasks.publish.card import (
+    FIGURES,
+    FILES,
     LOSS_CURVE_FILE,
     base_model_id,
     describe_files,
@@ -30,24 +32,7 @@ TEMPLATE = '''---
 A LoRA{% if method != "lora" %} ({{ method }}){% endif %} for the language model `{{ base_model }}`, trained by
 tenant `{{ tenant }}`.
 
-## Training
-
-| figure | value |
-|---|---|
-{% for label, value in training %}| {{ label }} | {{ value }} |
-{% endfor %}
-{%- if loss_curve %}
-![Training loss]({{ loss_curve }})
-{% endif %}
-{%- if evaluation %}
-## Evaluation
-
-{{ eval_note }}
-
-| figure | value |
-|---|---|
-{% for label, value in evaluation %}| {{ label }} | {{ value }} |
-{% endfor %}
+''' + FIGURES + '''
 {%- if generations %}
 Greedy generations for the same prompts, without and with the adapter:
 
@@ -87,11 +72,7 @@ The folder is peft's adapter format, which both load as a LoRA adapter:
 `vllm serve {{ base_model }} --enable-lora --lora-modules {{ name }}={{ folder }}`, or in LoRAX pass
 `"adapter_id": "{{ folder }}", "adapter_source": "local"` with the request.
 
-## Files
-
-{% for file, what in files %}- `{{ file }}`: {{ what }}
-{% endfor %}- `manifest.json`: the sha256 and size of every file, written last (a version without it is incomplete)
-'''
+''' + FILES
 
 
 def text_model_card(spec: JobSpec, *, version: int, uri: str, summary: dict[str, Any], report: dict[str, Any],

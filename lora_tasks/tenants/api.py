@@ -57,7 +57,7 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
 
     @app.get("/jobs/{job_id}")
     def job(job_id: str, caller: Tenant) -> dict[str, Any]:
-        run = next((r for r in ledger.runs(tenant=caller) if r.run_id == job_id), None)
+        run = ledger.tenant_run(caller, job_id)
         if run is None and job_id in ledger.submitted_runs(caller):  # taken; not registered (yet, or refused)
             report = stage_report(gateway, job_id)
             failed = "failure" in report or (report["stages"] or {}).get("validate_request") == "failed"

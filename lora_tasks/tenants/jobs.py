@@ -12,7 +12,7 @@ from typing import Any
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.ledger.store import Ledger
 from lora_tasks.pipeline.data_access import check_dataset_location
-from lora_tasks.pipeline.tenancy import load_tenants
+from lora_tasks.pipeline.tenancy import Quotas, Tenants, load_tenants
 from lora_tasks.settings import PlatformSettings
 from lora_tasks.spec.conf import check_conf_keys, spec_data_from_conf
 from lora_tasks.spec.loading import parse_job_spec
@@ -32,7 +32,8 @@ class Refused(Exception):
 def submit_job(request: dict[str, Any], tenant: str, key: str | None, ledger: Ledger, settings: PlatformSettings,
                airflow: AirflowGateway) -> tuple[dict[str, Any], bool]:
     """(the job, whether this call created it). A retried request with the same key returns its job."""
-    conf = _checked_conf(request, tenant, settings)
+    tenants = load_tenants(settings.tenants_file)
+    conf = _checked_conf(request, tenant, tenants, settings)
     key = key or f"auto-{uuid.uuid4().hex}"  # recorded too: a job counts against the quota before it is queued
     earlier = ledger.claim_submission(tenant, key)
     if earlier == "":
@@ -41,7 +42,7 @@ def submit_job(request: dict[str, Any], tenant: str, key: str | None, ledger: Le
     if earlier is not None:
         return {"job_id": earlier, "status": _status(ledger, tenant, earlier)}, False
     try:
-        _check_quotas(ledger, tenant, key, settings)
+        _check_quotas(ledger, tenant, key, tenants[tenant].quotas)
         run_id = airflow.trigger(conf)
     except BaseException:
         ledger.release_submission(tenant, key)
@@ -50,9 +51,9 @@ def submit_job(request: dict[str, Any], tenant: str, key: str | None, ledger: Le
     return {"job_id": run_id, "status": "submitted"}, True
 
 
-def _checked_conf(request: dict[str, Any], tenant: str, settings: PlatformSettings) -> dict[str, Any]:
+def _checked_conf(request: dict[str, Any], tenant: str, tenants: Tenants,
+                  settings: PlatformSettings) -> dict[str, Any]:
     """The run's conf: the request's spec with the caller's tenant, checked as validate_request checks it."""
-    tenants = load_tenants(settings.tenants_file)
     if tenant not in tenants:
         raise Refused(403, f"your key's tenant {tenant!r} is not configured on this platform. Fix: ask an operator "
                            "to add it to tenants.yaml")
@@ -81,8 +82,7 @@ def _checked_conf(request: dict[str, Any], tenant: str, settings: PlatformSettin
     return {"job_spec": spec}
 
 
-def _check_quotas(ledger: Ledger, tenant: str, key: str, settings: PlatformSettings) -> None:
-    quotas = load_tenants(settings.tenants_file)[tenant].quotas
+def _check_quotas(ledger: Ledger, tenant: str, key: str, quotas: Quotas) -> None:
     if quotas.concurrent_jobs is not None:
         running = len(ledger.runs(tenant=tenant, statuses=UNFINISHED)) + ledger.pending_submissions(tenant, besides=key)
         if running >= quotas.concurrent_jobs:
@@ -100,7 +100,7 @@ def _check_quotas(ledger: Ledger, tenant: str, key: str, settings: PlatformSetti
 def cancel_job(run_id: str, tenant: str, ledger: Ledger, airflow: AirflowGateway) -> dict[str, Any]:
     """Stop the caller's queued or running job (Airflow's run state decides: the ledger marks training's end
     before evaluate and publish have run); a finished one is left as it is."""
-    if run_id not in {r.run_id for r in ledger.runs(tenant=tenant)} | ledger.submitted_runs(tenant):
+    if ledger.tenant_run(tenant, run_id) is None and run_id not in ledger.submitted_runs(tenant):
         raise Refused(404, f"you have no job {run_id!r}. Fix: list yours with GET /lora/v1/jobs")
     state = airflow.run_state(run_id)
     if state in {"success", "failed"}:
@@ -111,6 +111,6 @@ def cancel_job(run_id: str, tenant: str, ledger: Ledger, airflow: AirflowGateway
 
 
 def _status(ledger: Ledger, tenant: str, run_id: str) -> str:
-    run = next((r for r in ledger.runs(tenant=tenant) if r.run_id == run_id), None)
+    run = ledger.tenant_run(tenant, run_id)
     return run.status if run is not None else "submitted"
 
