@@ -58,6 +58,9 @@ class PlatformSettings(BaseSettings):
     gateway_url: str = Field("http://127.0.0.1:8080", description="Airflow's API, where the tenant API triggers runs")
     gateway_user: str = Field("lora-gateway", description="the Airflow login the tenant API triggers runs as")
     gateway_password: str = Field("", description="its password (the local stack generates one)")
+    upload_max_bytes: int = Field(
+        1 << 30, ge=1, description="the largest dataset archive the tenant API takes with a job (request bytes)"
+    )
     scheduling_file: Path = Field(INCLUDE / "scheduling.yaml", description="off-peak windows and prices")
     gpu_types_file: Path = Field(INCLUDE / "gpu_types.yaml", description="GPU types: memory, nodes, pools")
     ledger_url: str = Field(f"sqlite:///{INCLUDE.parent / 'build' / 'ledger.db'}",

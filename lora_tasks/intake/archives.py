@@ -18,6 +18,7 @@ temporary folder, then renamed).
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import tarfile
@@ -98,6 +99,20 @@ def expand_archive(archive: Path, kind: str, dest: Path, limits: ArchiveLimits |
     return members
 
 
+def inspect_archive(archive: Path, kind: str, limits: ArchiveLimits | None = None) -> list[Member]:
+    """Read ``archive`` as ``expand_archive`` would, counting real bytes but writing nothing, and refuse it
+    (ArchiveRefused) for any unsafe member: lets the tenant API refuse an upload before it is stored."""
+    expansion = _Expansion(None, limits or DEFAULT_LIMITS)
+    if kind == "zip":
+        expansion.zip(archive)
+    else:
+        expansion.tar(archive)
+    unsafe = [m for m in expansion.members if m.problem and m.problem != "archive_duplicate_member"]
+    if unsafe:
+        raise ArchiveRefused(unsafe[0].problem or "", unsafe[0].detail or "", expansion.members)
+    return sorted(expansion.members, key=lambda m: m.name)
+
+
 def _check_name(name: str) -> str:
     clean = name.rstrip("/")
     if clean != printable(clean):
@@ -117,8 +132,9 @@ def _reason(exc: BaseException) -> str:
 class _Expansion:
     """The members found so far, and the bytes written, while one archive is read."""
 
-    def __init__(self, folder: Path, limits: ArchiveLimits) -> None:
+    def __init__(self, folder: Path | None, limits: ArchiveLimits) -> None:
         self.folder, self.limits = folder, limits
+        """None: members are read and counted, not written."""
         self.members: list[Member] = []
         self.names: dict[str, int] = {}
         self.current: str | None = None
@@ -162,14 +178,15 @@ class _Expansion:
 
     def extract(self, name: str, stream: IO[bytes]) -> None:
         file = f"{len(self.members) + 1:06d}"
-        self.written += self._copy(stream, self.folder / file, self.limits.max_total_bytes - self.written)
+        target = self.folder / file if self.folder else None
+        self.written += self._copy(stream, target, self.limits.max_total_bytes - self.written)
         self.members.append(Member(name, file=file))
         self.current = None
 
-    def _copy(self, stream: IO[bytes], target: Path, budget: int) -> int:
-        """Copy a member, counting real bytes: stop as soon as the budget is spent."""
+    def _copy(self, stream: IO[bytes], target: Path | None, budget: int) -> int:
+        """Copy a member (to nowhere without a target), counting real bytes: stop as soon as the budget is spent."""
         copied = 0
-        with target.open("wb") as out:
+        with (target or Path(os.devnull)).open("wb") as out:
             while chunk := stream.read(COPY_CHUNK):
                 copied += len(chunk)
                 if copied > budget:

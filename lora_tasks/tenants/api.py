@@ -10,25 +10,29 @@ at ``/lora/v1/docs``.
 No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations at runtime.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cached_property
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from lora_tasks.errors import StoreError
 from lora_tasks.ledger.adapters import AdapterVersion
 from lora_tasks.ledger.key_header import tenant_dependency
 from lora_tasks.ledger.models import Run
 from lora_tasks.ledger.store import Ledger, open_ledger
+from lora_tasks.pipeline.tenancy import load_tenants
 from lora_tasks.settings import PlatformSettings
 from lora_tasks.stores import open_store
 from lora_tasks.tenants.gateway import AirflowGateway, AirflowUnavailable
-from lora_tasks.tenants.jobs import Refused, cancel_job, submit_job
-from lora_tasks.tenants.progress import stage_report, training_progress
+from lora_tasks.tenants.jobs import Refused, cancel_job, check_known, submit_job
+from lora_tasks.tenants.progress import predicted_finish, stage_report, training_progress
+from lora_tasks.tenants.uploads import counted, refuse_declared_size, store_upload
 
 PREFIX = "/lora/v1"
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
@@ -69,16 +73,59 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         progress = training_progress(settings.workspace, run, adapter.figures if adapter else None)
         return {**view, "progress": progress, **stage_report(gateway, job_id)}
 
-    @app.post("/jobs", status_code=201)
-    def submit(request: JobRequest, caller: Tenant, response: Response,
-               idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
-        """Take a job: a job spec and the dataset (under your upload prefix); it is checked, counted against
-        your quotas and queued. The same ``Idempotency-Key`` returns the same job (200) however often sent."""
-        job, created = _answer(lambda: submit_job(request.model_dump(exclude_none=True), caller, idempotency_key,
-                                                  ledger.ledger, settings, gateway))
+    @app.post("/jobs", status_code=201, openapi_extra=SUBMISSION_BODY)
+    async def submit(request: Request, caller: Tenant, response: Response,
+                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
+        """Take a job: a job spec and its dataset, either under your upload prefix (JSON, ``dataset_uri``) or
+        sent along as an archive (multipart: ``job_spec`` and the file ``dataset``, stored under your upload
+        prefix once it passes the checks). It is checked, counted against your quotas and queued. The same
+        ``Idempotency-Key`` returns the same job (200) however often sent."""
+        try:
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                job, created = await _submit_upload(request, caller, idempotency_key)
+            else:
+                fields = await _json_fields(request)
+                job, created = await run_in_threadpool(_answer, lambda: _take(fields, None, caller, idempotency_key))
+        except Refused as refusal:
+            raise HTTPException(refusal.status, refusal.message) from None
         if not created:
             response.status_code = 200
         return job
+
+    async def _submit_upload(request: Request, caller: str, key: str | None) -> tuple[dict[str, Any], bool]:
+        refuse_declared_size(request.headers, settings.upload_max_bytes)
+        form = await Request(request.scope, counted(request.receive, settings.upload_max_bytes)).form(
+            max_files=1, max_fields=4)
+        try:
+            archive = form.get("dataset")
+            if not isinstance(archive, UploadFile):
+                raise Refused(422, "dataset: missing. Fix: send the archive as the file part 'dataset' (curl -F "
+                                   "dataset=@photos.zip), or send JSON with dataset_uri")
+            fields = {name: value for name, value in form.items() if name != "dataset"}
+            return await run_in_threadpool(_answer, lambda: _take(fields, archive, caller, key))
+        finally:
+            await form.close()
+
+    def _take(fields: dict[str, Any], archive: UploadFile | None, caller: str,
+              key: str | None) -> tuple[dict[str, Any], bool]:
+        """Submit, with the archive stored first (and removed again if the job is not taken)."""
+        tenants = load_tenants(settings.tenants_file)
+        stored = None
+        if archive is not None:
+            if "dataset_uri" in fields:
+                raise Refused(422, "dataset_uri: given beside an uploaded dataset. Fix: send one of the two")
+            check_known(caller, tenants)
+            stored = store_upload(archive.file, archive.filename, caller, tenants, settings.s3_endpoint_url)
+            fields = {**fields, "dataset_uri": stored.uri}
+        try:
+            job, created = submit_job(fields, caller, key, ledger.ledger, settings, tenants, gateway)
+        except BaseException:
+            if stored:
+                stored.discard()
+            raise
+        if stored and not created:
+            stored.discard()  # a retried request: its job already has the first copy
+        return job, created
 
     @app.delete("/jobs/{job_id}")
     def cancel(job_id: str, caller: Tenant) -> dict[str, Any]:
@@ -146,6 +193,26 @@ class JobRequest(BaseModel):
     dataset_uri: str | None = Field(None, description="the dataset, under your upload prefix; or dataset.uri")
 
 
+SUBMISSION_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": JobRequest.model_json_schema()},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["job_spec", "dataset"], "properties": {
+        "job_spec": {"type": "string", "description": "the job spec, as YAML or JSON text"},
+        "dataset": {"type": "string", "format": "binary",
+                    "description": "the dataset as a .zip, .tar or .tar.gz (at most LORA_UPLOAD_MAX_BYTES)"}}}}}}}
+
+
+async def _json_fields(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise Refused(422, "the body is not JSON. Fix: send a JSON object {job_spec, dataset_uri} with "
+                           "Content-Type: application/json, or multipart with job_spec and the file dataset") from None
+    try:
+        return JobRequest.model_validate(body).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise Refused(422, "; ".join(_sentence({**e, "loc": ("body", *e["loc"])}) for e in exc.errors())) from None
+
+
 def _answer(call: Any) -> Any:
     """``call()``, with a refusal as its HTTP status and Airflow's absence as 503."""
     try:
@@ -166,15 +233,6 @@ def job_view(run: Run, stages: dict[str, float], adapter: AdapterVersion | None)
             "predicted_finish": _iso(predicted_finish(run)), "stage_seconds": stages,
             "gpu_seconds": run.gpu_seconds, "cost": run.cost,
             "adapter": {"ref": adapter.ref, "uri": adapter.uri} if adapter else None}
-
-
-def predicted_finish(run: Run) -> datetime | None:
-    """When training should end: the start (or, while queued, the submission) plus the predicted seconds."""
-    if run.finished_at is not None:
-        return run.finished_at
-    if run.predicted_seconds is None:
-        return None
-    return (run.started_at or run.submitted_at) + timedelta(seconds=run.predicted_seconds)
 
 
 def version_view(version: AdapterVersion) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.ledger.store import Ledger
 from lora_tasks.pipeline.data_access import check_dataset_location
-from lora_tasks.pipeline.tenancy import Quotas, Tenants, load_tenants
+from lora_tasks.pipeline.tenancy import Quotas, Tenants
 from lora_tasks.settings import PlatformSettings
 from lora_tasks.spec.conf import check_conf_keys, spec_data_from_conf
 from lora_tasks.spec.loading import parse_job_spec
@@ -30,9 +30,8 @@ class Refused(Exception):
 
 
 def submit_job(request: dict[str, Any], tenant: str, key: str | None, ledger: Ledger, settings: PlatformSettings,
-               airflow: AirflowGateway) -> tuple[dict[str, Any], bool]:
+               tenants: Tenants, airflow: AirflowGateway) -> tuple[dict[str, Any], bool]:
     """(the job, whether this call created it). A retried request with the same key returns its job."""
-    tenants = load_tenants(settings.tenants_file)
     conf = _checked_conf(request, tenant, tenants, settings)
     key = key or f"auto-{uuid.uuid4().hex}"  # recorded too: a job counts against the quota before it is queued
     earlier = ledger.claim_submission(tenant, key)
@@ -54,9 +53,7 @@ def submit_job(request: dict[str, Any], tenant: str, key: str | None, ledger: Le
 def _checked_conf(request: dict[str, Any], tenant: str, tenants: Tenants,
                   settings: PlatformSettings) -> dict[str, Any]:
     """The run's conf: the request's spec with the caller's tenant, checked as validate_request checks it."""
-    if tenant not in tenants:
-        raise Refused(403, f"your key's tenant {tenant!r} is not configured on this platform. Fix: ask an operator "
-                           "to add it to tenants.yaml")
+    check_known(tenant, tenants)
     unknown = set(request) - {"job_spec", "dataset_uri"}
     if unknown:
         raise Refused(422, f"{', '.join(sorted(unknown))}: not a field of a job request. Fix: send job_spec (a job "
@@ -80,6 +77,12 @@ def _checked_conf(request: dict[str, Any], tenant: str, tenants: Tenants,
     except LoraTaskError as exc:
         raise Refused(422, str(exc)) from None
     return {"job_spec": spec}
+
+
+def check_known(tenant: str, tenants: Tenants) -> None:
+    if tenant not in tenants:
+        raise Refused(403, f"your key's tenant {tenant!r} is not configured on this platform. Fix: ask an operator "
+                           "to add it to tenants.yaml")
 
 
 def _check_quotas(ledger: Ledger, tenant: str, key: str, quotas: Quotas) -> None:

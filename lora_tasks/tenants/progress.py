@@ -5,6 +5,7 @@ job, the reason its failed stage's log gives (from Airflow's REST API)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,15 @@ def training_progress(workspace_root: Path, run: Run, published: dict[str, Any] 
             continue
         return {"step": record["step"], "of": run.features.get("steps"), "loss": record["loss"]}
     return None
+
+
+def predicted_finish(run: Run) -> datetime | None:
+    """When training should end: the start (or, while queued, the submission) plus the predicted seconds."""
+    if run.finished_at is not None:
+        return run.finished_at
+    if run.predicted_seconds is None:
+        return None
+    return (run.started_at or run.submitted_at) + timedelta(seconds=run.predicted_seconds)
 
 
 def stage_report(airflow: AirflowGateway, run_id: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_tasks.intake.archives import ArchiveLimits, ArchiveRefused, expand_archive
+from lora_tasks.intake.archives import ArchiveLimits, ArchiveRefused, expand_archive, inspect_archive
 
 
 def make_zip(path: Path, members: dict[str, bytes], symlink: str | None = None) -> Path:
@@ -75,6 +75,25 @@ def test_unsafe_archives_are_refused(tmp_path: Path, name: str, build: Callable[
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.glob(".out.partial*"))
     assert not (tmp_path.parent / "x.png").exists()
+
+
+@pytest.mark.parametrize(("name", "build", "kind", "code"), CASES, ids=[c[0] for c in CASES])
+def test_inspecting_refuses_what_expanding_refuses_and_writes_nothing(tmp_path: Path, name: str,
+                                                                     build: Callable[[Path], Path], kind: str,
+                                                                     code: str) -> None:
+    """What the tenant API checks an upload with before it stores it."""
+    archive = build(tmp_path)
+    before = set(tmp_path.rglob("*"))
+    limits = ArchiveLimits(max_members=20, max_total_bytes=5000 if name == "too large" else 4 << 30)
+    with pytest.raises(ArchiveRefused) as caught:
+        inspect_archive(archive, kind, limits)
+    assert caught.value.code == code
+    assert set(tmp_path.rglob("*")) == before
+
+
+def test_inspecting_a_good_archive_lists_its_members(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "a.zip", {"b/cat.png": b"x", "a.txt": b"y"})
+    assert [(m.name, m.problem) for m in inspect_archive(archive, "zip")] == [("a.txt", None), ("b/cat.png", None)]
 
 
 def test_good_archives_expand_with_their_folders(tmp_path: Path) -> None:
