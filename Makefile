@@ -4,9 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN := clamav clamav-daemon curl jq chromium chromium-driver
 STACK  := PYTHONPATH=plugins $(PY) -m lora_airflow.local_stack
 
-.PHONY: setup clamav demo up down test lint bench clean
+.PHONY: setup debian demo up down test lint bench clean
 
 $(STAMP): requirements.txt requirements-train.txt requirements-dev.txt requirements-nsfw.txt constraints.txt pyproject.toml
 	@echo "Installing the pinned stack into $(VENV) (about 3 minutes the first time)..."
@@ -18,33 +19,34 @@ $(STAMP): requirements.txt requirements-train.txt requirements-dev.txt requireme
 setup: $(STAMP)
 
 # Intake scans uploads with ClamAV (the demo and the tests write their own signature file);
-# the README's REST walkthrough uses curl and jq, and a test runs it.
-clamav:
+# the README's REST walkthrough uses curl and jq, and a test runs it; the platform page's test drives
+# Debian's chromium through its chromedriver.
+debian:
 	@if ! command -v clamscan >/dev/null || ! [ -x /usr/sbin/clamd ] || ! command -v jq >/dev/null \
-			|| ! command -v curl >/dev/null; then \
-		echo "Installing Debian's clamav, clamav-daemon, curl and jq..."; \
-		$(SUDO) apt-get install -y -qq clamav clamav-daemon curl jq >/dev/null 2>&1 || \
-		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq clamav clamav-daemon curl jq >/dev/null; }; \
+			|| ! command -v curl >/dev/null || ! [ -x /usr/bin/chromedriver ]; then \
+		echo "Installing Debian's clamav, clamav-daemon, curl, jq, chromium and chromium-driver..."; \
+		$(SUDO) apt-get install -y -qq $(DEBIAN) >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(DEBIAN) >/dev/null; }; \
 	fi
 
 # Builds the tiny model and sample data, then runs the lora_finetune DAG once (dag.test).
-demo: setup clamav
+demo: setup debian
 	$(STACK) demo
 
 # Airflow for a person: UI and REST API on http://localhost:8080 (LORA_AIRFLOW_PORT), `make down` stops it.
-up: setup clamav
+up: setup debian
 	$(STACK) up
 
 down:
 	$(STACK) down
 
-test: setup clamav
+test: setup debian
 	$(PY) -m pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
-bench: setup clamav
+bench: setup debian
 	$(PY) bench/train_overhead.py
 	$(PY) bench/intake_throughput.py
 	$(PY) bench/dag_parse.py

@@ -28,6 +28,8 @@ UPLOADS = TEST_ROOT / "uploads"
 """Each tenant's upload folder (<tenant>/), the only datasets its runs may read."""
 MODELS = TEST_ROOT / "models"
 TENANTS_FILE = TEST_ROOT / "tenants.yaml"
+CROWD = ("initech", "umbrella", "hooli", "stark")
+"""Tenants reached only through the tenant API, four jobs at a time (with demo: the 20 concurrent jobs)."""
 DEMO = REPO / "build" / "demo"
 """make up's demo data, which the README walkthrough test runs on."""
 TENANTS_FILE.write_text(yaml.safe_dump({
@@ -38,6 +40,8 @@ TENANTS_FILE.write_text(yaml.safe_dump({
                  "read": [str(UPLOADS / "demo"), str(DEMO / "uploads" / "demo")]},
         "acme": {"roles": ["admin"], "read": [str(UPLOADS / "acme"), "s3://lora-uploads/acme"],
                  "quotas": {"concurrent_jobs": 1, "gpu_hours_per_month": 10}},
+        **{tenant: {"read": [str(UPLOADS / tenant)], "quotas": {"concurrent_jobs": 4}}
+           for tenant in CROWD},
     },
 }))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lora_tasks.errors import DatasetError
@@ -80,7 +80,7 @@ class TextRecordFilter:
                                                       "UTF-8). Fix: save it as UTF-8"
                 return
         try:
-            records = read_records(path)
+            records = read_records(path, row.path)
         except DatasetError as exc:
             empty = "holds no records" in str(exc)
             row.reason = "empty" if empty else "malformed"
@@ -110,8 +110,9 @@ class TextRecordFilter:
         row.records = len(kept)
         self.kept_records += len(kept)
         if len(kept) < len(records):
-            row.local_path = str(self._write(row.path, kept))
             row.note(f"records: {len(records) - len(kept)} of {len(records)} rejected (see rejected.jsonl)")
+        if len(kept) < len(records) or path.suffix != PurePosixPath(row.path).suffix:
+            row.local_path = str(self._write(row.path, kept))  # (an archive member is extracted under a number)
 
     def _judge(self, record: dict[str, Any], name: str) -> tuple[str, str, str | None] | None:
         """(reason, sentence, duplicate_of) of a rejected record; None for a kept one (then remembered)."""

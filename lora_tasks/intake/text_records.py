@@ -9,7 +9,7 @@ files with these functions (and judges each record); the trainer reads what the 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lora_tasks.errors import DatasetError
@@ -19,24 +19,28 @@ ROLES = ("system", "user", "assistant")
 SUFFIXES = (".txt", ".jsonl", ".parquet")
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
+def read_records(path: Path, name: str | None = None) -> list[dict[str, Any]]:
     """Every record of a ``.txt``, ``.jsonl`` or ``.parquet`` file, checked to be in one layout and cut to
-    that layout's fields (other columns, an id or a timestamp, are ignored, as TRL ignores them)."""
-    if path.suffix not in SUFFIXES:
-        raise DatasetError(f"{path}: a text dataset is {', '.join(SUFFIXES)}, not {path.suffix or 'no suffix'}. "
+    that layout's fields (other columns, an id or a timestamp, are ignored, as TRL ignores them). ``name``
+    is the file as the user named it (an archive member is extracted under a number): its suffix decides
+    the format and messages show it."""
+    shown = name or str(path)
+    suffix = PurePosixPath(shown).suffix
+    if suffix not in SUFFIXES:
+        raise DatasetError(f"{shown}: a text dataset is {', '.join(SUFFIXES)}, not {suffix or 'no suffix'}. "
                            "Fix: convert it, or name it for what it holds")
     try:
-        numbered = _records(path)
+        numbered = _records(path, shown)
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path} is not UTF-8 text (byte {exc.start} is not UTF-8). Fix: save it as UTF-8") \
+        raise DatasetError(f"{shown} is not UTF-8 text (byte {exc.start} is not UTF-8). Fix: save it as UTF-8") \
             from None
     if not numbered:
-        raise DatasetError(f"{path} holds no records. Fix: add examples, one a line")
-    first = _layout(numbered[0][1], path, numbered[0][0])
+        raise DatasetError(f"{shown} holds no records. Fix: add examples, one a line")
+    first = _layout(numbered[0][1], shown, numbered[0][0])
     for number, record in numbered:
-        layout = _layout(record, path, number)
+        layout = _layout(record, shown, number)
         if layout != first:
-            raise DatasetError(f"{path} line {number} is in the {layout} layout, line {numbered[0][0]} in {first}. "
+            raise DatasetError(f"{shown} line {number} is in the {layout} layout, line {numbered[0][0]} in {first}. "
                                "Fix: one layout per file")
     return [{key: record[key] for key in LAYOUTS[first]} for _, record in numbered]
 
@@ -46,12 +50,14 @@ def layout_of(record: dict[str, Any]) -> str:
     return next(name for name, keys in LAYOUTS.items() if all(k in record for k in keys))
 
 
-def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line or row number, record) of every record; blank lines are skipped but still counted."""
-    if path.suffix == ".txt":
+def _records(path: Path, shown: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line or row number, record) of every record of ``path`` (named ``shown``); blank lines are skipped
+    but still counted."""
+    suffix = PurePosixPath(shown).suffix
+    if suffix == ".txt":
         lines = path.read_text(encoding="utf-8").splitlines()
         return [(n, {"text": line}) for n, line in enumerate(lines, start=1) if line.strip()]
-    if path.suffix == ".parquet":
+    if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         return list(enumerate(pq.read_table(path).to_pylist(), start=1))
@@ -62,15 +68,15 @@ def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
         try:
             record = json.loads(line)
         except ValueError as exc:
-            raise DatasetError(f"{path} line {number} is not JSON ({exc}). Fix: one JSON object a line") from exc
+            raise DatasetError(f"{shown} line {number} is not JSON ({exc}). Fix: one JSON object a line") from exc
         if not isinstance(record, dict):
-            raise DatasetError(f"{path} line {number} is a JSON {type(record).__name__}, not an object. Fix: "
+            raise DatasetError(f"{shown} line {number} is a JSON {type(record).__name__}, not an object. Fix: "
                                'one object a line, such as {"text": "..."}')
         records.append((number, record))
     return records
 
 
-def _layout(record: dict[str, Any], path: Path, number: int) -> str:
+def _layout(record: dict[str, Any], path: str, number: int) -> str:
     where = f"{path} line {number}"
     found = [name for name, keys in LAYOUTS.items() if all(k in record for k in keys)]
     if not found:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lora_tasks.errors import LoraTaskError
@@ -60,6 +60,13 @@ class BillLine:
     cost: float
 
 
+@dataclass(frozen=True)
+class TenantUsage:
+    runs: int
+    gpu_hours: float
+    cost: float
+
+
 class Ledger(AdapterRegistry, ApiKeys, Submissions):
     """Runs and billing here; the adapter registry, API keys and the tenant API's submissions in their mixins."""
 
@@ -91,7 +98,8 @@ class Ledger(AdapterRegistry, ApiKeys, Submissions):
                           features: dict[str, Any]) -> None:
         with self.session() as session:
             run = self._run(session, run_id)
-            run.predicted_seconds, run.predicted_low, run.predicted_high = seconds, low, high
+            # float(): a numpy float (the duration fit's) is no value psycopg2 can send PostgreSQL
+            run.predicted_seconds, run.predicted_low, run.predicted_high = float(seconds), float(low), float(high)
             if peak_bytes is not None:
                 run.predicted_peak_bytes = peak_bytes
             run.features = {**run.features, **features}
@@ -172,6 +180,11 @@ class Ledger(AdapterRegistry, ApiKeys, Submissions):
         with self.session() as session:
             return list(session.scalars(query))
 
+    def find_run(self, run_id: str) -> Run | None:
+        """Any tenant's run (for operators; a tenant's own lookup is ``tenant_run``)."""
+        with self.session() as session:
+            return session.get(Run, run_id)
+
     def tenant_run(self, tenant: str, run_id: str) -> Run | None:
         """The run ``run_id`` if it is ``tenant``'s, else None (another tenant's reads as absent)."""
         with self.session() as session:
@@ -186,16 +199,21 @@ class Ledger(AdapterRegistry, ApiKeys, Submissions):
 
     def bill(self, tenant: str, month: str) -> list[BillLine]:
         """Every run of ``tenant`` finished in ``month`` (YYYY-MM), with GPU hours and cost."""
-        try:
-            start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
-        except ValueError:
-            raise LoraTaskError(f"--month {month!r} is not YYYY-MM") from None
-        end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+        start, end = _month(month)
         with self.session() as session:
             runs = session.scalars(select(Run).where(Run.tenant == tenant, Run.finished_at >= start,
                                                      Run.finished_at < end).order_by(Run.finished_at)).all()
         return [BillLine(r.run_id, r.job, r.gpu_type, r.status, r.gpu_seconds / 3600,
                          r.off_peak_seconds / r.gpu_seconds if r.gpu_seconds else 0.0, r.cost) for r in runs]
+
+    def month_usage(self, month: str) -> dict[str, TenantUsage]:
+        """Each tenant's runs, GPU hours and cost in ``month``, counted as its bill counts them."""
+        start, end = _month(month)
+        query = select(Run.tenant, func.count(), func.sum(Run.gpu_seconds), func.sum(Run.cost)) \
+            .where(Run.finished_at >= start, Run.finished_at < end).group_by(Run.tenant).order_by(Run.tenant)
+        with self.session() as session:
+            return {tenant: TenantUsage(runs, (seconds or 0.0) / 3600, cost or 0.0)
+                    for tenant, runs, seconds, cost in session.execute(query)}
 
     def record_decision(self, decision: CapacityDecision) -> None:
         with self.session() as session:
@@ -207,9 +225,20 @@ class Ledger(AdapterRegistry, ApiKeys, Submissions):
         with self.session() as session:
             return session.scalars(query).first()
 
-    def decisions(self, gpu_type: str | None = None) -> list[CapacityDecision]:
+    def decisions(self, gpu_type: str | None = None, since: datetime | None = None) -> list[CapacityDecision]:
         query = select(CapacityDecision).order_by(CapacityDecision.decided_at, CapacityDecision.id)
         if gpu_type:
             query = query.where(CapacityDecision.gpu_type == gpu_type)
+        if since is not None:
+            query = query.where(CapacityDecision.decided_at >= since)
         with self.session() as session:
             return list(session.scalars(query))
+
+
+def _month(month: str) -> tuple[datetime, datetime]:
+    """The first instant of ``month`` (YYYY-MM, UTC) and of the month after."""
+    try:
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    except ValueError:
+        raise LoraTaskError(f"--month {month!r} is not YYYY-MM") from None
+    return start, start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)

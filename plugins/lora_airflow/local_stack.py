@@ -244,16 +244,18 @@ def build_demo_inputs() -> None:
 
 
 @contextlib.contextmanager
-def demo_stack(prefix: str) -> Iterator[tuple[AirflowConfig, dict[str, str]]]:
+def demo_stack(prefix: str, extra: dict[str, str] | None = None) -> Iterator[tuple[AirflowConfig, dict[str, str]]]:
     """A throwaway stack configured as `make up` configures it (demo data, the form's defaults), with its
-    own workspace, artifacts, ledger and cache in a new temporary folder: what the benchmarks measure."""
+    own workspace, artifacts, ledger and cache in a new temporary folder, and ``extra`` settings on top:
+    what the benchmarks measure."""
     build_demo_inputs()
     work = Path(tempfile.mkdtemp(prefix=prefix))
     config = AirflowConfig(home=work / "airflow", port=free_port())
     env = prepare(config)
     env.update(demo_environment())
     env.update({"LORA_WORKSPACE": str(work / "workspace"), "LORA_ARTIFACT_ROOT": str(work / "artifacts"),
-                "LORA_LEDGER_URL": f"sqlite:///{work / 'ledger.db'}", "LORA_CACHE_DIR": str(work / "cache")})
+                "LORA_LEDGER_URL": f"sqlite:///{work / 'ledger.db'}", "LORA_CACHE_DIR": str(work / "cache"),
+                **(extra or {})})
     stack = LocalStack(config)
     stack.start(env)
     try:
@@ -393,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     from lora_tasks.settings import PlatformSettings
 
     key = open_ledger(PlatformSettings().ledger_url).create_api_key("demo", label="make up")
-    print(f"tenant API: {config.base_url}/lora/v1/docs   demo tenant key: {key}")
+    print(f"tenants' door: {config.base_url}/lora/v1/docs   demo tenant key: {key}")
+    print(f"operators' door: {config.base_url}/plugin/lora-platform (the platform page; each run's LoRA tab)")
     print(f"logs: {home}/logs   stop: make down")
     return 0
 

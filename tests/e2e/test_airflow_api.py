@@ -3,18 +3,18 @@ machine's PostgreSQL when it answers, SQLite otherwise), driven over HTTP as a u
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-import socket
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from airflow_client.client import (
     PatchTaskInstanceBody,
@@ -27,103 +27,17 @@ from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from lora_airflow.local_stack import (
     DEMO_DATASET,
-    DEMO_JOB,
-    LOGINS,
     AirflowConfig,
-    LocalStack,
-    build_demo_inputs,
-    free_port,
-    prepare,
 )
-from lora_airflow.rest_client import airflow_api, task_result, trigger_run, wait_for_dag, wait_for_run
+from lora_airflow.rest_client import task_result, trigger_run, wait_for_dag, wait_for_run
 from lora_tasks.pipeline.workspace import train_output
 from lora_tasks.stores import open_store
 from lora_tasks.stores.versions import verify_version
+from tests.conftest import UPLOADS
+from tests.e2e.helpers import DAG, client, conf, log_text, states
 
 pytestmark = pytest.mark.slow
-DAG = "lora_finetune"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def postgres_url() -> tuple[str | None, Any]:
-    """A fresh database on the local PostgreSQL, or (None, None) when there is none."""
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            pass
-        import psycopg2
-    except (OSError, ImportError):
-        return None, None
-    name = f"lora_e2e_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test")
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}", (admin, name)
-
-
-@pytest.fixture(scope="module")
-def airflow(tmp_path_factory: pytest.TempPathFactory, clamav_database: Path) -> Iterator[AirflowConfig]:
-    root = tmp_path_factory.mktemp("e2e")
-    url, database = postgres_url()
-    config = AirflowConfig(home=root / "airflow", port=free_port(), db_url=url)
-    calendar = root / "always-off-peak.yaml"  # batch runs must not wait for tonight in a test
-    calendar.write_text("timezone: UTC\noff_peak_windows: [{start: '00:00', end: '24:00'}]\n"
-                        "prices: {cpu: {peak: 0.0, off_peak: 0.0}}\n")
-    build_demo_inputs()  # what the trigger form proposes, as make up builds it
-    env = prepare(config)
-    env.update({"LORA_FORM_DEFAULTS": str(DEMO_JOB), "LORA_WORKSPACE": str(root / "workspace"),
-                "LORA_ARTIFACT_ROOT": str(root / "artifacts"),
-                "LORA_CLAMAV_DATABASE": str(clamav_database), "LORA_SCHEDULING_FILE": str(calendar),
-                "LORA_LEDGER_URL": f"sqlite:///{root / 'ledger.db'}",
-                "HF_HUB_OFFLINE": "1"})
-    stack = LocalStack(config)
-    stack.start(env)
-    try:
-        stack.wait_healthy()
-        config.extra["artifacts"] = str(root / "artifacts")
-        config.extra["ledger"] = env["LORA_LEDGER_URL"]
-        config.extra["database"] = "postgresql" if url else "sqlite"
-        yield config
-    finally:
-        stack.stop()
-        if database:
-            admin, name = database
-            admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            admin.close()
-
-
-def client(config: AirflowConfig, user: str) -> Any:
-    return airflow_api(config.base_url, user, LOGINS[user])
-
-
-def log_text(api: Any, run_id: str, task_id: str, try_number: int = 1) -> str:
-    """The task log as a person reads it: each event, and the exception under it. Read raw: the client's
-    model of a log line keeps only its event and time, not the exception details."""
-    response = TaskInstanceApi(api).get_log_without_preload_content(DAG, run_id, task_id, try_number)
-    lines = []
-    for entry in json.loads(response.data)["content"]:
-        if not isinstance(entry, dict):
-            lines.append(str(entry))
-            continue
-        fields = " ".join(f"{k}={v}" for k, v in entry.items() if k not in {"event", "timestamp", "level", "logger",
-                                                                               "error_detail"})
-        text = f"{entry.get('level', '')}: {entry.get('event', '')} {fields}".rstrip()
-        lines.append(text.replace("\n", " / "))  # one line per log event
-        lines += [f"{e['exc_type']}: {e['exc_value']}" for e in entry.get("error_detail") or []]
-    return "\n".join(lines)
-
-
-def conf(model: Path, dataset: Path, **job: Any) -> dict[str, Any]:
-    return {"job_spec": {
-        "job": {"name": "api-style", "tenant": "demo", **job},
-        "dataset": {"uri": str(dataset), "trigger_word": "sks", "filter": {"min_side": 48},
-                    "checks": {"min_side": 48, "min_images": 5}},
-        "model_config": {"base_model": str(model), "lora_rank": 4},
-        "training_config": {"batch_size": 2, "max_steps": 24, "learning_rate": 5e-3, "resolution": 64},
-    }}  # the default quality gate
-
-
-def states(api: Any, run_id: str) -> dict[str, Any]:
-    return {ti.task_id: ti for ti in TaskInstanceApi(api).get_task_instances(DAG, run_id).task_instances}
 
 
 def test_an_operator_trains_for_a_tenant_over_http(airflow: AirflowConfig, tiny_model: Path,
@@ -237,6 +151,7 @@ def test_interactive_trains_first(airflow: AirflowConfig, tiny_model: Path, styl
                                          update_mask=["slots"])
         assert pool.slots == slots
 
+    slots = PoolApi(admin).get_pool("gpu_cpu").slots
     set_slots(0)
     runs = {}
     for priority in ("batch", "standard", "interactive"):  # arrival order: worst first
@@ -251,8 +166,11 @@ def test_interactive_trains_first(airflow: AirflowConfig, tiny_model: Path, styl
     waiting = trains()
     assert set(waiting.values()) == {"scheduled"}, waiting
     set_slots(1)
-    for run_id in runs.values():
-        assert wait_for_run(admin, DAG, run_id).state == "success"
+    try:
+        for run_id in runs.values():
+            assert wait_for_run(admin, DAG, run_id).state == "success"
+    finally:
+        set_slots(slots)  # the stack is shared with the tests that follow
     started = {p: states(admin, r)["train"].start_date for p, r in runs.items()}
     assert started["interactive"] < started["standard"] < started["batch"], started
 
@@ -330,14 +248,30 @@ def test_a_tenant_submits_watches_and_cancels_through_the_tenant_api(airflow: Ai
     body["dataset_uri"] = str(style_dataset)
     body["job_spec"]["dataset"] = {"trigger_word": "sks", "filter": {"min_side": 48},
                                    "checks": {"min_side": 48, "min_images": 5}}
-    first = httpx.post(f"{base}/jobs", json=body, headers={**headers, "Idempotency-Key": "k1"}, timeout=60)
+    archive = io.BytesIO()  # the dataset sent along with the job, as a tenant without a shared folder does
+    with zipfile.ZipFile(archive, "w") as packed:
+        for file in sorted(f for f in style_dataset.rglob("*") if f.is_file()):
+            packed.write(file, file.relative_to(style_dataset).as_posix())
+    uploads = UPLOADS / "demo" / "api-uploads"
+    before = set(uploads.glob("*")) if uploads.exists() else set()
+
+    def send() -> httpx.Response:
+        return httpx.post(f"{base}/jobs", headers={**headers, "Idempotency-Key": "k1"}, timeout=60,
+                          data={"job_spec": json.dumps(body["job_spec"])},
+                          files={"dataset": ("style.zip", archive.getvalue(), "application/zip")})
+
+    first = send()
     assert first.status_code == 201, first.text
-    again = httpx.post(f"{base}/jobs", json=body, headers={**headers, "Idempotency-Key": "k1"}, timeout=60)
+    again = send()
     assert (again.status_code, again.json()["job_id"]) == (200, first.json()["job_id"])
+    [stored] = set(uploads.glob("*")) - before  # one copy, under the caller's prefix: the retry's was removed
     job_id = first.json()["job_id"]
     operator = client(airflow, "operator")
     run = wait_for_run(operator, DAG, job_id)
-    assert run.state == "success" and run.triggering_user_name == "lora-gateway"
+    failed = [t for t, ti in states(operator, job_id).items() if ti.state == "failed"]
+    assert run.state == "success", {t: log_text(operator, job_id, t)[-2000:] for t in failed}
+    assert run.triggering_user_name == "lora-gateway"
+    assert run.conf["job_spec"]["dataset"]["uri"] == stored.as_uri()
     seen = httpx.get(f"{base}/jobs/{job_id}", headers=headers, timeout=30).json()
     assert seen["status"] == "success" and seen["adapter"]["ref"].startswith("via-api@")
     assert seen["progress"]["step"] == seen["progress"]["of"] == 24 and "failure" not in seen
@@ -360,10 +294,19 @@ def test_a_tenant_submits_watches_and_cancels_through_the_tenant_api(airflow: Ai
     assert wait_for_run(operator, DAG, cancelled, timeout=120).state == "failed"
     [row] = [r for r in ledger.runs(tenant="demo") if r.run_id == cancelled]
     assert row.status == "cancelled"
-    metrics = train_output(task_result(operator, DAG, cancelled, "validate_request")["workspace"]) / "metrics.jsonl"
+    output = train_output(task_result(operator, DAG, cancelled, "validate_request")["workspace"])
+
+    @retry(retry=retry_if_result(bool), wait=wait_fixed(1), stop=stop_after_delay(60),
+           retry_error_callback=lambda state: state.outcome.result())
+    def trainers() -> list[str]:  # Airflow kills the task at its next heartbeat, which stops the trainer
+        return [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
+                if str(output) in " ".join(p.info["cmdline"] or [])]
+
+    assert trainers() == []
+    metrics = output / "metrics.jsonl"
     written = metrics.stat().st_size if metrics.exists() else 0
-    time.sleep(5)
-    assert (metrics.stat().st_size if metrics.exists() else 0) == written  # the trainer stopped with its task
+    time.sleep(3)
+    assert (metrics.stat().st_size if metrics.exists() else 0) == written
 
 
 def wait_until_training(api: Any, run_id: str, timeout: float = 300) -> None:

@@ -17,6 +17,7 @@ from lora_tasks.intake.filter import filter_manifest, main
 from lora_tasks.intake.manifest import read_rows
 from lora_tasks.intake.nsfw import NudeNetDetector
 from lora_tasks.intake.scan import scan_dataset
+from lora_tasks.intake.text_records import read_records
 from lora_tasks.settings import PlatformSettings
 from lora_tasks.spec.schema import FilterSection
 from tests.lora_tasks.intake.corpus import (
@@ -291,6 +292,26 @@ def test_text_files_are_judged_record_by_record(clamav_database: Path, tmp_path:
     assert result.summary["records"] == {"kept": 7, "rejected": 3,
                                          "reasons": {"empty": 1, "exact_duplicate": 1, "too_long": 1}}
     assert {p.name: p.read_bytes() for p in upload.iterdir()} == before
+
+
+def test_text_files_in_an_archive_are_read_by_their_member_names(clamav_database: Path, tmp_path: Path) -> None:
+    """Members are extracted under numbers: the member's own name says it is JSON lines, and what is kept
+    is written where the trainer reads it by that name."""
+    import zipfile
+
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    with zipfile.ZipFile(upload / "chats.zip", "w") as archive:
+        archive.writestr("voice/train.jsonl", "".join(json.dumps({"text": f"example {i} in the voice"}) + "\n"
+                                                      for i in range(4)))
+    manifest = tmp_path / "scan" / "manifest.jsonl"
+    scan_dataset(str(upload), manifest, workers=1)
+    result = filter_manifest(manifest, tmp_path / "filter", FilterSection(text_near_duplicate_similarity=None),
+                             "text", workers=1, antivirus=ClamScan(clamav_database))
+    [kept] = result.kept
+    assert (kept.path, kept.records, result.rejected) == ("chats.zip/voice/train.jsonl", 4, [])
+    written = Path(str(kept.local_path))
+    assert written.suffix == ".jsonl" and len(read_records(written)) == 4
 
 
 def test_a_parquet_table_is_a_text_dataset(clamav_database: Path, tmp_path: Path) -> None:

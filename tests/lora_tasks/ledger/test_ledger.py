@@ -69,3 +69,15 @@ def test_instants_keep_their_moment_whatever_their_zone(ledger: Ledger) -> None:
     with pytest.raises(Exception, match="no time zone"):
         ledger.register_run("r2", tenant="acme", job="cats", priority="batch", gpu_type="l4",
                             submitted_at=datetime(2026, 11, 24, 18, 0))
+
+
+def test_a_prediction_in_numpy_floats_is_stored_on_every_backend(ledger: Ledger) -> None:
+    """The duration fit answers numpy floats; psycopg2 cannot send those to PostgreSQL."""
+    import numpy as np
+
+    ledger.register_run("np-run", tenant="acme", job="j", priority="standard", gpu_type="l4",
+                        submitted_at=datetime(2026, 11, 24, tzinfo=UTC))
+    ledger.record_prediction("np-run", seconds=np.float64(18.5), low=np.float64(15.5), high=np.float64(23.0),
+                             peak_bytes=None, features={"steps": 24})
+    run = ledger.find_run("np-run")
+    assert (run.predicted_seconds, run.predicted_low, run.predicted_high) == (18.5, 15.5, 23.0)
