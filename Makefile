@@ -61,6 +61,7 @@ bench: setup debian
 	$(PY) bench/serve_switch.py --model sd15 --rounds 5 --steps 10
 	$(PY) bench/lora_params.py
 	$(PY) bench/text_train.py --fit
+	$(PY) bench/submission_latency.py
 
 clean:
 	rm -rf build output

@@ -153,13 +153,15 @@ class Ledger(AdapterRegistry, ApiKeys, Submissions):
         """Mark a run that ended badly outside training (refused data, a failed quality gate) so it
         leaves the queue and its bill says so; a run whose training succeeded keeps its figures."""
         with self.session() as session:
-            run = session.get(Run, run_id)
+            run = session.get(Run, run_id, with_for_update=True)
             if run is not None and run.status != "cancelled":
                 run.status, run.finished_at = status, run.finished_at or finished_at
 
     @staticmethod
     def _run(session: Session, run_id: str) -> Run:
-        run = session.get(Run, run_id)
+        """The run, its row locked until the session ends: on PostgreSQL a cancel and the train task's
+        billing callback may write it at once, and neither may undo the other (SQLite serialises anyway)."""
+        run = session.get(Run, run_id, with_for_update=True)
         if run is None:
             raise LoraTaskError(f"run {run_id!r} is not in the ledger (validate_request registers every run)")
         return run
