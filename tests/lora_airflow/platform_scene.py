@@ -82,6 +82,6 @@ def build_scene(ledger: Ledger, workspace: Path, artifact_root: str, now: dateti
     store = open_store(artifact_root)
     store.write(f"tenants/{globex}/loras/dogs/v{version}/sample_grid.png", grid.getvalue())
     ledger.mark_adapter_published(globex, "dogs", version, uri=store.uri_of(f"tenants/{globex}/loras/dogs/v{version}"),
-                                  figures={"steps": 10}, public=False, published_at=now - timedelta(minutes=29))
+                                  figures={"steps": 10}, public=False, published_at=now)  # the newest: on the page
     scene.adapter = f"{globex}/dogs@{version}"
     return scene
