@@ -118,7 +118,8 @@ class Ledger(AdapterRegistry, ApiKeys, Submissions):
             run = self._run(session, run_id)
             if session.get(TrainAttempt, (run_id, try_number)) is None:
                 session.add(TrainAttempt(run_id=run_id, try_number=try_number, started_at=started_at))
-            run.status = "running"
+            if run.status != "cancelled":  # a cancel can land between Airflow's "running" and this callback
+                run.status = "running"
             run.started_at = min(run.started_at or started_at, started_at)
 
     def attempt_finished(self, run_id: str, try_number: int, *, started_at: datetime, finished_at: datetime,

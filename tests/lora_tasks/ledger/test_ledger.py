@@ -39,6 +39,19 @@ def test_retries_are_billed_once_each_and_summed(ledger: Ledger) -> None:
     assert run.actual_seconds == 3600 and run.actual_peak_bytes == 20 * 2**30  # above 2**31: a BIGINT
 
 
+def test_a_cancel_stays_cancelled_whatever_training_reports_after_it(ledger: Ledger) -> None:
+    """A tenant cancels as Airflow marks train running, before its callbacks: the try that starts and is
+    killed afterwards is billed, but the run stays what the tenant asked for."""
+    register(ledger)
+    ledger.close_run("r1", "cancelled", TUESDAY_8PM)
+    ledger.attempt_started("r1", 1, TUESDAY_8PM)
+    ledger.attempt_finished("r1", 1, started_at=TUESDAY_8PM, finished_at=TUESDAY_8PM + timedelta(minutes=6),
+                            succeeded=False, peak_bytes=None, calendar=CALENDAR)
+    ledger.close_run("r1", "failed", TUESDAY_8PM + timedelta(minutes=7))  # the outcome task
+    [run] = ledger.runs()
+    assert run.status == "cancelled" and run.gpu_seconds == 360
+
+
 def test_bill_for_a_month(ledger: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
     for run_id, tenant in (("r1", "acme"), ("r2", "acme"), ("r3", "other")):
         register(ledger, run_id, tenant)
