@@ -7,6 +7,7 @@ Tenants never log in to Airflow; their door is ``/lora/v1``."""
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -57,6 +58,11 @@ class Pages:
         snapshot = platform_snapshot(self.ledger, self.settings, now)
         return TEMPLATES.get_template("platform.html").render(s=snapshot, prefix=PREFIX)
 
+    @staticmethod
+    def absent(run_id: str) -> str:
+        """The run tab of a run the ledger does not hold; the id is the caller's text, so it is escaped."""
+        return f"<p>Run {html.escape(run_id)} is not in the ledger yet (validate_request registers it).</p>"
+
     def run(self, run_id: str) -> str | None:
         view = run_view(self.ledger, self.settings, run_id)
         return None if view is None else TEMPLATES.get_template("run.html").render(v=view, prefix=PREFIX)
@@ -77,8 +83,7 @@ def create_platform_app(settings: PlatformSettings | None = None) -> FastAPI:
             return HTMLResponse(f"<p>Only {DAG_ID} runs have a LoRA view.</p>")
         page = pages.run(run_id)
         if page is None:
-            return HTMLResponse(f"<p>Run {run_id} is not in the ledger yet (validate_request registers it).</p>",
-                                status_code=404)
+            return HTMLResponse(pages.absent(run_id), status_code=404)
         return HTMLResponse(page)
 
     return app
