@@ -150,7 +150,8 @@ class ApiKey(Base):
 
 class Submission(Base):
     """A job the tenant API took, by the caller's ``Idempotency-Key``: a retried request finds its run
-    instead of starting a second one. ``run_id`` is empty while the trigger is in flight."""
+    instead of starting a second one. ``run_id`` is empty while the trigger is in flight; ``ended`` marks a run
+    Airflow ended before it reached the runs table (validate_request refused it)."""
 
     __tablename__ = "submissions"
 
@@ -158,3 +159,4 @@ class Submission(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     run_id: Mapped[str] = mapped_column(String(250), default="")
     created_at: Mapped[datetime]
+    ended: Mapped[bool] = mapped_column(default=False)

@@ -3,17 +3,23 @@ and whichever of two concurrent requests gets there first."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lora_tasks.ledger.models import Run, Submission
 
-PENDING_WINDOW = timedelta(minutes=10)
-"""How long a taken job counts against the quota before its run shows in the ledger (validate_request
-registers it within seconds unless it refuses the job)."""
+
+@dataclass(frozen=True)
+class Pending:
+    """A job taken but not yet in the runs table: its run's first task has not run (or has not yet)."""
+
+    key: str
+    run_id: str
+    created_at: datetime
 
 
 class Submissions:
@@ -43,18 +49,24 @@ class Submissions:
             session.execute(delete(Submission).where(Submission.tenant == tenant, Submission.key == key,
                                                      Submission.run_id == ""))
 
-    def pending_submissions(self, tenant: str, besides: str) -> int:
-        """The tenant's jobs taken but not yet in the runs table (their run's first task has not run), the
-        one claimed with key ``besides`` left out."""
-        since = datetime.now(UTC) - PENDING_WINDOW  # older: its run was refused before it was registered
+    def pending_submissions(self, tenant: str, besides: str) -> list[Pending]:
+        """The tenant's jobs taken but neither in the runs table nor known to have ended, the one claimed with
+        key ``besides`` left out. However long Airflow leaves a run queued, it counts against the quota."""
         with self.sessions.begin() as session:
             known = select(Run.run_id)
-            return session.scalar(select(func.count()).select_from(Submission).where(
+            rows = session.execute(select(Submission.key, Submission.run_id, Submission.created_at).where(
                 Submission.tenant == tenant, Submission.key != besides, Submission.run_id.not_in(known),
-                Submission.created_at > since)) or 0
+                Submission.ended.is_(False)))
+            return [Pending(key, run_id, created) for key, run_id, created in rows]
+
+    def end_submission(self, tenant: str, key: str) -> None:
+        """Airflow ended this job's run before it was registered: it no longer counts."""
+        with self.sessions.begin() as session:
+            session.get_one(Submission, (tenant, key)).ended = True
 
     def submitted_runs(self, tenant: str) -> set[str]:
         """Run ids of every job the tenant API took for ``tenant``."""
         with self.sessions.begin() as session:
             return set(session.scalars(select(Submission.run_id).where(Submission.tenant == tenant,
                                                                        Submission.run_id != "")))
+

@@ -20,13 +20,11 @@ from huggingface_hub import ModelCard, ModelCardData
 from lora_tasks.spec.base_model import HUB_ID, PICKLE_SUFFIXES
 from lora_tasks.spec.schema import JobSpec
 from lora_tasks.stores.locations import parse_location
+from lora_tasks.stores.versions import CARD_FILE, GRID_FILE, LOSS_CURVE_FILE
 from lora_tasks.train.outputs import DIFFUSERS_FILE, EVAL_HEADLINE, PEFT_FILE, SUMMARY_FILE
 
-GRID_FILE = "sample_grid.png"
-LOSS_CURVE_FILE = "loss_curve.png"
 EVAL_FILE = "eval_report.json"
 SPEC_FILE = "job.yaml"
-CARD_FILE = "README.md"
 SAMPLES_DIR = "samples"
 TAGS = ["lora", "diffusers", "text-to-image", "stable-diffusion", "stable-diffusion-diffusers"]
 FIGURES = '''## Training

@@ -22,10 +22,18 @@ from lora_tasks.errors import LoraTaskError
 from lora_tasks.stores.base import Store
 
 MANIFEST = "manifest.json"
+CARD_FILE = "README.md"
+GRID_FILE = "sample_grid.png"
+LOSS_CURVE_FILE = "loss_curve.png"
 
 
 def version_prefix(tenant: str, name: str, version: str) -> str:
     return f"tenants/{tenant}/loras/{name}/{version}"
+
+
+def published_file(tenant: str, name: str, version: int, file: str) -> str:
+    """The key of ``file`` (such as README.md) in the published version ``version`` of an adapter."""
+    return f"{version_prefix(tenant, name, f'v{version}')}/{file}"
 
 
 def publish_version(store: Store, tenant: str, name: str, version: str, files: dict[str, Path],

@@ -29,14 +29,17 @@ from lora_tasks.ledger.store import Ledger, open_ledger
 from lora_tasks.pipeline.tenancy import load_tenants
 from lora_tasks.settings import PlatformSettings
 from lora_tasks.stores import open_store
+from lora_tasks.stores.versions import CARD_FILE, GRID_FILE, published_file
 from lora_tasks.tenants.gateway import AirflowGateway, AirflowUnavailable
-from lora_tasks.tenants.jobs import Refused, cancel_job, check_known, submit_job
+from lora_tasks.tenants.jobs import Refused, cancel_job, check_known, refuse_second_dataset, submit_job
 from lora_tasks.tenants.progress import predicted_finish, stage_report, training_progress
 from lora_tasks.tenants.uploads import counted, refuse_declared_size, store_upload
 
 PREFIX = "/lora/v1"
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
-CARD = "README.md"
+JSON_MAX_BYTES = 1 << 20
+"""A job request without an archive: a spec and a URI; a body above this is not one."""
+SPEC_FIX = "a job request is a job spec and a dataset URI; send the dataset itself as the multipart file 'dataset'"
 
 
 def create_app(settings: PlatformSettings | None = None) -> FastAPI:
@@ -94,15 +97,19 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
 
     async def _submit_upload(request: Request, caller: str, key: str | None) -> tuple[dict[str, Any], bool]:
         refuse_declared_size(request.headers, settings.upload_max_bytes)
-        form = await Request(request.scope, counted(request.receive, settings.upload_max_bytes)).form(
-            max_files=1, max_fields=4)
         try:
-            archive = form.get("dataset")
-            if not isinstance(archive, UploadFile):
-                raise Refused(422, "dataset: missing. Fix: send the archive as the file part 'dataset' (curl -F "
-                                   "dataset=@photos.zip), or send JSON with dataset_uri")
-            fields = {name: value for name, value in form.items() if name != "dataset"}
-            return await run_in_threadpool(_answer, lambda: _take(fields, archive, caller, key))
+            form = await Request(request.scope, counted(request.receive, settings.upload_max_bytes)).form(
+                max_files=2, max_fields=4)
+        except HTTPException as exc:  # Starlette's words about the multipart body, without a fix
+            raise Refused(exc.status_code, f"{exc.detail} Fix: send two parts, job_spec (text, or a file: curl -F "
+                                           "job_spec=@job.yaml) and the file dataset") from None
+        try:
+            archives = form.getlist("dataset")
+            if len(archives) != 1 or not isinstance(archives[0], UploadFile):
+                raise Refused(422, "dataset: send exactly one archive as the file part 'dataset' (curl -F "
+                                   "dataset=@photos.zip). Fix: or send JSON with dataset_uri")
+            fields = {name: await _text_part(name, value) for name, value in form.items() if name != "dataset"}
+            return await run_in_threadpool(_answer, lambda: _take(fields, archives[0], caller, key))
         finally:
             await form.close()
 
@@ -112,8 +119,7 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         tenants = load_tenants(settings.tenants_file)
         stored = None
         if archive is not None:
-            if "dataset_uri" in fields:
-                raise Refused(422, "dataset_uri: given beside an uploaded dataset. Fix: send one of the two")
+            refuse_second_dataset(fields)
             check_known(caller, tenants)
             stored = store_upload(archive.file, archive.filename, caller, tenants, settings.s3_endpoint_url)
             fields = {**fields, "dataset_uri": stored.uri}
@@ -143,13 +149,39 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
 
     @app.get("/adapters/{name}")
     def adapter(name: str, caller: Tenant) -> dict[str, Any]:
+        """The adapter's versions with their figures, the newest one's model card, and a link to its sample grid
+        (base and LoRA side by side; none for a text adapter)."""
+        versions = _versions(name, caller)
+        store = open_store(settings.artifact_root, settings.s3_endpoint_url)
+        latest = versions[-1]
+        grid = published_file(caller, name, latest.version, GRID_FILE)
+        return {"name": name, "latest": latest.ref, "versions": [version_view(v) for v in versions],
+                "model_card": _read_text(store, published_file(caller, name, latest.version, CARD_FILE)),
+                "sample_grid": f"{PREFIX}/adapters/{name}/{GRID_FILE}?version={latest.version}"
+                if store.exists(grid) else None}
+
+    @app.get("/adapters/{name}/" + GRID_FILE, response_class=Response,
+             responses={200: {"content": {"image/png": {}}}})
+    def sample_grid(name: str, caller: Tenant, version: Annotated[int | None, Query(ge=1)] = None) -> Response:
+        """The sample grid of a version (default: the newest) as a PNG."""
+        versions = _versions(name, caller)
+        chosen = next((v for v in versions if v.version == version), None) if version else versions[-1]
+        if chosen is None:
+            raise HTTPException(404, f"{name!r} has no version {version}. Fix: one of "
+                                     f"{', '.join(str(v.version) for v in versions)}")
+        try:
+            data = open_store(settings.artifact_root, settings.s3_endpoint_url).read(
+                published_file(caller, name, chosen.version, GRID_FILE))
+        except StoreError:
+            raise HTTPException(404, f"{chosen.ref} was published without a sample grid (a text adapter, or no "
+                                     f"eval prompts). Fix: see its figures in GET {PREFIX}/adapters/{name}") from None
+        return Response(data, media_type="image/png")
+
+    def _versions(name: str, caller: str) -> list[AdapterVersion]:
         versions = ledger.adapter_versions(tenant=caller, name=name)
         if not versions:
             raise HTTPException(404, f"you have no adapter {name!r}. Fix: list yours with GET {PREFIX}/adapters")
-        store = open_store(settings.artifact_root, settings.s3_endpoint_url)
-        latest = versions[-1]
-        return {"name": name, "latest": latest.ref, "versions": [version_view(v) for v in versions],
-                "model_card": _card(store, latest)}
+        return versions
 
     @app.get("/bill")
     def bill(caller: Tenant, month: Annotated[str, Query(pattern=MONTH, description="YYYY-MM")]) -> dict[str, Any]:
@@ -201,9 +233,24 @@ SUBMISSION_BODY = {"requestBody": {"required": True, "content": {
                     "description": "the dataset as a .zip, .tar or .tar.gz (at most LORA_UPLOAD_MAX_BYTES)"}}}}}}}
 
 
-async def _json_fields(request: Request) -> dict[str, Any]:
+async def _text_part(name: str, value: str | UploadFile) -> str:
+    """A form field's text, also when it came as a file part (``curl -F job_spec=@job.yaml``)."""
+    if isinstance(value, str):
+        return value
+    data = await value.read(JSON_MAX_BYTES + 1)
+    if len(data) > JSON_MAX_BYTES:
+        raise Refused(413, f"{name}: the file passes {JSON_MAX_BYTES:,} bytes. Fix: {SPEC_FIX}")
     try:
-        body = await request.json()
+        return data.decode()
+    except UnicodeDecodeError:
+        raise Refused(422, f"{name}: {value.filename!r} is not UTF-8 text. Fix: send the job spec as YAML or "
+                           "JSON text") from None
+
+
+async def _json_fields(request: Request) -> dict[str, Any]:
+    refuse_declared_size(request.headers, JSON_MAX_BYTES, SPEC_FIX)
+    try:
+        body = await Request(request.scope, counted(request.receive, JSON_MAX_BYTES, SPEC_FIX)).json()
     except ValueError:
         raise Refused(422, "the body is not JSON. Fix: send a JSON object {job_spec, dataset_uri} with "
                            "Content-Type: application/json, or multipart with job_spec and the file dataset") from None
@@ -245,9 +292,9 @@ def _published_by_run(ledger: Any, tenant: str) -> dict[str, AdapterVersion]:
     return {v.run_id: v for v in ledger.adapter_versions(tenant=tenant)}
 
 
-def _card(store: Any, version: AdapterVersion) -> str | None:
+def _read_text(store: Any, key: str) -> str | None:
     try:
-        return store.read(f"tenants/{version.tenant}/loras/{version.name}/v{version.version}/{CARD}").decode()
+        return store.read(key).decode()
     except StoreError:
         return None
 
@@ -258,7 +305,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _sentence(error: dict[str, Any]) -> str:
     """A validation error as 'month: ... Fix: ...' (the field, what is wrong, how to mend it)."""
-    field = ".".join(str(p) for p in error["loc"] if p not in {"query", "body", "path"})
+    field = ".".join(str(p) for p in error["loc"] if p not in {"query", "body", "path"}) or "the body"
     if error["type"] == "missing":
         return f"{field} is missing. Fix: add it (see {PREFIX}/docs)"
     if field == "month":

@@ -34,21 +34,24 @@ class AirflowGateway:
         return self._call(lambda api: DagRunApi(api).trigger_dag_run(DAG_ID, body, _request_timeout=TIMEOUT_SECONDS)
                           ).dag_run_id
 
-    def cancel(self, run_id: str) -> None:
-        """Fail every stage of the run that has not finished: Airflow stops a running one (the training pod is
-        deleted by the operator's on_kill), the rest never start, and ``outcome`` fails the run while the
-        ``cleanup`` teardown still runs. (Patching the run itself to failed would not do: with a teardown
-        pending, Airflow skips the unfinished tasks and leaves the run to end as a success.)"""
+    def cancel(self, run_id: str) -> list[str]:
+        """Fail every stage of the run that has not finished, and name them: Airflow stops a running one (the
+        training pod is deleted by the operator's on_kill), the rest never start, and ``outcome`` fails the run
+        while the ``cleanup`` teardown still runs. (Patching the run itself to failed would not do: with a
+        teardown pending, Airflow skips the unfinished tasks and leaves the run to end as a success.)"""
         from airflow_client.client import PatchTaskInstanceBody, TaskInstanceApi
 
-        def fail_unfinished(api: Any) -> None:
+        def fail_unfinished(api: Any) -> list[str]:
             tasks = TaskInstanceApi(api)
-            for ti in tasks.get_task_instances(DAG_ID, run_id).task_instances:
-                state = getattr(ti.state, "value", ti.state)
-                if ti.task_id not in NEVER_FAILED and state not in FINISHED:
-                    tasks.patch_task_instance(DAG_ID, run_id, ti.task_id, PatchTaskInstanceBody(new_state="failed"))
+            listed = tasks.get_task_instances(DAG_ID, run_id, _request_timeout=TIMEOUT_SECONDS).task_instances
+            stopped = [ti.task_id for ti in listed
+                       if ti.task_id not in NEVER_FAILED and getattr(ti.state, "value", ti.state) not in FINISHED]
+            for task_id in stopped:
+                tasks.patch_task_instance(DAG_ID, run_id, task_id, PatchTaskInstanceBody(new_state="failed"),
+                                          _request_timeout=TIMEOUT_SECONDS)
+            return stopped
 
-        self._call(fail_unfinished)
+        return self._call(fail_unfinished)
 
     def run_state(self, run_id: str) -> str:
         """queued, running, success or failed."""
@@ -70,9 +73,10 @@ class AirflowGateway:
         names the fix); None when the log says nothing."""
         from airflow_client.client import TaskInstanceApi
 
-        tries = self._call(lambda api: TaskInstanceApi(api).get_task_instance(DAG_ID, run_id, task_id)).try_number
-        raw = self._call(lambda api: TaskInstanceApi(api).get_log_without_preload_content(DAG_ID, run_id, task_id,
-                                                                                          max(tries, 1)))
+        tries = self._call(lambda api: TaskInstanceApi(api).get_task_instance(
+            DAG_ID, run_id, task_id, _request_timeout=TIMEOUT_SECONDS)).try_number
+        raw = self._call(lambda api: TaskInstanceApi(api).get_log_without_preload_content(
+            DAG_ID, run_id, task_id, max(tries, 1), _request_timeout=TIMEOUT_SECONDS))
         content = json.loads(raw.data).get("content", [])
         entries = [e for e in content if isinstance(e, dict) and e.get("level") == "error"]
         return next((reason for entry in reversed(entries) if (reason := _reason(entry))), None)

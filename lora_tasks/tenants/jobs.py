@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lora_tasks.errors import LoraTaskError
@@ -19,6 +19,9 @@ from lora_tasks.spec.loading import parse_job_spec
 from lora_tasks.tenants.gateway import AirflowGateway
 
 UNFINISHED = ("submitted", "running")
+ENDED = frozenset({"success", "failed"})
+REGISTER_GRACE = timedelta(minutes=1)
+"""validate_request registers a run within seconds of its start; a taken job older than this is looked up."""
 
 
 @dataclass
@@ -41,7 +44,7 @@ def submit_job(request: dict[str, Any], tenant: str, key: str | None, ledger: Le
     if earlier is not None:
         return {"job_id": earlier, "status": _status(ledger, tenant, earlier)}, False
     try:
-        _check_quotas(ledger, tenant, key, tenants[tenant].quotas)
+        check_quotas(ledger, tenant, key, tenants[tenant].quotas, airflow)
         run_id = airflow.trigger(conf)
     except BaseException:
         ledger.release_submission(tenant, key)
@@ -79,15 +82,29 @@ def _checked_conf(request: dict[str, Any], tenant: str, tenants: Tenants,
     return {"job_spec": spec}
 
 
+def refuse_second_dataset(request: dict[str, Any]) -> None:
+    """An uploaded archive is the job's dataset: a request that also names one would train on that and leave
+    the upload stored for nothing."""
+    if "dataset_uri" in request:
+        raise Refused(422, "dataset_uri: given beside an uploaded dataset. Fix: send one of the two")
+    try:
+        dataset = spec_data_from_conf({"job_spec": request.get("job_spec")}).get("dataset")
+    except LoraTaskError as exc:
+        raise Refused(422, str(exc)) from None
+    if isinstance(dataset, dict) and dataset.get("uri"):
+        raise Refused(422, f"job_spec.dataset.uri: {dataset['uri']!r} given beside an uploaded dataset. Fix: leave "
+                           "dataset.uri out of the job spec when you upload the archive, or send only the URI")
+
+
 def check_known(tenant: str, tenants: Tenants) -> None:
     if tenant not in tenants:
         raise Refused(403, f"your key's tenant {tenant!r} is not configured on this platform. Fix: ask an operator "
                            "to add it to tenants.yaml")
 
 
-def _check_quotas(ledger: Ledger, tenant: str, key: str, quotas: Quotas) -> None:
+def check_quotas(ledger: Ledger, tenant: str, key: str, quotas: Quotas, airflow: AirflowGateway) -> None:
     if quotas.concurrent_jobs is not None:
-        running = len(ledger.runs(tenant=tenant, statuses=UNFINISHED)) + ledger.pending_submissions(tenant, besides=key)
+        running = len(ledger.runs(tenant=tenant, statuses=UNFINISHED)) + _pending(ledger, tenant, key, airflow)
         if running >= quotas.concurrent_jobs:
             raise Refused(429, f"concurrent jobs: {running} of yours are queued or running, your quota is "
                                f"{quotas.concurrent_jobs}. Fix: wait for one to finish, or cancel one "
@@ -100,15 +117,31 @@ def _check_quotas(ledger: Ledger, tenant: str, key: str, quotas: Quotas) -> None
                                "Fix: wait for next month, or ask an operator to raise the quota")
 
 
+def _pending(ledger: Ledger, tenant: str, key: str, airflow: AirflowGateway) -> int:
+    """The tenant's taken jobs whose runs are not registered yet. Airflow is asked about those taken more than
+    ``REGISTER_GRACE`` ago: a run it ended (validate_request refused it) stops counting; one it still holds
+    queued counts, however long it waits."""
+    count = 0
+    for job in ledger.pending_submissions(tenant, besides=key):
+        if job.run_id and datetime.now(UTC) - job.created_at > REGISTER_GRACE and \
+                airflow.run_state(job.run_id) in ENDED:
+            ledger.end_submission(tenant, job.key)
+            continue
+        count += 1
+    return count
+
+
 def cancel_job(run_id: str, tenant: str, ledger: Ledger, airflow: AirflowGateway) -> dict[str, Any]:
     """Stop the caller's queued or running job (Airflow's run state decides: the ledger marks training's end
     before evaluate and publish have run); a finished one is left as it is."""
     if ledger.tenant_run(tenant, run_id) is None and run_id not in ledger.submitted_runs(tenant):
         raise Refused(404, f"you have no job {run_id!r}. Fix: list yours with GET /lora/v1/jobs")
     state = airflow.run_state(run_id)
-    if state in {"success", "failed"}:
+    if state in ENDED:
         raise Refused(409, f"job {run_id!r} has already ended ({state}); there is nothing to cancel")
-    airflow.cancel(run_id)
+    if not airflow.cancel(run_id):
+        raise Refused(409, f"job {run_id!r} has no stage left to stop: its work is done and only its closing "
+                           "stages run. Fix: none needed; GET /lora/v1/jobs/{id} shows how it ended")
     ledger.close_run(run_id, "cancelled", datetime.now(UTC))
     return {"job_id": run_id, "status": "cancelled"}
 

@@ -43,16 +43,17 @@ class StoredUpload:
                 folder.rmdir()
 
 
-def refuse_declared_size(headers: Any, limit: int) -> None:
+UPLOAD_FIX = "send a smaller archive, or upload the dataset under your upload prefix and give dataset_uri"
+
+
+def refuse_declared_size(headers: Any, limit: int, fix: str = UPLOAD_FIX) -> None:
     """413 before one byte is read when the request says it is larger than ``limit``."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Refused(413, f"the request declares {int(declared):,} bytes; uploads are limited to {limit:,}. Fix: "
-                           "send a smaller archive, or upload the dataset under your upload prefix and give "
-                           "dataset_uri")
+        raise Refused(413, f"the request declares {int(declared):,} bytes; the limit is {limit:,}. Fix: {fix}")
 
 
-def counted(receive: Receive, limit: int) -> Receive:
+def counted(receive: Receive, limit: int, fix: str = UPLOAD_FIX) -> Receive:
     """``receive`` that stops the request (413) once its body passes ``limit`` bytes, whatever it declared."""
     seen = 0
 
@@ -61,8 +62,7 @@ def counted(receive: Receive, limit: int) -> Receive:
         message = await receive()
         seen += len(message.get("body", b""))
         if seen > limit:
-            raise Refused(413, f"the upload passed {limit:,} bytes, the limit. Fix: send a smaller archive, or "
-                               "upload the dataset under your upload prefix and give dataset_uri")
+            raise Refused(413, f"the request body passed {limit:,} bytes, the limit. Fix: {fix}")
         return message
 
     return receive_counted

@@ -22,13 +22,12 @@ from lora_tasks.ledger.store import Ledger, TenantUsage
 from lora_tasks.pipeline.workspace import run_key, train_output
 from lora_tasks.settings import PlatformSettings
 from lora_tasks.stores import open_store
+from lora_tasks.stores.versions import GRID_FILE, LOSS_CURVE_FILE, published_file
 from lora_tasks.tenants.progress import predicted_finish, training_progress
 from lora_tasks.train.loss_curve import plot_loss_curve
 from lora_tasks.train.outputs import METRICS_FILE
 
 PRIORITIES = ("interactive", "standard", "batch")
-GRID_FILE = "sample_grid.png"
-CURVE_FILE = "loss_curve.png"
 RECENT_ADAPTERS = 6
 
 
@@ -93,7 +92,7 @@ def platform_snapshot(ledger: Ledger, settings: PlatformSettings, now: datetime)
         running=[RunningJob(r, training_progress(settings.workspace, r, None), predicted_finish(r))
                  for r in running],
         usage=usage,
-        adapters=[RecentAdapter(v, _stored_png(store, _version_key(v, GRID_FILE))) for v in recent],
+        adapters=[RecentAdapter(v, _published_png(store, v, GRID_FILE)) for v in recent],
         capacity_chart=capacity_chart(decisions, now), usage_chart=usage_chart(usage, month),
         decisions=len(decisions),
         totals={"gpu_hours": sum(u.gpu_hours for u in usage.values()), "cost": sum(u.cost for u in usage.values()),
@@ -112,8 +111,8 @@ def run_view(ledger: Ledger, settings: PlatformSettings, run_id: str) -> RunView
     curve = _drawn_loss_curve(train_output(workspace) / METRICS_FILE)
     grid = _png_file(workspace / "evaluate" / GRID_FILE)
     if adapter is not None:
-        curve = curve or _stored_png(store, _version_key(adapter, CURVE_FILE))
-        grid = grid or _stored_png(store, _version_key(adapter, GRID_FILE))
+        curve = curve or _published_png(store, adapter, LOSS_CURVE_FILE)
+        grid = grid or _published_png(store, adapter, GRID_FILE)
     return RunView(run, ledger.stage_seconds(run_id), adapter,
                    training_progress(settings.workspace, run, adapter.figures if adapter else None), curve, grid)
 
@@ -170,17 +169,13 @@ def usage_chart(usage: dict[str, TenantUsage], month: str) -> str | None:
 
 def _drawn_loss_curve(metrics: Path) -> str | None:
     with tempfile.TemporaryDirectory(prefix="lora-curve-") as folder:
-        out = Path(folder) / CURVE_FILE
+        out = Path(folder) / LOSS_CURVE_FILE
         return _png_file(out) if plot_loss_curve(metrics, out)["file"] else None
 
 
-def _version_key(version: AdapterVersion, file: str) -> str:
-    return f"tenants/{version.tenant}/loras/{version.name}/v{version.version}/{file}"
-
-
-def _stored_png(store: Any, key: str) -> str | None:
+def _published_png(store: Any, version: AdapterVersion, file: str) -> str | None:
     try:
-        return _png_uri(store.read(key))
+        return _png_uri(store.read(published_file(version.tenant, version.name, version.version, file)))
     except StoreError:
         return None
 

@@ -87,17 +87,24 @@ def test_a_bill_lists_the_callers_runs_only(api) -> None:
     assert get(client, "/bill", keys["acme"], month="2026-10")[1]["jobs"] == []
 
 
-@pytest.mark.parametrize("path", ["/jobs", "/jobs/run-acme-1", "/adapters", "/adapters/cats", "/bill?month=2026-11"])
-def test_every_endpoint_wants_a_valid_key(api, ledger: Ledger, path: str) -> None:
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/jobs"), ("GET", "/jobs/run-acme-1"), ("GET", "/adapters"), ("GET", "/adapters/cats"),
+    ("GET", "/bill?month=2026-11"), ("POST", "/jobs"), ("DELETE", "/jobs/run-acme-1")])
+def test_every_endpoint_wants_a_valid_key(api, ledger: Ledger, method: str, path: str) -> None:
     client, keys = api
-    assert client.get(PREFIX + path).status_code == 401
+    body = {"json": {"job_spec": {"job": {"name": "cats"}}}} if method == "POST" else {}
+    assert client.request(method, PREFIX + path, **body).status_code == 401
+    refusals = set()
     for header in ({"Authorization": "Bearer lora_not_a_key"}, {"Authorization": "Basic abc"},
                    {"X-API-Key": "x" * 300}):
-        response = client.get(PREFIX + path, headers=header)
+        response = client.request(method, PREFIX + path, headers=header, **body)
         assert response.status_code == 401 and "Fix:" in response.json()["detail"]
+        refusals.add(response.json()["detail"])
     [key_id] = [k.key_id for k in ledger.api_keys("acme")]
     ledger.revoke_api_key(key_id)
-    assert client.get(PREFIX + path, headers={"X-API-Key": keys["acme"]}).status_code == 401
+    response = client.request(method, PREFIX + path, headers={"X-API-Key": keys["acme"]}, **body)
+    assert response.status_code == 401 and response.json()["detail"] in refusals  # no more said than for a fake
+    assert len(ledger.submitted_runs("acme")) == 0 and ledger.tenant_run("acme", "run-acme-1").status == "success"
 
 
 def test_a_bad_month_names_the_field_and_the_fix(api) -> None:
@@ -219,3 +226,26 @@ def test_a_job_shows_its_training_step_and_loss_and_says_when_airflow_cannot_tel
     status, job = get(client, "/jobs/run-acme-1", keys["acme"])
     assert status == 200 and job["progress"] == {"step": 12, "of": 24, "loss": 0.39}
     assert job["stages"] is None and "stage states unavailable" in job["note"]
+
+
+def test_an_adapter_shows_its_model_card_and_sample_grid_to_its_owner_only(api, tmp_path: Path) -> None:
+    from lora_tasks.stores import open_store
+    from lora_tasks.stores.versions import published_file
+
+    client, keys = api
+    store = open_store(str(tmp_path / "artifacts"), None)
+    grid = b"\x89PNG\r\n\x1a\n grid of cats"
+    store.write(published_file("acme", "cats", 1, "sample_grid.png"), grid)
+    store.write(published_file("acme", "cats", 1, "README.md"), b"---\nbase_model: tiny-sd\n---\n# cats")
+    status, adapter = get(client, "/adapters/cats", keys["acme"])
+    assert status == 200 and adapter["model_card"].endswith("# cats")
+    assert adapter["sample_grid"] == f"{PREFIX}/adapters/cats/sample_grid.png?version=1"
+    response = client.get(adapter["sample_grid"], headers={"X-API-Key": keys["acme"]})
+    assert response.status_code == 200 and response.content == grid and response.headers["content-type"] == "image/png"
+    assert client.get(adapter["sample_grid"], headers={"X-API-Key": keys["globex"]}).status_code == 404
+    assert client.get(f"{PREFIX}/adapters/cats/sample_grid.png?version=7",
+                      headers={"X-API-Key": keys["acme"]}).json()["detail"] == "'cats' has no version 7. Fix: one of 1"
+    status, dogs = get(client, "/adapters/dogs", keys["globex"])  # published without a grid
+    assert status == 200 and dogs["sample_grid"] is None and dogs["model_card"] is None
+    response = client.get(f"{PREFIX}/adapters/dogs/sample_grid.png", headers={"X-API-Key": keys["globex"]})
+    assert response.status_code == 404 and "without a sample grid" in response.json()["detail"]
