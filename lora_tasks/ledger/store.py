@@ -32,14 +32,22 @@ class Tariff(Protocol):
 
 
 def migrate(url: str) -> None:
-    """Bring the schema to the newest revision (Alembic)."""
+    """Bring the schema to the newest revision (Alembic). Processes opening one new ledger at once take turns:
+    a SQLite file through a lock file beside it, PostgreSQL through an advisory lock (migrations/env.py)."""
     from alembic import command
     from alembic.config import Config
+    from filelock import FileLock
+    from sqlalchemy.engine import make_url
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        with FileLock(f"{parsed.database}.migrating"):
+            command.upgrade(config, "head")
+    else:
+        command.upgrade(config, "head")
 
 
 @lru_cache(maxsize=8)

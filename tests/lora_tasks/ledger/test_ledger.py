@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,9 @@ import pytest
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.ledger import Ledger
 from lora_tasks.ledger.__main__ import main
+from lora_tasks.ledger.store import migrate
 from lora_tasks.scheduling.windows import load_calendar
+from tests.lora_tasks.ledger.conftest import postgres
 
 CALENDAR = load_calendar()
 TUESDAY_8PM = datetime(2026, 11, 24, 19, 0, tzinfo=UTC)  # 20:00 in Paris, two hours before off-peak
@@ -94,3 +97,13 @@ def test_a_prediction_in_numpy_floats_is_stored_on_every_backend(ledger: Ledger)
                              peak_bytes=None, features={"steps": 24})
     run = ledger.find_run("np-run")
     assert (run.predicted_seconds, run.predicted_low, run.predicted_high) == (18.5, 15.5, 23.0)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_processes_that_open_a_new_ledger_together_all_get_its_schema(backend: str, tmp_path) -> None:
+    """The api-server, the scheduler and a command opening one new ledger at once each run its migrations;
+    without a lock two create the same tables and one dies on a duplicate key."""
+    for url in [f"sqlite:///{tmp_path / 'ledger.db'}"] if backend == "sqlite" else postgres():
+        with multiprocessing.get_context("fork").Pool(6) as pool:
+            pool.map(migrate, [url] * 6)
+        assert Ledger(url).runs() == []
