@@ -14,12 +14,14 @@ from lora_tasks.ledger.models import Run, Submission
 
 
 @dataclass(frozen=True)
-class Pending:
-    """A job taken but not yet in the runs table: its run's first task has not run (or has not yet)."""
+class Unregistered:
+    """A job taken but not in the runs table: its run's first task has not run yet, or refused it (``ended``).
+    ``run_id`` is empty while its trigger is in flight."""
 
     key: str
     run_id: str
     created_at: datetime
+    ended: bool
 
 
 class Submissions:
@@ -49,15 +51,13 @@ class Submissions:
             session.execute(delete(Submission).where(Submission.tenant == tenant, Submission.key == key,
                                                      Submission.run_id == ""))
 
-    def pending_submissions(self, tenant: str, besides: str) -> list[Pending]:
-        """The tenant's jobs taken but neither in the runs table nor known to have ended, the one claimed with
-        key ``besides`` left out. However long Airflow leaves a run queued, it counts against the quota."""
+    def unregistered_submissions(self, tenant: str) -> list[Unregistered]:
+        """The tenant's jobs taken but not in the runs table, oldest first."""
         with self.sessions.begin() as session:
-            known = select(Run.run_id)
-            rows = session.execute(select(Submission.key, Submission.run_id, Submission.created_at).where(
-                Submission.tenant == tenant, Submission.key != besides, Submission.run_id.not_in(known),
-                Submission.ended.is_(False)))
-            return [Pending(key, run_id, created) for key, run_id, created in rows]
+            rows = session.execute(select(Submission.key, Submission.run_id, Submission.created_at, Submission.ended)
+                                   .where(Submission.tenant == tenant, Submission.run_id.not_in(select(Run.run_id)))
+                                   .order_by(Submission.created_at))
+            return [Unregistered(*row) for row in rows]
 
     def end_submission(self, tenant: str, key: str) -> None:
         """Airflow ended this job's run before it was registered: it no longer counts."""

@@ -32,7 +32,7 @@ from lora_tasks.stores import open_store
 from lora_tasks.stores.versions import CARD_FILE, GRID_FILE, published_file
 from lora_tasks.tenants.gateway import AirflowGateway, AirflowUnavailable
 from lora_tasks.tenants.jobs import Refused, cancel_job, check_known, refuse_second_dataset, submit_job
-from lora_tasks.tenants.progress import predicted_finish, stage_report, training_progress
+from lora_tasks.tenants.progress import predicted_finish, stage_report, stage_reports, training_progress
 from lora_tasks.tenants.uploads import counted, refuse_declared_size, store_upload
 
 PREFIX = "/lora/v1"
@@ -56,25 +56,35 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         return JSONResponse({"detail": "; ".join(_sentence(e) for e in exc.errors())}, status_code=422)
 
     @app.get("/jobs")
-    def jobs(caller: Tenant) -> dict[str, Any]:
-        """The caller's jobs, newest first."""
-        runs = sorted(ledger.runs(tenant=caller), key=lambda r: r.submitted_at, reverse=True)
+    def jobs(caller: Tenant, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+             offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+        """The caller's jobs, newest first (``limit`` of them after ``offset``), each as GET /jobs/{id} shows it;
+        ``total`` counts them all."""
+        runs: list[tuple[datetime, str, Run | None]] = [(r.submitted_at, r.run_id, r)
+                                                        for r in ledger.runs(tenant=caller)]
+        runs += [(job.created_at, job.run_id, None) for job in ledger.unregistered_submissions(caller) if job.run_id]
+        page = sorted(runs, key=lambda entry: entry[0], reverse=True)[offset:offset + limit]
+        reports = stage_reports(gateway, [run_id for _, run_id, _ in page])
         published = _published_by_run(ledger, caller)
-        return {"jobs": [job_view(r, ledger.stage_seconds(r.run_id), published.get(r.run_id)) for r in runs]}
+        return {"total": len(runs), "jobs": [
+            _job(run, published.get(run_id), reports[run_id]) if run else _taken(run_id, at, reports[run_id])
+            for at, run_id, run in page]}
 
     @app.get("/jobs/{job_id}")
     def job(job_id: str, caller: Tenant) -> dict[str, Any]:
+        """The job's state, each stage's, the training step of the total and the latest loss, the predicted
+        finish, GPU time and cost, why it failed (in its log's words) and its published adapter."""
         run = ledger.tenant_run(caller, job_id)
         if run is None and job_id in ledger.submitted_runs(caller):  # taken; not registered (yet, or refused)
-            report = stage_report(gateway, job_id)
-            failed = "failure" in report or (report["stages"] or {}).get("validate_request") == "failed"
-            return {"job_id": job_id, "status": "failed" if failed else "submitted", **report}
+            return _taken(job_id, None, stage_report(gateway, job_id))
         if run is None:
             raise HTTPException(404, f"you have no job {job_id!r}. Fix: list yours with GET {PREFIX}/jobs")
-        adapter = _published_by_run(ledger, caller).get(job_id)
-        view = job_view(run, ledger.stage_seconds(job_id), adapter)
+        return _job(run, _published_by_run(ledger, caller).get(job_id), stage_report(gateway, job_id))
+
+    def _job(run: Run, adapter: AdapterVersion | None, report: dict[str, Any]) -> dict[str, Any]:
+        view = job_view(run, ledger.stage_seconds(run.run_id), adapter)
         progress = training_progress(settings.workspace, run, adapter.figures if adapter else None)
-        return {**view, "progress": progress, **stage_report(gateway, job_id)}
+        return {**view, "progress": progress, **report}
 
     @app.post("/jobs", status_code=201, openapi_extra=SUBMISSION_BODY)
     async def submit(request: Request, caller: Tenant, response: Response,
@@ -280,6 +290,13 @@ def job_view(run: Run, stages: dict[str, float], adapter: AdapterVersion | None)
             "predicted_finish": _iso(predicted_finish(run)), "stage_seconds": stages,
             "gpu_seconds": run.gpu_seconds, "cost": run.cost,
             "adapter": {"ref": adapter.ref, "uri": adapter.uri} if adapter else None}
+
+
+def _taken(job_id: str, submitted_at: datetime | None, report: dict[str, Any]) -> dict[str, Any]:
+    """A job Airflow holds but the ledger does not yet: queued, or refused by its first stage."""
+    failed = "failure" in report or (report["stages"] or {}).get("validate_request") == "failed"
+    return {"job_id": job_id, "status": "failed" if failed else "submitted", "submitted_at": _iso(submitted_at),
+            **report}
 
 
 def version_view(version: AdapterVersion) -> dict[str, Any]:

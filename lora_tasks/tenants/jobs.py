@@ -118,11 +118,13 @@ def check_quotas(ledger: Ledger, tenant: str, key: str, quotas: Quotas, airflow:
 
 
 def _pending(ledger: Ledger, tenant: str, key: str, airflow: AirflowGateway) -> int:
-    """The tenant's taken jobs whose runs are not registered yet. Airflow is asked about those taken more than
-    ``REGISTER_GRACE`` ago: a run it ended (validate_request refused it) stops counting; one it still holds
-    queued counts, however long it waits."""
+    """The tenant's taken jobs whose runs are not registered yet, the one claimed with ``key`` left out.
+    Airflow is asked about those taken more than ``REGISTER_GRACE`` ago: a run it ended (validate_request
+    refused it) stops counting; one it still holds queued counts, however long it waits."""
     count = 0
-    for job in ledger.pending_submissions(tenant, besides=key):
+    for job in ledger.unregistered_submissions(tenant):
+        if job.ended or job.key == key:
+            continue
         if job.run_id and datetime.now(UTC) - job.created_at > REGISTER_GRACE and \
                 airflow.run_state(job.run_id) in ENDED:
             ledger.end_submission(tenant, job.key)

@@ -46,12 +46,21 @@ def predicted_finish(run: Run) -> datetime | None:
 
 def stage_report(airflow: AirflowGateway, run_id: str) -> dict[str, Any]:
     """Each stage's state and, if one failed, which and why; a note instead when Airflow cannot say."""
+    return stage_reports(airflow, [run_id])[run_id]
+
+
+def stage_reports(airflow: AirflowGateway, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """``stage_report`` for each run, from one listing of their tasks (and a log read per failed one)."""
     try:
-        states = airflow.task_states(run_id)
-        failed = [task for task, state in states.items() if state == "failed" and task != "outcome"]
-        report: dict[str, Any] = {"stages": states}
-        if failed:
-            report["failure"] = {"stage": failed[0], "reason": airflow.failure_reason(run_id, failed[0])}
+        found = airflow.stage_states(run_ids)
+        return {run_id: _report(airflow, run_id, states) for run_id, states in found.items()}
     except (AirflowUnavailable, ValueError) as exc:
-        return {"stages": None, "note": f"stage states unavailable: {exc}"}
+        return {run_id: {"stages": None, "note": f"stage states unavailable: {exc}"} for run_id in run_ids}
+
+
+def _report(airflow: AirflowGateway, run_id: str, states: dict[str, str | None]) -> dict[str, Any]:
+    failed = [task for task, state in states.items() if state == "failed" and task != "outcome"]
+    report: dict[str, Any] = {"stages": states}
+    if failed:
+        report["failure"] = {"stage": failed[0], "reason": airflow.failure_reason(run_id, failed[0])}
     return report

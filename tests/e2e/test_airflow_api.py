@@ -276,6 +276,9 @@ def test_a_tenant_submits_watches_and_cancels_through_the_tenant_api(airflow: Ai
     assert seen["status"] == "success" and seen["adapter"]["ref"].startswith("via-api@")
     assert seen["progress"]["step"] == seen["progress"]["of"] == 24 and "failure" not in seen
     assert seen["stages"]["train"] == seen["stages"]["publish"] == "success"
+    listed = httpx.get(f"{base}/jobs", headers=headers, params={"limit": 5}, timeout=30).json()["jobs"]
+    assert [(j["stages"], j["progress"]) for j in listed if j["job_id"] == job_id] == [(seen["stages"],
+                                                                                        seen["progress"])]
 
     refused = {**body, "job_spec": {**body["job_spec"], "job": {"name": "too-few"},
                                     "dataset": {**body["job_spec"]["dataset"], "checks": {"min_images": 500}}}}
@@ -283,6 +286,8 @@ def test_a_tenant_submits_watches_and_cancels_through_the_tenant_api(airflow: Ai
     assert wait_for_run(operator, DAG, failing).state == "failed"
     failure = httpx.get(f"{base}/jobs/{failing}", headers=headers, timeout=30).json()["failure"]
     assert failure["stage"] == "check_dataset" and "kept samples: 12 kept, at least 500 needed" in failure["reason"]
+    listed = httpx.get(f"{base}/jobs", headers=headers, timeout=30).json()["jobs"]
+    assert [(j["status"], j["failure"]) for j in listed if j["job_id"] == failing] == [("failed", failure)]
     assert httpx.delete(f"{base}/jobs/{job_id}", headers=headers, timeout=30).status_code == 409
 
     long = {**body, "job_spec": {**body["job_spec"], "job": {"name": "cancelled"},

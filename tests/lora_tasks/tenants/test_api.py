@@ -249,3 +249,20 @@ def test_an_adapter_shows_its_model_card_and_sample_grid_to_its_owner_only(api, 
     assert status == 200 and dogs["sample_grid"] is None and dogs["model_card"] is None
     response = client.get(f"{PREFIX}/adapters/dogs/sample_grid.png", headers={"X-API-Key": keys["globex"]})
     assert response.status_code == 404 and "without a sample grid" in response.json()["detail"]
+
+
+def test_the_job_list_pages_newest_first_and_shows_jobs_airflow_has_not_started(api, ledger: Ledger) -> None:
+    client, keys = api
+    finished_job(ledger, "acme", "run-acme-2", "cats")
+    assert ledger.claim_submission("acme", "queued-key") is None
+    ledger.complete_submission("acme", "queued-key", "run-acme-queued")  # taken; its first stage has not run
+    status, body = get(client, "/jobs", keys["acme"])
+    assert status == 200 and body["total"] == 3
+    assert (body["jobs"][0]["job_id"], body["jobs"][0]["status"]) == ("run-acme-queued", "submitted")
+    assert all("stage states unavailable" in j["note"] and "progress" in j for j in body["jobs"][1:])
+    _, page = get(client, "/jobs", keys["acme"], limit="1", offset="1")
+    assert [j["job_id"] for j in page["jobs"]] == [body["jobs"][1]["job_id"]] and page["total"] == 3
+    _, other = get(client, "/jobs", keys["globex"])
+    assert [j["job_id"] for j in other["jobs"]] == ["run-globex-1"]
+    status, bad = get(client, "/jobs", keys["acme"], limit="1000")
+    assert status == 422 and bad["detail"].startswith("limit:")
