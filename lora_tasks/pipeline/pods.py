@@ -41,13 +41,17 @@ def check_reachable_from_pods(ref: BaseModelRef, dataset_uri: str, settings: Pla
         raise LoraTaskError(f"model_config.base_model {ref.location!r} is a hub id, and training pods reach only "
                             f"the object store. Fix: download it {where} and point base_model at that folder")
     for path in filter(None, (ref.location, ref.config)):
-        if "://" not in path and not _inside(Path(path), shared):
+        if not readable_from_pods(path, settings):
             raise LoraTaskError(f"model_config.base_model: {path} is on this worker only; training pods cannot "
                                 f"read it. Fix: put the model {where}")
-    if "://" not in dataset_uri and not _inside(Path(dataset_uri), shared):
+    if not readable_from_pods(dataset_uri, settings):
         raise LoraTaskError(f"dataset.uri: {dataset_uri} is on this worker only; training pods cannot read it. Fix: "
                             f"upload it to the object store (s3://...) or put it {where}")
 
 
-def _inside(path: Path, folder: Path | None) -> bool:
-    return folder is not None and path.resolve().is_relative_to(folder)
+def readable_from_pods(location: str, settings: PlatformSettings) -> bool:
+    """Whether a training pod can read ``location``: the object store, or a path on the shared data volume."""
+    if "://" in location and not location.startswith("file://"):
+        return True
+    shared = settings.shared_data.resolve() if settings.shared_data else None
+    return shared is not None and Path(location.removeprefix("file://")).resolve().is_relative_to(shared)

@@ -131,7 +131,7 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         if archive is not None:
             refuse_second_dataset(fields)
             check_known(caller, tenants)
-            stored = store_upload(archive.file, archive.filename, caller, tenants, settings.s3_endpoint_url)
+            stored = store_upload(archive.file, archive.filename, caller, tenants, settings)
             fields = {**fields, "dataset_uri": stored.uri}
         try:
             job, created = submit_job(fields, caller, key, ledger.ledger, settings, tenants, gateway)

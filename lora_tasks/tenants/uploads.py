@@ -17,8 +17,11 @@ from typing import IO, Any
 from lora_tasks.errors import StoreError
 from lora_tasks.intake.archives import ArchiveRefused, inspect_archive
 from lora_tasks.intake.sniff import ARCHIVE_TYPES, sniff
+from lora_tasks.pipeline.pods import readable_from_pods
 from lora_tasks.pipeline.tenancy import Tenants
+from lora_tasks.settings import PlatformSettings
 from lora_tasks.stores import open_store
+from lora_tasks.stores.locations import Location
 from lora_tasks.tenants.jobs import Refused
 
 FOLDER = "api-uploads"
@@ -69,13 +72,10 @@ def counted(receive: Receive, limit: int, fix: str = UPLOAD_FIX) -> Receive:
 
 
 def store_upload(stream: IO[bytes], filename: str | None, tenant: str, tenants: Tenants,
-                 s3_endpoint_url: str | None) -> StoredUpload:
+                 settings: PlatformSettings) -> StoredUpload:
     """Check the archive, then store it under the tenant's upload prefix; nothing is stored if it is refused."""
     name = _checked_filename(filename)
-    roots = tenants[tenant].read
-    if not roots:
-        raise Refused(422, f"dataset: tenant {tenant!r} has no upload prefix. Fix: ask an operator to add one to "
-                           "its read roots in tenants.yaml")
+    root = upload_root(tenant, tenants, settings)
     with tempfile.TemporaryDirectory(prefix="lora-upload-") as folder:
         local = Path(folder) / "archive"
         with local.open("wb") as out:
@@ -89,13 +89,27 @@ def store_upload(stream: IO[bytes], filename: str | None, tenant: str, tenants: 
         except ArchiveRefused as exc:
             raise Refused(422, f"dataset: {name!r} was refused, nothing was stored: {exc}. Fix: rebuild the archive "
                                "with plain relative names and only the dataset's files") from None
-        store = open_store(str(roots[0]), s3_endpoint_url)
+        store = open_store(str(root), settings.s3_endpoint_url)
         key = f"{FOLDER}/{uuid.uuid4().hex}/{name}"
         try:
             store.upload(key, local)
         except (OSError, StoreError) as exc:
             raise Refused(503, f"the upload could not be stored ({exc}). Fix: retry later") from None
     return StoredUpload(store.uri_of(str(PurePosixPath(key).parent)), store, key)
+
+
+def upload_root(tenant: str, tenants: Tenants, settings: PlatformSettings) -> Location:
+    """The first of the tenant's read roots that its jobs can train from: with the Kubernetes runner, one a
+    training pod reaches (the object store or the shared data volume); a job on any other would be refused."""
+    roots = tenants[tenant].read
+    if settings.runner == "kubernetes":
+        roots = tuple(root for root in roots if readable_from_pods(str(root), settings))
+    if not roots:
+        reach = " that training pods can read (s3://..., or under LORA_SHARED_DATA)" \
+            if settings.runner == "kubernetes" else ""
+        raise Refused(422, f"dataset: tenant {tenant!r} has no upload prefix{reach}. Fix: ask an operator to add "
+                           "one to its read roots in tenants.yaml")
+    return roots[0]
 
 
 def _checked_filename(filename: str | None) -> str:

@@ -32,6 +32,8 @@ def test_host_memory_follows_the_weights_and_the_latent_cache(tiny_model: Path, 
         (BaseModelRef("single_file", "/srv/lora/data/m.safetensors", "/opt/configs/sd15"), "s3://uploads/x",
          "/opt/configs/sd15 is on this worker only"),
         (BaseModelRef("diffusers", "/srv/lora/data/models/sd15"), "/home/me/cats", "dataset.uri: /home/me/cats"),
+        (BaseModelRef("diffusers", "/srv/lora/data/models/sd15"), "file:///home/me/cats",
+         "dataset.uri: file:///home/me/cats"),  # a file URI is a path on this worker, not the object store
     ],
 )
 def test_what_a_pod_cannot_read_is_refused(ref: BaseModelRef, dataset: str, message: str) -> None:
@@ -45,6 +47,8 @@ def test_the_shared_volume_and_the_object_store_are_reachable() -> None:
     check_reachable_from_pods(BaseModelRef("diffusers", "/srv/lora/data/models/sd15"), "/srv/lora/data/up/cats",
                               settings)
     check_reachable_from_pods(BaseModelRef("diffusers", "/srv/lora/data/models/sd15"), "s3://uploads/cats", settings)
+    check_reachable_from_pods(BaseModelRef("diffusers", "/srv/lora/data/models/sd15"), "file:///srv/lora/data/up/c",
+                              settings)
     with pytest.raises(LoraTaskError, match="an operator sets LORA_SHARED_DATA"):
         check_reachable_from_pods(BaseModelRef("diffusers", "/srv/lora/data/models/sd15"), "s3://u/c",
                                   PlatformSettings(runner="kubernetes"))

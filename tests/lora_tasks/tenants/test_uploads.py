@@ -190,3 +190,21 @@ def test_a_spec_the_dag_refuses_takes_the_upload_with_it(client) -> None:
                         data={"job_spec": SPEC + "training_config: {batch_size: 0}\n"},
                         files={"dataset": ("cats.zip", zip_of({"a.txt": b"a cat"}), "application/zip")})
     assert response.status_code == 422 and "training_config.batch_size" in response.json()["detail"]
+
+
+def test_with_the_kubernetes_runner_an_upload_goes_where_training_pods_can_read_it() -> None:
+    """acme reads a local folder and an S3 prefix: a pod reaches the folder only on the shared data volume;
+    a tenant with no root a pod reaches is refused before anything is stored."""
+    from lora_tasks.pipeline.tenancy import load_tenants
+    from lora_tasks.tenants.jobs import Refused
+    from lora_tasks.tenants.uploads import upload_root
+
+    tenants = load_tenants(PlatformSettings().tenants_file)
+    crowd = next(name for name in tenants.members if name not in {"acme", "demo"} and tenants[name].read)
+    assert str(upload_root("acme", tenants, PlatformSettings(runner="local"))) == str(UPLOADS / "acme")
+    assert str(upload_root("acme", tenants, PlatformSettings(runner="kubernetes"))) == "s3://lora-uploads/acme"
+    shared = PlatformSettings(runner="kubernetes", shared_data=UPLOADS)
+    assert str(upload_root("acme", tenants, shared)) == str(UPLOADS / "acme")
+    with pytest.raises(Refused) as refused:
+        upload_root(crowd, tenants, PlatformSettings(runner="kubernetes"))
+    assert refused.value.status == 422 and "training pods can read (s3://" in refused.value.message
