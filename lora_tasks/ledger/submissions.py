@@ -41,6 +41,11 @@ class Submissions:
                 return session.scalars(select(Submission.run_id).where(Submission.tenant == tenant,
                                                                        Submission.key == key)).one()
 
+    def submission_run(self, tenant: str, key: str) -> str | None:
+        """The run the key names ('' while its trigger is in flight), or None when no request has claimed it."""
+        with self.sessions.begin() as session:
+            return session.scalar(select(Submission.run_id).where(Submission.tenant == tenant, Submission.key == key))
+
     def complete_submission(self, tenant: str, key: str, run_id: str) -> None:
         with self.sessions.begin() as session:
             session.get_one(Submission, (tenant, key)).run_id = run_id

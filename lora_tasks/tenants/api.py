@@ -31,9 +31,16 @@ from lora_tasks.settings import PlatformSettings
 from lora_tasks.stores import open_store
 from lora_tasks.stores.versions import CARD_FILE, GRID_FILE, published_file
 from lora_tasks.tenants.gateway import AirflowGateway, AirflowUnavailable
-from lora_tasks.tenants.jobs import Refused, cancel_job, check_known, refuse_second_dataset, submit_job
+from lora_tasks.tenants.jobs import (
+    Refused,
+    cancel_job,
+    check_before_storing,
+    check_known,
+    refuse_second_dataset,
+    submit_job,
+)
 from lora_tasks.tenants.progress import predicted_finish, stage_report, stage_reports, training_progress
-from lora_tasks.tenants.uploads import counted, refuse_declared_size, store_upload
+from lora_tasks.tenants.uploads import counted, refuse_declared_size, store_upload, upload_root
 
 PREFIX = "/lora/v1"
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
@@ -131,6 +138,8 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         if archive is not None:
             refuse_second_dataset(fields)
             check_known(caller, tenants)
+            check_before_storing(fields, caller, key, ledger.ledger, tenants, gateway,
+                                 str(upload_root(caller, tenants, settings)))
             stored = store_upload(archive.file, archive.filename, caller, tenants, settings)
             fields = {**fields, "dataset_uri": stored.uri}
         try:

@@ -53,9 +53,29 @@ def submit_job(request: dict[str, Any], tenant: str, key: str | None, ledger: Le
     return {"job_id": run_id, "status": "submitted"}, True
 
 
+def check_before_storing(request: dict[str, Any], tenant: str, key: str | None, ledger: Ledger,
+                         tenants: Tenants, airflow: AirflowGateway, upload_root: str) -> None:
+    """What ``submit_job`` would refuse whatever the archive holds, asked before the archive is stored, so a
+    bad spec or a full quota costs no copy: the spec, as if its dataset were under the upload prefix, and the
+    quotas, unless the key already names a job (the retry gets that job)."""
+    _checked_spec({**request, "dataset_uri": upload_root}, tenant, tenants)
+    if key is None or ledger.submission_run(tenant, key) is None:
+        check_quotas(ledger, tenant, key or "", tenants[tenant].quotas, airflow)
+
+
 def _checked_conf(request: dict[str, Any], tenant: str, tenants: Tenants,
                   settings: PlatformSettings) -> dict[str, Any]:
     """The run's conf: the request's spec with the caller's tenant, checked as validate_request checks it."""
+    spec, uri = _checked_spec(request, tenant, tenants)
+    try:
+        check_dataset_location(uri, tenant, tenants, settings)
+    except LoraTaskError as exc:
+        raise Refused(422, str(exc)) from None
+    return {"job_spec": spec}
+
+
+def _checked_spec(request: dict[str, Any], tenant: str, tenants: Tenants) -> tuple[dict[str, Any], str]:
+    """The request's spec with the caller's tenant, and its dataset URI, checked by the job spec's schema."""
     check_known(tenant, tenants)
     unknown = set(request) - {"job_spec", "dataset_uri"}
     if unknown:
@@ -73,13 +93,12 @@ def _checked_conf(request: dict[str, Any], tenant: str, tenants: Tenants,
                                    f"({tenant!r}). Fix: remove job.tenant")
             spec["job"]["tenant"] = tenant
         parsed = parse_job_spec(spec, "request")
-        if not parsed.dataset.uri:
-            raise Refused(422, "dataset_uri: missing. Fix: give dataset_uri (or dataset.uri in job_spec), a folder "
-                               "or archive under your upload prefix")
-        check_dataset_location(parsed.dataset.uri, tenant, tenants, settings)
     except LoraTaskError as exc:
         raise Refused(422, str(exc)) from None
-    return {"job_spec": spec}
+    if not parsed.dataset.uri:
+        raise Refused(422, "dataset_uri: missing. Fix: give dataset_uri (or dataset.uri in job_spec), a folder "
+                           "or archive under your upload prefix")
+    return spec, parsed.dataset.uri
 
 
 def refuse_second_dataset(request: dict[str, Any]) -> None:

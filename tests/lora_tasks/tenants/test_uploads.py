@@ -184,7 +184,22 @@ def test_a_good_upload_is_removed_again_when_the_job_is_not_taken(client) -> Non
     assert status == 503 and "cannot queue jobs right now" in detail
 
 
-def test_a_spec_the_dag_refuses_takes_the_upload_with_it(client) -> None:
+def test_a_bad_spec_or_a_full_quota_is_refused_before_the_archive_is_read(client, ledger: Ledger) -> None:
+    """Checked first, so such a request costs no copy: here the archive is a bomb, and the answer is not
+    about it."""
+    from datetime import UTC, datetime
+
+    api, key = client
+    bomb = zip_of({"cat.png": bytes(20 << 20)})
+    status, detail = send(api, key, bomb, job_spec=SPEC + "training_config: {batch_size: 0}\n")
+    assert status == 422 and "training_config.batch_size" in detail
+    ledger.register_run("queued-acme", tenant="acme", job="x", priority="standard", gpu_type="l4",
+                        submitted_at=datetime.now(UTC))  # acme may run one job at once
+    status, detail = send(api, key, bomb)
+    assert status == 429 and "concurrent jobs: 1 of yours" in detail
+
+
+def test_a_spec_the_dag_refuses_leaves_no_upload(client) -> None:
     api, key = client
     response = api.post(f"{PREFIX}/jobs", headers={"X-API-Key": key},
                         data={"job_spec": SPEC + "training_config: {batch_size: 0}\n"},
