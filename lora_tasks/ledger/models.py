@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -159,4 +160,4 @@ class Submission(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     run_id: Mapped[str] = mapped_column(String(250), default="")
     created_at: Mapped[datetime]
-    ended: Mapped[bool] = mapped_column(default=False)
+    ended: Mapped[bool] = mapped_column(default=False, server_default=false())

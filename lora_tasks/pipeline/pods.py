@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.scheduling.memory import MemoryEstimate
@@ -54,4 +55,5 @@ def readable_from_pods(location: str, settings: PlatformSettings) -> bool:
     if "://" in location and not location.startswith("file://"):
         return True
     shared = settings.shared_data.resolve() if settings.shared_data else None
-    return shared is not None and Path(location.removeprefix("file://")).resolve().is_relative_to(shared)
+    path = unquote(urlparse(location).path) if location.startswith("file://") else location
+    return shared is not None and Path(path).resolve().is_relative_to(shared)

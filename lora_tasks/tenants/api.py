@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lora_tasks.errors import StoreError
 from lora_tasks.ledger.adapters import AdapterVersion
@@ -83,7 +84,8 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         finish, GPU time and cost, why it failed (in its log's words) and its published adapter."""
         run = ledger.tenant_run(caller, job_id)
         if run is None and job_id in ledger.submitted_runs(caller):  # taken; not registered (yet, or refused)
-            return _taken(job_id, None, stage_report(gateway, job_id))
+            taken = next(job.created_at for job in ledger.unregistered_submissions(caller) if job.run_id == job_id)
+            return _taken(job_id, taken, stage_report(gateway, job_id))
         if run is None:
             raise HTTPException(404, f"you have no job {job_id!r}. Fix: list yours with GET {PREFIX}/jobs")
         return _job(run, _published_by_run(ledger, caller).get(job_id), stage_report(gateway, job_id))
@@ -117,14 +119,15 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         try:
             form = await Request(request.scope, counted(request.receive, settings.upload_max_bytes)).form(
                 max_files=2, max_fields=4)
-        except HTTPException as exc:  # Starlette's words about the multipart body, without a fix
+        except StarletteHTTPException as exc:  # Starlette's words about the multipart body, without a fix
             raise Refused(exc.status_code, f"{exc.detail} Fix: send two parts, job_spec (text, or a file: curl -F "
                                            "job_spec=@job.yaml) and the file dataset") from None
         try:
             archives = form.getlist("dataset")
             if len(archives) != 1 or not isinstance(archives[0], UploadFile):
-                raise Refused(422, "dataset: send exactly one archive as the file part 'dataset' (curl -F "
-                                   "dataset=@photos.zip). Fix: or send JSON with dataset_uri")
+                raise Refused(422, "dataset: a multipart job request holds exactly one archive, the file part "
+                                   "'dataset'. Fix: send one (curl -F dataset=@photos.zip), or send JSON with "
+                                   "dataset_uri")
             fields = {name: await _text_part(name, value) for name, value in form.items() if name != "dataset"}
             return await run_in_threadpool(_answer, lambda: _take(fields, archives[0], caller, key))
         finally:
@@ -174,10 +177,14 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         store = open_store(settings.artifact_root, settings.s3_endpoint_url)
         latest = versions[-1]
         grid = published_file(caller, name, latest.version, GRID_FILE)
+        try:
+            has_grid = store.exists(grid)
+        except StoreError:  # the store not answering: the rest of the answer stands
+            has_grid = False
         return {"name": name, "latest": latest.ref, "versions": [version_view(v) for v in versions],
                 "model_card": _read_text(store, published_file(caller, name, latest.version, CARD_FILE)),
                 "sample_grid": f"{PREFIX}/adapters/{name}/{GRID_FILE}?version={latest.version}"
-                if store.exists(grid) else None}
+                if has_grid else None}
 
     @app.get("/adapters/{name}/" + GRID_FILE, response_class=Response,
              responses={200: {"content": {"image/png": {}}}})
@@ -258,7 +265,8 @@ async def _text_part(name: str, value: str | UploadFile) -> str:
         return value
     data = await value.read(JSON_MAX_BYTES + 1)
     if len(data) > JSON_MAX_BYTES:
-        raise Refused(413, f"{name}: the file passes {JSON_MAX_BYTES:,} bytes. Fix: {SPEC_FIX}")
+        raise Refused(413, f"{name}: the file passes {JSON_MAX_BYTES:,} bytes; a job spec is a few lines of YAML. "
+                           "Fix: send the job spec alone in this part, and the dataset as the file part 'dataset'")
     try:
         return data.decode()
     except UnicodeDecodeError:

@@ -18,6 +18,10 @@ class AirflowUnavailable(Exception):
     """Airflow did not answer, or refused the service identity: not the tenant's to fix."""
 
 
+NOTHING = object()
+"""No value for Airflow's 404: it is an error."""
+
+
 class AirflowGateway:
     """Triggers and cancels ``lora_finetune`` runs; logs in on first use and again when the token expires."""
 
@@ -54,11 +58,12 @@ class AirflowGateway:
         return self._call(fail_unfinished)
 
     def run_state(self, run_id: str) -> str:
-        """queued, running, success or failed."""
+        """queued, running, success or failed (also for a run Airflow no longer has: db clean, a deletion)."""
         from airflow_client.client import DagRunApi
 
-        run = self._call(lambda api: DagRunApi(api).get_dag_run(DAG_ID, run_id, _request_timeout=TIMEOUT_SECONDS))
-        return str(getattr(run.state, "value", run.state))
+        run = self._call(lambda api: DagRunApi(api).get_dag_run(DAG_ID, run_id, _request_timeout=TIMEOUT_SECONDS),
+                         missing=None)
+        return "failed" if run is None else str(getattr(run.state, "value", run.state))  # None: deleted, ended
 
     def stage_states(self, run_ids: list[str]) -> dict[str, dict[str, str | None]]:
         """Each task's state in each of these runs, in as few requests as Airflow's page size allows (one
@@ -73,7 +78,7 @@ class AirflowGateway:
                 "~", "~", body, _request_timeout=TIMEOUT_SECONDS))
             for ti in page.task_instances:
                 found[ti.dag_run_id][ti.task_id] = getattr(ti.state, "value", ti.state)
-            offset, total = offset + len(page.task_instances), page.total_entries
+            offset, total = offset + len(page.task_instances), page.total_entries or 0
             if not page.task_instances:
                 break
         return found
@@ -91,15 +96,25 @@ class AirflowGateway:
         entries = [e for e in content if isinstance(e, dict) and e.get("level") == "error"]
         return next((reason for entry in reversed(entries) if (reason := _reason(entry))), None)
 
-    def _call(self, request: Any) -> Any:
+    def _call(self, request: Any, missing: Any = NOTHING) -> Any:
+        """``request(api)``, logged in; Airflow's 404 returns ``missing`` where one is given."""
         import urllib3
-        from airflow_client.client.exceptions import ApiException, BadRequestException, UnauthorizedException
+        from airflow_client.client.exceptions import (
+            ApiException,
+            BadRequestException,
+            NotFoundException,
+            UnauthorizedException,
+        )
 
         for attempt in range(2):
             try:
                 return request(self._api(fresh=attempt > 0))
             except UnauthorizedException:
                 continue  # an expired token: log in again, once
+            except NotFoundException as exc:
+                if missing is NOTHING:
+                    raise AirflowUnavailable(f"Airflow at {self.url} answered {str(exc)[:300]}") from None
+                return missing
             except BadRequestException as exc:
                 raise ValueError(str(exc.body or exc.reason)) from None
             except (ApiException, OSError, urllib3.exceptions.HTTPError, ValueError) as exc:

@@ -123,7 +123,8 @@ def check_known(tenant: str, tenants: Tenants) -> None:
 
 def check_quotas(ledger: Ledger, tenant: str, key: str, quotas: Quotas, airflow: AirflowGateway) -> None:
     if quotas.concurrent_jobs is not None:
-        running = len(ledger.runs(tenant=tenant, statuses=UNFINISHED)) + _pending(ledger, tenant, key, airflow)
+        pending = _pending(ledger, tenant, key, airflow)  # first: a run registered meanwhile then counts twice
+        running = len(ledger.runs(tenant=tenant, statuses=UNFINISHED)) + pending
         if running >= quotas.concurrent_jobs:
             raise Refused(429, f"concurrent jobs: {running} of yours are queued or running, your quota is "
                                f"{quotas.concurrent_jobs}. Fix: wait for one to finish, or cancel one "
@@ -162,7 +163,7 @@ def cancel_job(run_id: str, tenant: str, ledger: Ledger, airflow: AirflowGateway
         raise Refused(409, f"job {run_id!r} has already ended ({state}); there is nothing to cancel")
     if not airflow.cancel(run_id):
         raise Refused(409, f"job {run_id!r} has no stage left to stop: its work is done and only its closing "
-                           "stages run. Fix: none needed; GET /lora/v1/jobs/{id} shows how it ended")
+                           f"stages run. Fix: none needed; GET /lora/v1/jobs/{run_id} shows how it ends")
     ledger.close_run(run_id, "cancelled", datetime.now(UTC))
     return {"job_id": run_id, "status": "cancelled"}
 

@@ -62,5 +62,9 @@ def _report(airflow: AirflowGateway, run_id: str, states: dict[str, str | None])
     failed = [task for task, state in states.items() if state == "failed" and task != "outcome"]
     report: dict[str, Any] = {"stages": states}
     if failed:
-        report["failure"] = {"stage": failed[0], "reason": airflow.failure_reason(run_id, failed[0])}
+        try:
+            reason = airflow.failure_reason(run_id, failed[0])
+        except (AirflowUnavailable, ValueError) as exc:  # this log only: the other jobs' reports stand
+            reason, report["note"] = None, f"failure reason unavailable: {exc}"
+        report["failure"] = {"stage": failed[0], "reason": reason}
     return report

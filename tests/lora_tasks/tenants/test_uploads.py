@@ -223,3 +223,11 @@ def test_with_the_kubernetes_runner_an_upload_goes_where_training_pods_can_read_
     with pytest.raises(Refused) as refused:
         upload_root(crowd, tenants, PlatformSettings(runner="kubernetes"))
     assert refused.value.status == 422 and "training pods can read (s3://" in refused.value.message
+
+
+def test_a_multipart_body_with_more_parts_than_a_job_has_names_the_fix(client) -> None:
+    api, key = client
+    response = api.post(f"{PREFIX}/jobs", headers={"X-API-Key": key}, data={"job_spec": SPEC},
+                        files=[("dataset", ("a.zip", b"x", "application/zip")), ("other", ("b.zip", b"y", "x/y")),
+                               ("third", ("c.zip", b"z", "x/y"))])
+    assert response.status_code == 400 and "Fix: send two parts" in response.json()["detail"]
