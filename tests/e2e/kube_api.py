@@ -7,12 +7,13 @@ deployment. It keeps what it was sent, for the test to check.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tests.json_handler import JsonHandler
 
 SCALE = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments/([^/]+)/scale$")
 DEPLOYMENTS = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments$")
@@ -37,41 +38,27 @@ class KubeApi(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: KubeApi
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self) -> Any:
-        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
         self.server.requests.append(("GET", url.path))
         if url.path != "/api/v1/nodes":
-            return self._reply(404, {"kind": "Status", "code": 404})
+            return self.reply(404, {"kind": "Status", "code": 404})
         key, _, value = parse_qs(url.query).get("labelSelector", ["="])[0].partition("=")
         items = [n for n in self.server.nodes if n["metadata"]["labels"].get(key) == value]
-        self._reply(200, {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
+        self.reply(200, {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
 
     def do_PATCH(self) -> None:
         self.server.requests.append(("PATCH", self.path))
         match = SCALE.match(urlparse(self.path).path)
         deployment = self.server.deployments.get(match.groups()) if match else None
         if deployment is None:
-            return self._reply(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+            return self.reply(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
                                      "reason": "NotFound"})
-        deployment["spec"]["replicas"] = self._body()["spec"]["replicas"]
-        self._reply(200, {"apiVersion": "autoscaling/v1", "kind": "Scale",
+        deployment["spec"]["replicas"] = self.body()["spec"]["replicas"]
+        self.reply(200, {"apiVersion": "autoscaling/v1", "kind": "Scale",
                           "metadata": {"name": match.group(2), "namespace": match.group(1)},
                           "spec": {"replicas": deployment["spec"]["replicas"]}})
 
@@ -79,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.requests.append(("POST", self.path))
         match = DEPLOYMENTS.match(urlparse(self.path).path)
         if not match:
-            return self._reply(404, {"kind": "Status", "code": 404})
-        body = self._body()
+            return self.reply(404, {"kind": "Status", "code": 404})
+        body = self.body()
         self.server.deployments[(match.group(1), body["metadata"]["name"])] = body
-        self._reply(201, body)
+        self.reply(201, body)

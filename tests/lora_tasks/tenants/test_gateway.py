@@ -5,55 +5,44 @@ batched listing."""
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
 
 from lora_tasks.tenants.gateway import AirflowGateway, AirflowUnavailable
+from tests.json_handler import JsonHandler
 
 TASKS = ["validate_request", "scan", "train", "publish"]
 
 
-class FakeAirflow(BaseHTTPRequestHandler):
+class FakeAirflow(JsonHandler):
     """/auth/token, GET one dag run (only ``known``), POST the task-instance batch (pages of 3)."""
 
     requests: ClassVar[list[str]] = []
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def answer(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
         self.requests.append(self.path)
         if self.path.endswith("/dagRuns/known"):
-            self.answer(200, {"dag_run_id": "known", "dag_id": "lora_finetune", "state": "queued", "run_type": "manual",
+            self.reply(200, {"dag_run_id": "known", "dag_id": "lora_finetune", "state": "queued", "run_type": "manual",
                               "run_after": "2026-12-01T00:00:00Z", "conf": {}, "dag_versions": [],
                               "dag_display_name": "lora_finetune", "bundle_version": None, "note": None,
                               "triggered_by": "rest_api", "triggering_user_name": "lora-gateway"})
         else:
-            self.answer(404, {"detail": "The DagRun with dag_id: `lora_finetune` and run_id: `gone` was not found"})
+            self.reply(404, {"detail": "The DagRun with dag_id: `lora_finetune` and run_id: `gone` was not found"})
 
     def do_POST(self) -> None:
         self.requests.append(self.path)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.body()
         if self.path == "/auth/token":
-            self.answer(201, {"access_token": "t"})
+            self.reply(201, {"access_token": "t"})
             return
         every = [(run, task) for run in body["dag_run_ids"] for task in TASKS]
         page = every[body["page_offset"]:body["page_offset"] + 3]
-        self.answer(200, {"total_entries": len(every), "task_instances": [instance(run, task) for run, task in page]})
+        self.reply(200, {"total_entries": len(every), "task_instances": [instance(run, task) for run, task in page]})
 
 
 def instance(run_id: str, task_id: str) -> dict:
