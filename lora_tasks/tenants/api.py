@@ -83,10 +83,10 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         """The job's state, each stage's, the training step of the total and the latest loss, the predicted
         finish, GPU time and cost, why it failed (in its log's words) and its published adapter."""
         run = ledger.tenant_run(caller, job_id)
-        if run is None and job_id in ledger.submitted_runs(caller):  # taken; not registered (yet, or refused)
-            taken = next(job.created_at for job in ledger.unregistered_submissions(caller) if job.run_id == job_id)
-            return _taken(job_id, taken, stage_report(gateway, job_id))
-        if run is None:
+        if run is None:  # perhaps taken but not registered (yet, or refused by its first stage)
+            taken = next((job for job in ledger.unregistered_submissions(caller) if job.run_id == job_id), None)
+            if taken is not None:
+                return _taken(job_id, taken.created_at, stage_report(gateway, job_id))
             raise HTTPException(404, f"you have no job {job_id!r}. Fix: list yours with GET {PREFIX}/jobs")
         return _job(run, _published_by_run(ledger, caller).get(job_id), stage_report(gateway, job_id))
 
@@ -141,9 +141,9 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         if archive is not None:
             refuse_second_dataset(fields)
             check_known(caller, tenants)
-            check_before_storing(fields, caller, key, ledger.ledger, tenants, gateway,
-                                 str(upload_root(caller, tenants, settings)))
-            stored = store_upload(archive.file, archive.filename, caller, tenants, settings)
+            root = upload_root(caller, tenants, settings)
+            check_before_storing(fields, caller, key, ledger.ledger, tenants, gateway, str(root))
+            stored = store_upload(archive.file, archive.filename, root, settings.s3_endpoint_url)
             fields = {**fields, "dataset_uri": stored.uri}
         try:
             job, created = submit_job(fields, caller, key, ledger.ledger, settings, tenants, gateway)

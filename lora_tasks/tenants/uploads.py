@@ -71,11 +71,10 @@ def counted(receive: Receive, limit: int, fix: str = UPLOAD_FIX) -> Receive:
     return receive_counted
 
 
-def store_upload(stream: IO[bytes], filename: str | None, tenant: str, tenants: Tenants,
-                 settings: PlatformSettings) -> StoredUpload:
-    """Check the archive, then store it under the tenant's upload prefix; nothing is stored if it is refused."""
+def store_upload(stream: IO[bytes], filename: str | None, root: Location, s3_endpoint_url: str | None) -> StoredUpload:
+    """Check the archive, then store it under ``root`` (the tenant's ``upload_root``); nothing is stored if it
+    is refused."""
     name = _checked_filename(filename)
-    root = upload_root(tenant, tenants, settings)
     with tempfile.TemporaryDirectory(prefix="lora-upload-") as folder:
         local = Path(folder) / "archive"
         with local.open("wb") as out:
@@ -89,7 +88,7 @@ def store_upload(stream: IO[bytes], filename: str | None, tenant: str, tenants: 
         except ArchiveRefused as exc:
             raise Refused(422, f"dataset: {name!r} was refused, nothing was stored: {exc}. Fix: rebuild the archive "
                                "with plain relative names and only the dataset's files") from None
-        store = open_store(str(root), settings.s3_endpoint_url)
+        store = open_store(str(root), s3_endpoint_url)
         key = f"{FOLDER}/{uuid.uuid4().hex}/{name}"
         try:
             store.upload(key, local)
