@@ -104,6 +104,6 @@ def test_processes_that_open_a_new_ledger_together_all_get_its_schema(backend: s
     """The api-server, the scheduler and a command opening one new ledger at once each run its migrations;
     without a lock two create the same tables and one dies on a duplicate key."""
     for url in [f"sqlite:///{tmp_path / 'ledger.db'}"] if backend == "sqlite" else postgres():
-        with multiprocessing.get_context("fork").Pool(6) as pool:
+        with multiprocessing.get_context("spawn").Pool(6) as pool:
             pool.map(migrate, [url] * 6)
         assert Ledger(url).runs() == []
