@@ -172,25 +172,49 @@ class _Generator:
         return self.rng.expovariate(3600 / self.kind.think_seconds)
 
 
-def generate_trace(kind: TraceKind | str, requests: int, seed: int = 0) -> list[str]:
-    """The first ``requests`` requests (adapter ids, in time order) of a trace of this kind."""
+@dataclass(frozen=True)
+class TracedRequest:
+    """A request with what only the generator knows: its session, and whether that session requests the
+    same adapter again later in the trace (which no server can know; bench/serve_cache.py's session oracle
+    is given it to bound what any online policy could reach)."""
+
+    adapter: str
+    session: int
+    more: bool
+
+
+def generate_requests(kind: TraceKind | str, requests: int, seed: int = 0) -> list[TracedRequest]:
+    """The first ``requests`` requests of a trace of this kind, in time order, with their sessions."""
     kind = KINDS[kind] if isinstance(kind, str) else kind
     if requests < 0:
         raise ValueError(f"requests must not be negative, not {requests}")
     generator = _Generator(kind, seed)
-    timed: list[tuple[float, int, str]] = []
+    timed: list[tuple[float, int, str, int]] = []
     cutoff = math.inf
+    sessions = 0
     while True:
         start, session = generator.next_session()
         if start > cutoff:  # every request before the cutoff is from a session that has started
             break
         at = start
         for adapter in session:
-            timed.append((at, len(timed), adapter))
+            timed.append((at, len(timed), adapter, sessions))
             at += generator.think()
+        sessions += 1
         if cutoff == math.inf and len(timed) >= requests:
             cutoff = sorted(timed)[requests - 1][0] if requests else 0.0
-    return [adapter for _, _, adapter in sorted(timed)[:requests]]
+    kept = sorted(timed)[:requests]
+    later: set[int] = set()  # sessions with a request after this one
+    traced = []
+    for _, _, adapter, session in reversed(kept):
+        traced.append(TracedRequest(adapter, session, session in later))
+        later.add(session)
+    return traced[::-1]
+
+
+def generate_trace(kind: TraceKind | str, requests: int, seed: int = 0) -> list[str]:
+    """The first ``requests`` requests (adapter ids, in time order) of a trace of this kind."""
+    return [request.adapter for request in generate_requests(kind, requests, seed)]
 
 
 def write_trace(path: Path, requests: list[str]) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_tasks.serve.traces import KINDS, _day_curve, _session_length, generate_trace, main
+from lora_tasks.serve.traces import KINDS, _day_curve, _session_length, generate_requests, generate_trace, main
 
 
 def test_a_seed_repeats_its_trace_and_another_differs() -> None:
@@ -20,6 +20,18 @@ def test_a_seed_repeats_its_trace_and_another_differs() -> None:
 
 def test_a_longer_trace_starts_as_the_shorter_one() -> None:
     assert generate_trace("diurnal_new", 5000, seed=2)[:2000] == generate_trace("diurnal_new", 2000, seed=2)
+
+
+def test_each_request_knows_whether_its_session_comes_back() -> None:
+    traced = generate_requests("bursty", 5000, seed=6)
+    assert [request.adapter for request in traced] == generate_trace("bursty", 5000, seed=6)
+    by_session: dict[int, list[int]] = {}
+    for position, request in enumerate(traced):
+        by_session.setdefault(request.session, []).append(position)
+    for positions in by_session.values():
+        assert len({traced[p].adapter for p in positions}) == 1  # a session keeps its adapter
+        assert [traced[p].more for p in positions] == [True] * (len(positions) - 1) + [False]
+    assert sum(len(p) > 1 for p in by_session.values()) > len(by_session) / 2  # sessions of 5 on average
 
 
 def test_popularity_is_zipf_like() -> None:
