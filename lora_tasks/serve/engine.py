@@ -92,8 +92,8 @@ class Engine:
         """Load ``weights`` as ``name`` in place of the adapter loaded under that name."""
         with self.lock:
             self._active, self._enabled = None, None
-            if self.fuser is not None and self.fuser.fused == name:
-                self.fuser.restore()
+            if self.fuser is not None:
+                self.fuser.unfuse(name)
             if self.hotswap and self._fits_in_place(name, weights.tensors):
                 try:
                     self._load(name, weights, hotswap=True)
@@ -134,19 +134,13 @@ class Engine:
             self._forget(name)
 
     def _forget(self, name: str) -> None:
-        if self.fuser is not None and self.fuser.fused == name:
-            self.fuser.restore()
+        if self.fuser is not None:
+            self.fuser.unfuse(name)
         if name in self.adapter_names():
             self.pipe.delete_adapters(name)
         self._loaded.discard(name)
         if self._active == name:
             self._active = None
-
-    def _fusable(self, name: str) -> bool:
-        """UNet-only, non-DoRA adapters fold into the base weights."""
-        if self.fuser is None or name in self.pipe.get_list_adapters().get("text_encoder", []):
-            return False
-        return self.fuser.can_fuse(name)
 
     def adapter_names(self) -> set[str]:
         """The peft adapter names in the model's components."""
@@ -164,9 +158,13 @@ class Engine:
                              height=params.height, generator=generator).images[0]
 
     def _switch(self, adapter: str | None) -> None:
-        fused = adapter is not None and self._fusable(adapter)
+        """UNet-only, non-DoRA adapters are folded into the base weights; the others run unmerged."""
+        fused = False
         if self.fuser is not None:
-            self.fuser.fuse(adapter) if fused else self.fuser.restore()
+            if adapter is None or adapter in self.pipe.get_list_adapters().get("text_encoder", []):
+                self.fuser.restore()
+            else:
+                fused = self.fuser.fuse(adapter)
         if adapter is None or fused:
             if self._loaded and self._enabled is not False:
                 self.pipe.disable_lora()

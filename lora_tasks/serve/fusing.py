@@ -23,45 +23,52 @@ class Fuser:
     def __init__(self, unet: Any) -> None:
         self.unet = unet
         self.fused: str | None = None
-        self._originals: dict[int, torch.Tensor] = {}
-        """The base weight of each adapted layer (by the layer's id), copied the first time it is folded."""
-        self._touched: list[Any] = []
+        self._originals: dict[str, torch.Tensor] = {}
+        """The base weight of each adapted layer (by its module name), copied the first time it is folded."""
+        self._touched: list[tuple[str, Any]] = []
 
     @property
     def kept_bytes(self) -> int:
         """What the kept base weights cost: the price of folding."""
         return sum(t.numel() * t.element_size() for t in self._originals.values())
 
-    def can_fuse(self, name: str) -> bool:
-        layers = self._layers(name)
-        return bool(layers) and not any(layer.use_dora.get(name, False) for layer in layers)
-
-    def fuse(self, name: str) -> None:
-        """Base weights plus ``name``'s delta in every layer it adapts (the others back to the base's)."""
+    def fuse(self, name: str) -> bool:
+        """Base weights plus ``name``'s delta in every layer it adapts (the others back to the base's), in one
+        walk over the UNet; False, with the base weights back, when ``name`` has no UNet layer or a DoRA one."""
         import torch
 
         if self.fused == name:
-            return
+            return True
         self.restore()
+        layers = self._layers(name)
+        if not layers or any(layer.use_dora.get(name, False) for _, layer in layers):
+            return False
         with torch.no_grad():
-            for layer in self._layers(name):
+            for module, layer in layers:
                 weight = layer.get_base_layer().weight
-                original = self._originals.setdefault(id(layer), weight.detach().clone())
+                original = self._originals.setdefault(module, weight.detach().clone())
                 weight.copy_(original + layer.get_delta_weight(name).to(weight.dtype))
-                self._touched.append(layer)
+                self._touched.append((module, layer))
         self.fused = name
+        return True
+
+    def unfuse(self, name: str) -> None:
+        """The base weights back if ``name`` is the adapter folded in (it is being replaced or deleted)."""
+        if self.fused == name:
+            self.restore()
 
     def restore(self) -> None:
         """The base model's own weights back, exactly."""
         import torch
 
         with torch.no_grad():
-            for layer in self._touched:
-                layer.get_base_layer().weight.copy_(self._originals[id(layer)])
+            for module, layer in self._touched:
+                layer.get_base_layer().weight.copy_(self._originals[module])
         self._touched.clear()
         self.fused = None
 
-    def _layers(self, name: str) -> list[Any]:
+    def _layers(self, name: str) -> list[tuple[str, Any]]:
         from peft.tuners.lora import LoraLayer
 
-        return [m for m in self.unet.modules() if isinstance(m, LoraLayer) and name in m.lora_A]
+        return [(module, m) for module, m in self.unet.named_modules()
+                if isinstance(m, LoraLayer) and name in m.lora_A]

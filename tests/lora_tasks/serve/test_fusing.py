@@ -59,4 +59,8 @@ def test_dora_layers_are_not_folded(tiny_model: Path) -> None:
     inject_adapter_in_model(LoraConfig(r=4, target_modules=["to_q"], use_dora=True), unet, adapter_name="dora")
     inject_adapter_in_model(LoraConfig(r=4, target_modules=["to_q"]), unet, adapter_name="plain")
     fuser = Fuser(unet)
-    assert not fuser.can_fuse("dora") and fuser.can_fuse("plain") and not fuser.can_fuse("absent")
+    before = {name: w.clone() for name, w in unet.named_parameters() if "base_layer" in name}
+    assert fuser.fuse("plain") and fuser.fused == "plain"
+    assert not fuser.fuse("dora") and fuser.fused is None
+    assert not fuser.fuse("absent") and fuser.fused is None
+    assert all(torch.equal(w, before[name]) for name, w in unet.named_parameters() if "base_layer" in name)
