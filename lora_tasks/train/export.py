@@ -8,7 +8,8 @@
   written by :mod:`lora_tasks.train.text_task`, with ``merged/`` beside it when the job asks).
 
 Everything is written into a hidden temporary folder that is renamed to ``adapter/`` only
-when complete, so a failed run never leaves something that looks like a finished adapter.
+when complete, so a failed run never leaves something that looks like a finished adapter; what a
+killed export left (any process's) is swept by the next run of the folder.
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ def export_adapter(output_dir: Path, write_weights: Callable[[Path], None],
                    describe: Callable[[Path], dict[str, str]]) -> Path:
     """Write the weights (``write_weights`` fills a folder) to ``output_dir/adapter``, plus the text files
     that ``describe`` returns (name -> text) once it has seen the weights folder."""
+    sweep_interrupted_exports(output_dir)
     final = output_dir / ADAPTER_DIR
     partial = output_dir / f".{ADAPTER_DIR}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
         write_weights(partial)
@@ -80,6 +81,18 @@ def export_adapter(output_dir: Path, write_weights: Callable[[Path], None],
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return final
+
+
+def sweep_interrupted_exports(output_dir: Path) -> None:
+    """Remove what an export killed by SIGKILL left, whichever process it was: a hidden partial folder, or
+    the previous adapter moved aside (put back first when the kill came between the two renames, so the
+    folder holds the last complete adapter). The caller owns ``output_dir`` (the trainer's lock)."""
+    final = output_dir / ADAPTER_DIR
+    aside = sorted(output_dir.glob(f".{ADAPTER_DIR}.old-*"))
+    if aside and not final.exists():
+        aside.pop().rename(final)
+    for leftover in [*output_dir.glob(f".{ADAPTER_DIR}.partial-*"), *aside]:
+        shutil.rmtree(leftover)
 
 
 def _replace_dir(new: Path, final: Path) -> None:

@@ -32,7 +32,7 @@ from lora_tasks.errors import DatasetError, LoraTaskError, ResumeError
 from lora_tasks.spec.base_model import base_model_sha256, check_spec_against_model
 from lora_tasks.spec.schema import JobSpec
 from lora_tasks.train import checkpoint as ckpt
-from lora_tasks.train.export import export_adapter, file_digests
+from lora_tasks.train.export import export_adapter, file_digests, sweep_interrupted_exports
 from lora_tasks.train.image_task import ImageTask
 from lora_tasks.train.metrics import MetricsLog, peak_memory_bytes, read_metrics
 from lora_tasks.train.model_task import ModelTask, RunRecord
@@ -79,6 +79,7 @@ class LoraTrainer:
     def train(self, resume: str = "auto") -> TrainResult:
         """Train (or finish an interrupted run) and export; ``resume`` is 'auto', 'none' or a path."""
         with _exclusive(self.output_dir):
+            sweep_interrupted_exports(self.output_dir)
             self._collect()
             finished = self._finished()
             if finished:

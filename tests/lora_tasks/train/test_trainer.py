@@ -178,6 +178,34 @@ def test_export_failure_leaves_no_adapter(tiny_model: Path, style_dataset: Path,
     assert not list((tmp_path / "out").rglob("pytorch_lora_weights.safetensors"))
 
 
+KILLED_EXPORT = """
+import os, signal, sys
+from pathlib import Path
+from lora_tasks.train.export import export_adapter
+
+def write(folder):
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(b"half written")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+export_adapter(Path(sys.argv[1]), write, lambda folder: {})
+"""
+
+
+def test_an_export_killed_by_sigkill_leaves_nothing_after_the_next_run(tiny_model: Path, style_dataset: Path,
+                                                                       tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    killed = subprocess.run([sys.executable, "-c", KILLED_EXPORT, str(out)], check=False)
+    assert killed.returncode == -9
+    assert [p.name for p in out.glob(".adapter.partial-*")]  # another process's leftover, not ours
+    result = train(tiny_model, style_dataset, out, training_config={"max_steps": 2})
+    assert sorted(p.name for p in out.iterdir() if "adapter" in p.name) == ["adapter"]
+    assert (result.adapter_dir / "training_summary.json").is_file()
+
+
 def test_undecodable_image_fails_before_training_with_no_adapter(tiny_model: Path, style_dataset: Path,
                                                                  tmp_path: Path) -> None:
     data = tmp_path / "data"
