@@ -205,6 +205,10 @@ class TrainingSection(SpecModel):
     max_aspect_ratio: Float = Field(
         4.0, ge=1.0, le=8.0, description="widest bucket side ratio, >= 1 (4 matches kohya-ss at 256-1024 px)"
     )
+    allow_upscale: bool = Field(
+        True, description="train images smaller than their bucket by upscaling them (with a warning that lists "
+        "them); false refuses them before training, as kohya-ss's --bucket_no_upscale keeps them from blurring"
+    )
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
         "auto", description="'no', 'fp16' (needs a CUDA GPU), 'bf16', or 'auto'"
     )

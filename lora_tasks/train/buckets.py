@@ -68,3 +68,21 @@ def training_buckets(sizes: list[Size], cfg: TrainingSection, divisor: int) -> l
         return [(side, side)] * len(sizes)
     buckets = make_buckets(cfg.resolution, step, cfg.max_aspect_ratio)
     return [nearest_bucket(size, buckets) for size in sizes]
+
+
+def upscaled_images(names: list[str], sizes: list[Size], buckets: list[Size], allow: bool) -> str | None:
+    """The warning for images smaller than their bucket (resizing blurs them), with their count and sizes;
+    a DatasetError instead when the spec does not allow upscaling."""
+    small = [(name, size, bucket) for name, size, bucket in zip(names, sizes, buckets, strict=True)
+             if size[0] < bucket[0] or size[1] < bucket[1]]
+    if not small:
+        return None
+    worst = max(max(b[0] / s[0], b[1] / s[1]) for _, s, b in small)
+    listed = ", ".join(f"{name} {s[0]}x{s[1]} (bucket {b[0]}x{b[1]})" for name, s, b in small[:10])
+    more = f" and {len(small) - 10} more" if len(small) > 10 else ""
+    found = f"{len(small)} of {len(sizes)} images are smaller than their training bucket: {listed}{more}"
+    if not allow:
+        raise DatasetError(f"{found}. training_config.allow_upscale is false. Fix: replace them with larger "
+                           "images, lower training_config.resolution, or allow upscaling")
+    return (f"{found}; they are upscaled (up to x{worst:.2f}), which blurs them. Fix: use larger images, lower "
+            "training_config.resolution, or set training_config.allow_upscale: false to refuse them")

@@ -16,7 +16,7 @@ import torch
 
 from lora_tasks.spec.base_model import BaseModelRef
 from lora_tasks.spec.schema import JobSpec
-from lora_tasks.train.buckets import training_buckets
+from lora_tasks.train.buckets import training_buckets, upscaled_images
 from lora_tasks.train.cache import Encoder, SampleSource, build_source
 from lora_tasks.train.data import collect_images, dataset_fingerprint, tag_frequency
 from lora_tasks.train.export import write_image_formats
@@ -37,6 +37,7 @@ class ImageTask:
                  device: torch.device, settings: RunSettings) -> None:
         self.spec, self.ref, self.dataset_dir, self.output_dir = spec, ref, dataset_dir, output_dir
         self.device, self.settings = device, settings
+        self.warnings: list[str] = []
 
     def collect(self) -> None:
         self.items = collect_images(self.dataset_dir, self.spec.dataset)
@@ -59,8 +60,12 @@ class ImageTask:
         if self.settings.gradient_checkpointing:
             self.module.enable_gradient_checkpointing()
         self.module.train()
-        self.buckets = training_buckets([item.size for item in self.items], self.spec.training,
-                                        self.models.size_divisor)
+        sizes = [item.size for item in self.items]
+        self.buckets = training_buckets(sizes, self.spec.training, self.models.size_divisor)
+        upscaled = upscaled_images([item.relpath for item in self.items], sizes, self.buckets,
+                                   self.spec.training.allow_upscale)
+        if upscaled:
+            self.warnings.append(upscaled)
         encoder = Encoder(self.models, self.device)
         self.source: SampleSource = build_source(self.spec.training.latent_cache, encoder, self.items, self.buckets,
                                                  self.output_dir / CACHE_DIR, self.ref.location)

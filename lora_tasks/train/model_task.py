@@ -44,6 +44,8 @@ class ModelTask(Protocol):
     """Times each unit is seen per epoch."""
     effect_name: str
     """The summary's key for :meth:`effect`'s figures."""
+    warnings: list[str]
+    """What :meth:`prepare` found worth telling the user (the summary lists them)."""
 
     def collect(self) -> None:
         """List the dataset and fail on bad input before any model loads."""

@@ -30,11 +30,20 @@ def epoch_batches(buckets: list[Size], repeats: list[int], batch_size: int, seed
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def batches_per_epoch(buckets: list[Size], repeats: list[int], batch_size: int) -> int:
+def _samples_per_bucket(buckets: list[Size], repeats: list[int]) -> Counter[Size]:
     per_bucket: Counter[Size] = Counter()
     for bucket, times in zip(buckets, repeats, strict=True):
         per_bucket[bucket] += times
-    return sum(math.ceil(n / batch_size) for n in per_bucket.values())
+    return per_bucket
+
+
+def batches_per_epoch(buckets: list[Size], repeats: list[int], batch_size: int) -> int:
+    return sum(math.ceil(n / batch_size) for n in _samples_per_bucket(buckets, repeats).values())
+
+
+def largest_bucket(buckets: list[Size], repeats: list[int]) -> int:
+    """Samples an epoch in the fullest bucket: the most a batch can hold."""
+    return max(_samples_per_bucket(buckets, repeats).values(), default=1)
 
 
 @dataclass

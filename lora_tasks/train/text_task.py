@@ -47,6 +47,7 @@ class TextTask:
                  device: torch.device, settings: RunSettings) -> None:
         self.spec, self.ref, self.dataset_dir, self.output_dir = spec, ref, dataset_dir, output_dir
         self.device, self.settings = device, settings
+        self.warnings: list[str] = []
 
     # ----------------------------------------------------------------------------- data
 

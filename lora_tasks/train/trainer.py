@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from lora_tasks.train.export import export_adapter, file_digests, sweep_interrup
 from lora_tasks.train.image_task import ImageTask
 from lora_tasks.train.metrics import MetricsLog, peak_memory_bytes, read_metrics
 from lora_tasks.train.model_task import ModelTask, RunRecord
-from lora_tasks.train.order import BatchStream, batches_per_epoch
+from lora_tasks.train.order import BatchStream, batches_per_epoch, largest_bucket
 from lora_tasks.train.outputs import ADAPTER_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE
 from lora_tasks.train.settings import RunSettings, resolve_settings
 from lora_tasks.train.text_task import TextTask
@@ -108,6 +108,9 @@ class LoraTrainer:
             self._collect()
         torch.manual_seed(self.cfg.seed)
         self.task.prepare()
+        for warning in self.task.warnings:
+            log.warning(warning)
+        self.warnings.extend(self.task.warnings)
         self.target_modules = self.task.target_modules
         self.params = {name: p for name, p in self.task.module.named_parameters() if p.requires_grad}
         self.lora_size = _lora_size(self.task.module, self.params)
@@ -119,6 +122,7 @@ class LoraTrainer:
             weight_decay=self.cfg.adam_weight_decay, eps=self.cfg.adam_epsilon, fused=True,
         )
         buckets, repeats = self.task.buckets, self.task.repeats
+        self._fit_batch_size(largest_bucket(buckets, repeats))
         per_epoch = math.ceil(batches_per_epoch(buckets, repeats, self.settings.batch_size)
                               / self.cfg.gradient_accumulation_steps)
         self.total_steps = self.cfg.max_steps or self.cfg.epochs * per_epoch
@@ -129,6 +133,19 @@ class LoraTrainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.settings.precision == "fp16")
         self.generator = torch.Generator(self.device).manual_seed(self.cfg.seed)  # noise is drawn where it is used
         self.stream = BatchStream(buckets, repeats, self.settings.batch_size, self.cfg.seed)
+
+    def _fit_batch_size(self, largest: int) -> None:
+        """A batch never mixes buckets, so none holds more than the largest bucket's samples an epoch: a larger
+        batch size is clamped to that, with a warning, so that what the run reports is what it trained."""
+        requested = self.settings.batch_size
+        if requested <= largest:
+            return
+        warning = (f"training_config.batch_size {requested} is more than the {largest} samples of the largest "
+                   f"bucket (a batch never mixes buckets), so batches hold at most {largest}: training with "
+                   f"batch_size {largest}. Fix: set batch_size to {largest} or less, or add images")
+        log.warning(warning)
+        self.warnings.append(warning)
+        self.settings = self.task.settings = replace(self.settings, batch_size=largest)
 
     # ------------------------------------------------------------------------ resume
 
@@ -191,11 +208,12 @@ class LoraTrainer:
         progress = tqdm(total=stop, initial=start, desc="training", unit="step", mininterval=1.0)
         last = window_start = time.perf_counter()
         window: torch.Tensor | None = None  # the loss summed on the device since the last record
-        steps = 0
+        steps = samples = 0
         for step in range(start + 1, stop + 1):
-            step_loss = self.train_step()
+            step_loss, step_samples = self.train_step()
             window = step_loss if window is None else window + step_loss
             steps += 1
+            samples += step_samples
             now = time.perf_counter()
             durations.append(now - last)  # includes the previous step's logging and checkpoint
             last = now
@@ -205,12 +223,12 @@ class LoraTrainer:
                 seconds = (time.perf_counter() - window_start) / steps
                 self.metrics.write({
                     "step": step, "epoch": self.stream.epoch, "loss": loss, "lr": self.lr_scheduler.get_last_lr()[0],
-                    "steps": steps, "step_seconds": seconds,
-                    "samples_per_s": self.settings.batch_size * self.cfg.gradient_accumulation_steps / seconds,
+                    "steps": steps, "samples": samples, "step_seconds": seconds,
+                    "samples_per_s": samples / (seconds * steps),
                     "peak_memory_bytes": peak_memory_bytes(self.device),
                 })
                 progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                window, steps, window_start = None, 0, time.perf_counter()
+                window, steps, samples, window_start = None, 0, 0, time.perf_counter()
             if checkpoint:
                 self.metrics.flush()
                 self.save(step)
@@ -218,14 +236,17 @@ class LoraTrainer:
         progress.close()
         return durations
 
-    def train_step(self) -> torch.Tensor:
+    def train_step(self) -> tuple[torch.Tensor, int]:
         """One optimizer step over ``gradient_accumulation_steps`` micro-batches; returns the mean loss,
-        on the device (reading it would make the host wait for the GPU every step)."""
+        on the device (reading it would make the host wait for the GPU every step), and the samples trained."""
         accumulation = self.cfg.gradient_accumulation_steps
         total: torch.Tensor | None = None
+        samples = 0
         for _ in range(accumulation):
+            indices = self.stream.next()
+            samples += len(indices)
             with self._autocast():
-                loss = self.task.loss(self.stream.next(), self.generator)
+                loss = self.task.loss(indices, self.generator)
             self.scaler.scale(loss / accumulation).backward()
             total = loss.detach().float() if total is None else total + loss.detach().float()
         self.scaler.unscale_(self.optimizer)
@@ -234,7 +255,7 @@ class LoraTrainer:
         self.scaler.update()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total / accumulation
+        return total / accumulation, samples
 
     def _autocast(self) -> Any:
         if self.settings.precision == "no":
@@ -268,6 +289,7 @@ class LoraTrainer:
         tenth = max(1, len(records) // 10)
         losses = [r["loss"] for r in records]
         seconds = sorted(r["step_seconds"] for r in records)
+        micro_batches = sum(r["steps"] for r in records) * self.cfg.gradient_accumulation_steps
         return {
             "job": {"name": self.spec.job.name, "tenant": self.spec.job.tenant, "task": self.spec.job.task},
             "fingerprint": self.fingerprint,
@@ -276,6 +298,7 @@ class LoraTrainer:
                      "method": self.spec.model.method, "target_modules": self.target_modules, **self.lora_size},
             "settings": {"device": self.device.type, "precision": self.settings.precision,
                          "batch_size": self.settings.batch_size,
+                         "mean_batch_size": sum(r["samples"] for r in records) / micro_batches if records else None,
                          "gradient_checkpointing": self.settings.gradient_checkpointing},
             "steps": self.total_steps,
             "epochs": record.epochs,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from lora_tasks.train.buckets import auto_bucket_step, make_buckets, nearest_bucket, resize_to_bucket
+from lora_tasks.errors import DatasetError
+from lora_tasks.train.buckets import auto_bucket_step, make_buckets, nearest_bucket, resize_to_bucket, upscaled_images
 
 
 @pytest.mark.parametrize(
@@ -42,3 +43,21 @@ def test_resize_covers_the_bucket_and_keeps_the_whole_width() -> None:
     out = resize_to_bucket(image, (96, 48))
     assert out.size == (96, 48)
     assert out.getpixel((1, 24))[0] > 200 and out.getpixel((1, 24))[1] < 60  # not cropped away
+
+
+def test_images_smaller_than_their_bucket_are_listed_with_their_sizes() -> None:
+    names = [f"img{i}.png" for i in range(13)]
+    sizes = [(512, 512), (300, 200)] + [(64, 64)] * 11
+    buckets = [(512, 512), (576, 448)] + [(512, 512)] * 11
+    warning = upscaled_images(names, sizes, buckets, allow=True)
+    assert warning is not None
+    assert warning.startswith("12 of 13 images are smaller than their training bucket: img1.png 300x200 "
+                              "(bucket 576x448), img2.png 64x64 (bucket 512x512)")
+    assert "and 2 more" in warning and "up to x8.00" in warning and "allow_upscale: false" in warning
+    assert upscaled_images(names[:1], sizes[:1], buckets[:1], allow=False) is None
+
+
+def test_upscaling_can_be_refused() -> None:
+    with pytest.raises(DatasetError, match=r"1 of 2 images .* b\.png 100x100 \(bucket 128x128\).*allow_upscale is "
+                                           r"false. Fix: replace them"):
+        upscaled_images(["a.png", "b.png"], [(128, 128), (100, 100)], [(128, 128)] * 2, allow=False)

@@ -57,7 +57,7 @@ def test_run_writes_adapter_metrics_and_checkpoints(trained: TrainResult) -> Non
                      "adapter_config.json", "training_summary.json", "job.yaml"}
     records = [json.loads(line) for line in trained.metrics_path.read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 25))
-    assert set(records[0]) == {"step", "epoch", "loss", "lr", "steps", "step_seconds", "samples_per_s",
+    assert set(records[0]) == {"step", "epoch", "loss", "lr", "steps", "samples", "step_seconds", "samples_per_s",
                                "peak_memory_bytes"}
     assert all(r["steps"] == 1 for r in records)  # on a CPU, one record per step
     assert records[0]["lr"] < records[2]["lr"]  # warm-up, then cosine decay
@@ -164,6 +164,43 @@ def test_rerunning_a_finished_job_returns_it_without_training(trained: TrainResu
                   output={"formats": ["diffusers", "kohya", "peft"]})
     assert again.summary == trained.summary
     assert trained.metrics_path.read_bytes() == metrics_before
+
+
+def test_a_batch_size_over_the_largest_bucket_is_clamped_and_what_ran_is_reported(
+        tiny_model: Path, style_dataset: Path, tmp_path: Path) -> None:
+    job = base_job(tiny_model, style_dataset, tmp_path / "out")
+    job["training_config"].update(max_steps=3, batch_size=100)
+    job["output"]["formats"] = ["kohya"]
+    trainer = LoraTrainer(parse_job_spec(job))
+    result = trainer.train()
+    samples: dict[tuple[int, int], int] = {}
+    for bucket, repeats in zip(trainer.task.buckets, trainer.task.repeats, strict=True):
+        samples[bucket] = samples.get(bucket, 0) + repeats
+    largest = max(samples.values())
+    assert largest < 100
+    assert result.summary["settings"]["batch_size"] == largest
+    warning = next(w for w in result.summary["warnings"] if "batch_size 100" in w)
+    assert f"batches hold at most {largest}" in warning and f"Fix: set batch_size to {largest} or less" in warning
+    records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+    assert all(0 < r["samples"] <= largest for r in records)  # one step a record on a CPU
+    assert all(r["samples_per_s"] == pytest.approx(r["samples"] / r["step_seconds"]) for r in records)
+    assert result.summary["settings"]["mean_batch_size"] == pytest.approx(sum(r["samples"] for r in records) / 3)
+    with safe_open(result.adapter_dir / "test-style.safetensors", "pt") as kohya:
+        assert kohya.metadata()["ss_batch_size_per_device"] == str(largest)
+
+
+def test_images_smaller_than_the_resolution_are_reported_or_refused(tiny_model: Path, style_dataset: Path,
+                                                                    tmp_path: Path) -> None:
+    job = base_job(tiny_model, style_dataset, tmp_path / "out")
+    job["training_config"]["resolution"] = 128  # every image of the style set is smaller
+    trainer = LoraTrainer(parse_job_spec(job))
+    trainer.prepare()
+    warning = next(w for w in trainer.warnings if "smaller than their training bucket" in w)
+    assert warning.startswith("12 of 12 images") and "64x64 (bucket 128x128)" in warning and "upscaled" in warning
+    job["training_config"]["allow_upscale"] = False
+    with pytest.raises(DatasetError, match="12 of 12 images are smaller .*allow_upscale is false"):
+        LoraTrainer(parse_job_spec(job)).train()
+    assert not (tmp_path / "out" / "adapter").exists()
 
 
 def test_export_failure_leaves_no_adapter(tiny_model: Path, style_dataset: Path, tmp_path: Path,
