@@ -6,7 +6,11 @@ that a failed Airflow task or CLI run tells its reader what to do next.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 INPUT_ERROR_EXIT = 2
 """What the CLIs exit with on a LoraTaskError: the input needs fixing, and a retry cannot help
@@ -38,6 +42,40 @@ class JobSpecError(LoraTaskError):
         lines = "\n".join(f"  - {p}" for p in problems)
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         super().__init__(f"{source} has {count}:\n{lines}")
+
+
+class ProblemCollector:
+    """Runs independent checks of one spec and reports what they all found at once: a user who fixes the base
+    model should not have to run again to hear that the dataset is missing too.
+
+    ``raise_found`` re-raises a lone error as it was (its type tells a caller what failed), and otherwise one
+    JobSpecError of ``source`` (the spec's file) listing every problem, each under its key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.errors: list[tuple[str, LoraTaskError]] = []
+
+    def check(self, key: str, run: Callable[[], T]) -> T | None:
+        """``run()``'s result, or None after noting its error under ``key`` (the spec key it checks)."""
+        try:
+            return run()
+        except LoraTaskError as exc:
+            self.errors.append((key, exc))
+            return None
+
+    def raise_found(self) -> None:
+        if len(self.errors) == 1 and not isinstance(self.errors[0][1], JobSpecError):
+            raise self.errors[0][1]
+        problems = [problem for key, exc in self.errors for problem in _problems_of(key, exc)]
+        if problems:
+            raise JobSpecError(problems, self.source)
+
+
+def _problems_of(key: str, exc: LoraTaskError) -> list[Problem]:
+    if isinstance(exc, JobSpecError):
+        return exc.problems
+    message, _, fix = str(exc).partition(" Fix: ")
+    return [Problem(key, message.removeprefix(f"{key}: ").rstrip("."), fix.rstrip(".") or "see the README")]
 
 
 class StoreError(LoraTaskError):

@@ -9,19 +9,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lora_tasks.errors import DatasetError, LoraTaskError
+from lora_tasks.errors import DatasetError, LoraTaskError, ProblemCollector
 from lora_tasks.gpu_types import load_gpu_types, resolve_gpu_type
 from lora_tasks.ledger.store import open_ledger
 from lora_tasks.pipeline.data_access import check_dataset_location, check_model_location
 from lora_tasks.pipeline.pods import check_reachable_from_pods, pod_resources
 from lora_tasks.pipeline.prediction import predict_training
 from lora_tasks.pipeline.stages import timed
-from lora_tasks.pipeline.tenancy import check_tenant_access, load_tenants
+from lora_tasks.pipeline.tenancy import Tenants, check_tenant_access, load_tenants
 from lora_tasks.pipeline.workspace import RunInfo
 from lora_tasks.scheduling.recommend import ASSUMED_IMAGES, check_fits
 from lora_tasks.settings import PlatformSettings
 from lora_tasks.spec.conf import PRIORITY_WEIGHTS, check_conf_keys, spec_data_from_conf
 from lora_tasks.spec.loading import parse_job_spec
+from lora_tasks.spec.schema import JobSpec
+from lora_tasks.stores.locations import Location
 
 
 @timed
@@ -36,11 +38,11 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
     tenants = load_tenants(settings.tenants_file)
     check_tenant_access(tenants, spec.job.tenant, user, roles)
     gpu = resolve_gpu_type(spec.job.gpu_type, load_gpu_types(settings.gpu_types_file), settings.default_gpu_type)
-    if not spec.dataset.uri:
-        raise DatasetError("the run names no dataset. Fix: set dataset_uri in the trigger form (or dataset.uri "
-                           "in job_spec)")
-    dataset = check_dataset_location(spec.dataset.uri, spec.job.tenant, tenants, settings)
-    model = locate_base_model(spec)
+    found = ProblemCollector(spec.source)
+    dataset = found.check("dataset.uri", lambda: _dataset_location(spec, tenants, settings))
+    model = found.check("model_config.base_model", lambda: locate_base_model(spec))
+    found.raise_found()
+    assert dataset is not None and model is not None  # raise_found raised otherwise
     if model.kind != "hub":
         check_model_location(model.location, spec.job.tenant, tenants, settings, "model_config.base_model")
     if spec.model.base_model_config and Path(spec.model.base_model_config).expanduser().exists():
@@ -78,3 +80,10 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
             "estimated_peak_bytes": advice.estimate.total_bytes, "settings": advice.settings(),
             "deadline": spec.job.deadline.isoformat() if spec.job.deadline else None,
             "predicted_seconds": early.seconds}
+
+
+def _dataset_location(spec: JobSpec, tenants: Tenants, settings: PlatformSettings) -> Location:
+    if not spec.dataset.uri:
+        raise DatasetError("the run names no dataset. Fix: set dataset_uri in the trigger form (or dataset.uri "
+                           "in job_spec)")
+    return check_dataset_location(spec.dataset.uri, spec.job.tenant, tenants, settings)

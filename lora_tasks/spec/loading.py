@@ -108,9 +108,11 @@ def _deep_copy(data: Any) -> Any:
 def parse_job_spec(data: dict[str, Any], source: str = "job spec") -> JobSpec:
     """Validate a raw mapping into a JobSpec, or raise JobSpecError listing every problem."""
     try:
-        return JobSpec.model_validate(data)
+        spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         raise JobSpecError(problems_from(exc, data), source) from None
+    spec._source = source
+    return spec
 
 
 def load_job_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 
 from lora_tasks.colours import parse_background
 
@@ -308,6 +308,12 @@ class JobSpec(SpecModel):
     training: TrainingSection = Field(TrainingSection(), alias="training_config")
     eval: EvalSection = EvalSection()
     output: OutputSection = OutputSection()
+    _source: str = PrivateAttr("job spec")
+    """Where the spec was read from (its file, or the run's conf), for the errors found later."""
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     @model_validator(mode="before")
     @classmethod

@@ -28,7 +28,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from lora_tasks.errors import DatasetError, LoraTaskError, ResumeError
+from lora_tasks.errors import DatasetError, LoraTaskError, ProblemCollector, ResumeError
 from lora_tasks.spec.base_model import base_model_sha256, check_spec_against_model
 from lora_tasks.spec.schema import JobSpec
 from lora_tasks.train import checkpoint as ckpt
@@ -60,12 +60,13 @@ class LoraTrainer:
 
     def __init__(self, spec: JobSpec, dataset_dir: Path | None = None, output_dir: Path | None = None,
                  device: str | None = None) -> None:
-        self.spec, self.ref, self.warnings = check_spec_against_model(spec)
+        found = ProblemCollector(spec.source)
+        fitted = found.check("model_config.base_model", lambda: check_spec_against_model(spec))
+        self.dataset_dir = found.check("dataset.uri", lambda: _dataset_path(dataset_dir or spec.dataset.uri))
+        found.raise_found()
+        assert fitted is not None and self.dataset_dir is not None  # raise_found raised otherwise
+        self.spec, self.ref, self.warnings = fitted
         self.cfg = self.spec.training
-        dataset = dataset_dir or self.spec.dataset.uri
-        if not dataset:
-            raise DatasetError("no dataset given. Fix: set dataset.uri in the job spec or pass --dataset DIR")
-        self.dataset_dir = Path(str(dataset).removeprefix("file://")).expanduser()
         self.output_dir = Path(output_dir) if output_dir else self.spec.output_dir()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.settings: RunSettings = resolve_settings(self.spec, self.device)
@@ -344,6 +345,17 @@ def _exclusive(output_dir: Path) -> Iterator[None]:
             raise LoraTaskError(f"another training run is writing to {output_dir}. Fix: wait for it to finish "
                                 "or choose another output folder") from None
         yield
+
+
+def _dataset_path(given: str | Path | None) -> Path:
+    """The dataset as a local path, which must exist (what it holds is checked when it is listed)."""
+    if not given:
+        raise DatasetError("no dataset given. Fix: set dataset.uri in the job spec or pass --dataset DIR")
+    path = Path(str(given).removeprefix("file://")).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset {path} does not exist. Fix: set dataset.uri or --dataset to a folder of "
+                           "images (a text job: a text file or folder)")
+    return path
 
 
 def _lora_size(module: torch.nn.Module, trainable: dict[str, torch.nn.Parameter]) -> dict[str, Any]:

@@ -80,6 +80,15 @@ def test_bad_requests_fail_with_the_reason(tiny_model: Path, style_dataset: Path
         validate({"job_spec": job(tiny_model, style_dataset, **changes)}, user)
 
 
+def test_a_missing_base_model_and_dataset_are_refused_together(tiny_model: Path, style_dataset: Path) -> None:
+    missing = {"job_spec": job(tiny_model / "gone", style_dataset / "typo")}
+    with pytest.raises(JobSpecError) as refused:
+        validate(missing)
+    assert str(refused.value).startswith("dag run conf has 2 problems:")
+    assert [p.key for p in refused.value.problems] == ["dataset.uri", "model_config.base_model"]
+    assert "typo' does not exist" in str(refused.value) and "gone' does not exist" in str(refused.value)
+
+
 def test_a_role_named_by_the_tenant_lets_its_users_act(tiny_model: Path, acme_dataset: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from lora_airflow.users import user_roles

@@ -18,6 +18,15 @@ def test_seed_yaml_without_its_checkpoint_names_the_path(capsys: pytest.CaptureF
     assert "Traceback" not in err
 
 
+def test_a_missing_base_model_and_dataset_are_reported_together_under_the_spec_file(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["--config", str(SEED), "--dataset", str(tmp_path / "not-uploaded")]) == 2
+    err = capsys.readouterr().err
+    assert f"{SEED} has 2 problems:" in err
+    assert "  - model_config.base_model: " in err and "v1-5-pruned.safetensors" in err
+    assert f"  - dataset.uri: dataset {tmp_path / 'not-uploaded'} does not exist. Fix: set dataset.uri" in err
+
+
 def test_bad_override_is_reported(capsys: pytest.CaptureFixture[str], write_job) -> None:
     assert main(["--config", str(write_job()), "--set", "training_config.learning_rate=0"]) == 2
     assert "training_config.learning_rate: got 0" in capsys.readouterr().err

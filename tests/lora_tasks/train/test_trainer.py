@@ -198,7 +198,7 @@ def test_images_smaller_than_the_resolution_are_reported_or_refused(tiny_model: 
     warning = next(w for w in trainer.warnings if "smaller than their training bucket" in w)
     assert warning.startswith("12 of 12 images") and "64x64 (bucket 128x128)" in warning and "upscaled" in warning
     job["training_config"]["allow_upscale"] = False
-    with pytest.raises(DatasetError, match="12 of 12 images are smaller .*allow_upscale is false"):
+    with pytest.raises(DatasetError, match=r"12 of 12 images are smaller .*allow_upscale is false"):
         LoraTrainer(parse_job_spec(job)).train()
     assert not (tmp_path / "out" / "adapter").exists()
 
