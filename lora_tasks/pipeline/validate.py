@@ -64,6 +64,7 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
         resolved["model_config"]["base_model_config"] = ref.config
     resolved["output"]["uri"] = str(info.train_output)
     resolved["training_config"].update(advice.settings())  # 'auto' resolved for this GPU type
+    resolved["training_config"]["compare_at_end"] = False  # the evaluate stage compares, on held-out data
     resolved["dataset"]["uri"] = str(dataset)  # links and '..' resolved: what was checked is what is read
     info.write_spec(resolved)
     open_ledger(settings.ledger_url).register_run(

@@ -231,6 +231,10 @@ class TrainingSection(SpecModel):
         "step on a CPU, every 10 on a GPU (reading the loss makes the host wait for the GPU)"
     )
     checkpoints_total_limit: Int = Field(2, ge=1, description="complete checkpoints kept, >= 1")
+    compare_at_end: bool = Field(
+        True, description="measure the adapter against the base model on training data when training ends; the "
+        "DAG turns it off, since its evaluate stage measures on held-out data (once a job)"
+    )
     seed: Int = Field(42, ge=0, lt=2**63, description="random seed, a non-negative integer")
 
     @model_validator(mode="after")
@@ -258,6 +262,10 @@ class EvalSection(SpecModel):
                     "word); omit the key to sample held-out captions",
     )
     max_prompts: Int = Field(4, ge=1, le=32, description="how many held-out captions become sample prompts")
+    max_compare_items: Int = Field(
+        16, ge=1, le=100_000, description="images (text jobs: records) the base-vs-adapter loss comparison uses at "
+        "most, which bounds its cost (an image costs 10 UNet passes: 5 timesteps, with and without the adapter)"
+    )
     sample_steps: Int = Field(20, ge=1, le=200, description="denoising steps per sample image")
     sample_guidance: Float = Field(7.5, ge=0.0, le=30.0, description="classifier-free guidance scale of the samples")
     sample_size: Pixels | None = Field(

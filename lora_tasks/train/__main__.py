@@ -42,12 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"LoRA:         {lora['parameters']:,} trainable parameters on {', '.join(lora['target_modules'])}, "
           f"{100 * lora['share']:.4f}% of the base model's {lora['model_parameters']:,}")
     print(f"train loss:   {loss['first']:.4f} (first 10% of steps) -> {loss['last']:.4f} (last 10%)")
-    if "fixed_noise_loss" in summary:
-        effect = summary["fixed_noise_loss"]
-        print(f"fixed-noise loss on training images: base {effect['base']:.4f} -> with LoRA {effect['lora']:.4f}")
-    else:
-        effect = summary["token_loss"]
-        print(f"next-token loss on training examples: base {effect['base']:.4f} -> with LoRA {effect['lora']:.4f}")
+    for key, what in (("fixed_noise_loss", "fixed-noise loss on training images"),
+                      ("token_loss", "next-token loss on training examples")):
+        if key in summary:
+            effect = summary[key]
+            print(f"{what}: base {effect['base']:.4f} -> with LoRA {effect['lora']:.4f} ({effect['items']} "
+                  f"compared in {effect['seconds']:.1f} s)")
     print(f"steps:        {summary['steps']} in {summary['epochs']} epoch(s), median "
           f"{summary['median_step_seconds']:.3f} s/step")
     print(f"peak memory:  {summary['peak_memory_bytes'] / 2**20:.0f} MiB ({summary['settings']['device']})")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from lora_tasks.spec.loading import load_job_spec
 from lora_tasks.spec.schema import JobSpec
 from lora_tasks.train.outputs import DIFFUSERS_FILE, METRICS_FILE
 
+log = logging.getLogger(__name__)
 REPORT_FILE = "eval_report.json"
 GRID_FILE = "sample_grid.png"
 CURVE_FILE = "loss_curve.png"
@@ -65,8 +67,9 @@ def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Pa
     items = collect_images(images, spec.dataset)
     buckets = training_buckets([item.size for item in items], spec.training, models.size_divisor)
     encoder = Encoder(models, target)
+    compared = min(len(items), spec.eval.max_compare_items)  # the comparison's cost is bounded by the setting
     batches = [(encoder.images([item], bucket), encoder.captions([item.caption])) for item, bucket in
-               zip(items, buckets, strict=True)]
+               zip(items[:compared], buckets[:compared], strict=True)]
     pipe = sampling_pipeline(models)
     prompts, why_none = sample_prompts([item.caption for item in items], spec.eval, spec.dataset.trigger_word)
     if why_none:
@@ -77,7 +80,8 @@ def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Pa
     timings.lap("base_samples_s")
     pipe.load_lora_weights(adapter_dir, weight_name=DIFFUSERS_FILE, adapter_name="candidate")
     base, lora = adapter_effect(models.unet, models.noise_scheduler, batches, spec.training.seed)
-    timings.lap("loss_s")
+    log.info("adapter against the base model on %d of %d held-out images (eval.max_compare_items): %.1f s",
+             compared, len(items), timings.lap("loss_s"))
     lora_images = generate(pipe, prompts, spec.eval, size)
     timings.lap("lora_samples_s")
 
@@ -95,7 +99,8 @@ def evaluate_adapter(spec: JobSpec, adapter_dir: Path, images: Path, out_dir: Pa
     gates = _gates(spec, ratio, clip)
     timings["total_s"] = round(sum(timings.values()), 3)
     report = {
-        "images": len(items), "held_out": held_out, "base_loss": base, "lora_loss": lora, "loss_ratio": ratio,
+        "images": len(items), "compared_images": compared, "held_out": held_out, "base_loss": base,
+        "lora_loss": lora, "loss_ratio": ratio,
         "max_loss_ratio": spec.eval.max_loss_ratio, "min_clip_score": spec.eval.min_clip_score,
         "clip_model": spec.eval.clip_model, "clip_score": clip,
         "sampling": {"steps": spec.eval.sample_steps, "guidance": spec.eval.sample_guidance, "size": size,
@@ -128,9 +133,11 @@ class Laps(dict[str, float]):
         super().__init__()
         self._last = time.perf_counter()
 
-    def lap(self, name: str) -> None:
+    def lap(self, name: str) -> float:
+        """Record the seconds since the last lap under ``name`` and return them."""
         now = time.perf_counter()
         self[name], self._last = round(now - self._last, 3), now
+        return self[name]
 
 
 def _write_samples(out_dir: Path, prompts: list[Any], base: list[Any], lora: list[Any]) -> list[dict[str, Any]]:

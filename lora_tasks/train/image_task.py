@@ -22,7 +22,7 @@ from lora_tasks.train.data import collect_images, dataset_fingerprint, tag_frequ
 from lora_tasks.train.export import write_image_formats
 from lora_tasks.train.loss import adapter_effect, denoising_loss
 from lora_tasks.train.metadata import TrainingFacts, base_model_version, kohya_metadata
-from lora_tasks.train.model_task import EFFECT_ITEMS, RunRecord
+from lora_tasks.train.model_task import RunRecord
 from lora_tasks.train.models import add_lora, load_models
 from lora_tasks.train.outputs import CACHE_DIR
 from lora_tasks.train.settings import RunSettings
@@ -91,10 +91,9 @@ class ImageTask:
                                   (latents.shape[0],), generator=generator, device=self.device)
         return denoising_loss(self.module, self.models.noise_scheduler, latents, embeddings, noise, timesteps)
 
-    def effect(self, seed: int) -> tuple[float, float]:
+    def effect(self, seed: int, items: int) -> tuple[float, float]:
         """Fixed-noise denoising loss on training images without and with the adapter."""
-        batches = [tuple(t.to(self.device) for t in self.source.batch([i]))
-                   for i in range(min(EFFECT_ITEMS, len(self.items)))]
+        batches = [tuple(t.to(self.device) for t in self.source.batch([i])) for i in range(min(items, len(self.items)))]
         return adapter_effect(self.module, self.models.noise_scheduler, batches, seed)
 
     def facts(self) -> dict[str, Any]:

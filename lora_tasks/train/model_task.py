@@ -19,10 +19,6 @@ if TYPE_CHECKING:
 
     from lora_tasks.train.buckets import Size
 
-EFFECT_ITEMS = 16
-"""Training units (images, examples) the end-of-run comparison with the base model uses."""
-
-
 @dataclass(frozen=True)
 class RunRecord:
     """What the loop did, for the task's metadata and summary."""
@@ -59,8 +55,8 @@ class ModelTask(Protocol):
     def loss(self, indices: list[int], generator: torch.Generator) -> torch.Tensor:
         """The loss of one micro-batch of these units (the trainer runs it under autocast)."""
 
-    def effect(self, seed: int) -> tuple[float, float]:
-        """A fixed measurement on training units without and with the LoRA: (base, lora)."""
+    def effect(self, seed: int, items: int) -> tuple[float, float]:
+        """A fixed measurement on the first ``items`` training units without and with the LoRA: (base, lora)."""
 
     def facts(self) -> dict[str, Any]:
         """The summary's description of the data trained on."""

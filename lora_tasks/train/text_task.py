@@ -26,7 +26,7 @@ from lora_tasks.intake.text_records import SUFFIXES, layout_of, read_records
 from lora_tasks.spec.base_model import BaseModelRef
 from lora_tasks.spec.causal_lm import check_max_length, resolve_text_targets
 from lora_tasks.spec.schema import EvalSection, JobSpec
-from lora_tasks.train.model_task import EFFECT_ITEMS, RunRecord
+from lora_tasks.train.model_task import RunRecord
 from lora_tasks.train.models import METHODS
 from lora_tasks.train.outputs import MERGED_DIR
 from lora_tasks.train.settings import RunSettings
@@ -136,10 +136,10 @@ class TextTask:
         return self.module(**self.batch(indices)).loss
 
     @torch.no_grad()
-    def effect(self, seed: int) -> tuple[float, float]:
+    def effect(self, seed: int, items: int) -> tuple[float, float]:
         """Mean next-token loss on the first training units without and with the adapter."""
         del seed  # no randomness in a language model's loss
-        batches = [self.batch([i]) for i in range(min(EFFECT_ITEMS, len(self.units)))]
+        batches = [self.batch([i]) for i in range(min(items, len(self.units)))]
 
         def mean_loss() -> float:
             return sum(self.module(**b).loss.item() for b in batches) / len(batches)

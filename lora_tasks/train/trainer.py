@@ -44,7 +44,7 @@ from lora_tasks.train.text_task import TextTask
 log = logging.getLogger(__name__)
 
 TASKS: dict[str, type[ImageTask] | type[TextTask]] = {"image": ImageTask, "text": TextTask}
-RESUME_IRRELEVANT = {"save_steps", "checkpoints_total_limit", "latent_cache"}
+RESUME_IRRELEVANT = {"save_steps", "checkpoints_total_limit", "latent_cache", "compare_at_end"}
 """Training keys that do not change the result, so a resume may differ in them."""
 
 
@@ -266,14 +266,13 @@ class LoraTrainer:
     # ------------------------------------------------------------------------- export
 
     def export(self, started: datetime) -> TrainResult:
-        """Compare with the base model, then write the adapter and its summary."""
-        module = self.task.module
-        module.eval()
-        with self._autocast():
-            base_loss, lora_loss = self.task.effect(self.cfg.seed)
+        """Compare with the base model (unless the job's evaluate stage does), then write the adapter and its
+        summary."""
+        self.task.module.eval()
+        comparison = self._compare() if self.cfg.compare_at_end else None
         record = RunRecord(steps=self.total_steps, epochs=self.stream.epoch + 1, started_at=started,
                            finished_at=datetime.now(UTC), base_model_sha256=base_model_sha256(self.ref))
-        summary = self._summary(record, read_metrics(self.metrics_path), base_loss, lora_loss)
+        summary = self._summary(record, read_metrics(self.metrics_path), comparison)
 
         def describe(folder: Path) -> dict[str, str]:
             summary["files"] = file_digests(folder)
@@ -285,8 +284,21 @@ class LoraTrainer:
         adapter = export_adapter(self.output_dir, lambda folder: self.task.write_weights(folder, record), describe)
         return TrainResult(adapter, self.metrics_path, summary)
 
-    def _summary(self, record: RunRecord, records: list[dict[str, Any]], base_loss: float,
-                 lora_loss: float) -> dict[str, Any]:
+    def _compare(self) -> dict[str, Any]:
+        """The adapter against the base model on the first ``eval.max_compare_items`` training units, timed:
+        on a large model this is minutes, so its size is a setting and its cost is reported."""
+        items = self.spec.eval.max_compare_items
+        began = time.perf_counter()
+        with self._autocast():
+            base, lora = self.task.effect(self.cfg.seed, items)
+        seconds = time.perf_counter() - began
+        used = min(items, len(self.task.buckets))
+        log.info("adapter against the base model on %d training units (eval.max_compare_items %d): %.1f s",
+                 used, items, seconds)
+        return {"base": base, "lora": lora, "items": used, "seconds": round(seconds, 3)}
+
+    def _summary(self, record: RunRecord, records: list[dict[str, Any]],
+                 comparison: dict[str, Any] | None) -> dict[str, Any]:
         tenth = max(1, len(records) // 10)
         losses = [r["loss"] for r in records]
         seconds = sorted(r["step_seconds"] for r in records)
@@ -305,7 +317,7 @@ class LoraTrainer:
             "epochs": record.epochs,
             **self.task.facts(),
             "train_loss": {"first": _mean(losses[:tenth]), "last": _mean(losses[-tenth:])},
-            self.task.effect_name: {"base": base_loss, "lora": lora_loss},
+            **({self.task.effect_name: comparison} if comparison else {}),
             "median_step_seconds": seconds[len(seconds) // 2] if seconds else None,
             "peak_memory_bytes": max((r["peak_memory_bytes"] for r in records), default=0),
             "started_at": record.started_at.isoformat(timespec="seconds"),

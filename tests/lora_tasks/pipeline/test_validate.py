@@ -50,6 +50,7 @@ def test_a_good_request_is_resolved(tiny_model: Path, style_dataset: Path) -> No
     spec = yaml.safe_load(Path(info["spec"]).read_text())
     assert spec["model_config"]["base_model"] == str(tiny_model)
     assert spec["output"]["uri"] == f"{info['workspace']}/train/output"
+    assert spec["training_config"]["compare_at_end"] is False  # the evaluate stage compares, once
     assert Path(info["workspace"]).parts[-2:] == ("demo", "20261129T120000Z-" + info["run_key"].split("-")[-1])
 
 

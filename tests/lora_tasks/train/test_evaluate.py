@@ -72,9 +72,17 @@ def pixels(path: Path) -> np.ndarray:
 def test_a_trained_adapter_passes_the_default_gate(evaluated) -> None:
     report, folder = evaluated
     assert report["passed"] and report["loss_ratio"] < DEFAULT_GATE and report["images"] == 4
+    assert report["compared_images"] == 4  # eval.max_compare_items is 16
     assert report["gates"] == {"max_loss_ratio": {"value": report["loss_ratio"], "limit": DEFAULT_GATE,
                                                   "passed": True}}
     assert json.loads((folder / "eval_report.json").read_text()) == report
+
+
+def test_the_comparison_uses_at_most_max_compare_items(trained, tiny_model: Path, style_dataset: Path,
+                                                       held_out: Path, tmp_path: Path) -> None:
+    spec = spec_for(tiny_model, style_dataset, tmp_path / "unused", max_compare_items=1, prompts=["sks"])
+    report = evaluate_adapter(spec, trained.adapter_dir, held_out, tmp_path / "eval", device="cpu")
+    assert (report["images"], report["compared_images"]) == (4, 1)
 
 
 def test_the_report_lists_every_figure(evaluated, clip_model: Path) -> None:

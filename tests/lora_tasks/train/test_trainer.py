@@ -73,6 +73,17 @@ def test_run_writes_adapter_metrics_and_checkpoints(trained: TrainResult) -> Non
 def test_lora_lowers_the_loss_on_its_style(trained: TrainResult) -> None:
     effect = trained.summary["fixed_noise_loss"]
     assert effect["lora"] < effect["base"] * 0.98, effect
+    assert effect["items"] == 12 and effect["seconds"] > 0  # every image: eval.max_compare_items is 16
+
+
+def test_the_end_of_run_comparison_is_bounded_or_left_to_the_evaluate_stage(tiny_model: Path, style_dataset: Path,
+                                                                            tmp_path: Path) -> None:
+    bounded = train(tiny_model, style_dataset, tmp_path / "bounded", training_config={"max_steps": 1},
+                    eval={"max_compare_items": 2})
+    assert bounded.summary["fixed_noise_loss"]["items"] == 2
+    skipped = train(tiny_model, style_dataset, tmp_path / "skipped",
+                    training_config={"max_steps": 1, "compare_at_end": False})
+    assert "fixed_noise_loss" not in skipped.summary
 
 
 def test_diffusers_file_loads_cleanly_and_changes_the_image(trained: TrainResult, pipe: Any,
