@@ -21,7 +21,7 @@ from lora_tasks.spec.base_model import HUB_ID, PICKLE_SUFFIXES
 from lora_tasks.spec.schema import JobSpec
 from lora_tasks.stores.locations import parse_location
 from lora_tasks.stores.versions import CARD_FILE, GRID_FILE, LOSS_CURVE_FILE
-from lora_tasks.train.outputs import DIFFUSERS_FILE, EVAL_HEADLINE, PEFT_FILE, SUMMARY_FILE
+from lora_tasks.train.outputs import DIFFUSERS_FILE, EVAL_HEADLINE, PEFT_FILE, PROGRESS_FILE, SUMMARY_FILE
 
 EVAL_FILE = "eval_report.json"
 SPEC_FILE = "job.yaml"
@@ -35,6 +35,9 @@ FIGURES = '''## Training
 {% endfor %}
 {%- if loss_curve %}
 ![Training loss]({{ loss_curve }})
+{% endif %}
+{%- if progress %}
+![Samples during training, a row per step]({{ progress }})
 {% endif %}
 {%- if evaluation %}
 ## Evaluation
@@ -127,6 +130,7 @@ def model_card(spec: JobSpec, *, version: int, uri: str, summary: dict[str, Any]
         data, template_str=TEMPLATE, name=name, version=version, tenant=spec.job.tenant, method=spec.model.method,
         base_model=base_model_id(spec, summary), trigger_word=trigger, prompt=prompt, grid=grid,
         loss_curve=LOSS_CURVE_FILE if LOSS_CURVE_FILE in files else None,
+        progress=PROGRESS_FILE if PROGRESS_FILE in files else None,
         training=training_rows(spec, summary), evaluation=eval_rows(report), eval_note=eval_note(report),
         notes=report.get("notes") or [],
         diffusers=DIFFUSERS_FILE if DIFFUSERS_FILE in files else None, kohya=kohya,
@@ -162,6 +166,13 @@ def version_folder(uri: str, name: str, version: int) -> tuple[str | None, str]:
     return None, parse_location(uri, "version").path
 
 
+def _sampling_row(facts: dict[str, Any] | None) -> str | None:
+    if not facts or not facts["images"]:
+        return None
+    return (f"{facts['images']} images at {len(facts['steps'])} steps, {facts['seconds_per_image']:.2f} s an image "
+            "(not in the step time)")
+
+
 def training_rows(spec: JobSpec, summary: dict[str, Any]) -> list[tuple[str, str]]:
     """The figures of the run (the summary's, which resolved 'auto' settings) and of its spec."""
     lora, settings, loss = summary.get("lora", {}), summary.get("settings", {}), summary.get("train_loss", {})
@@ -183,6 +194,7 @@ def training_rows(spec: JobSpec, summary: dict[str, Any]) -> list[tuple[str, str
         ("device", settings.get("device")),
         ("train loss, first -> last tenth", f"{number(loss['first'])} -> {number(loss['last'])}" if loss else None),
         ("median step", f"{summary['median_step_seconds']:.3f} s" if summary.get("median_step_seconds") else None),
+        ("samples during training", _sampling_row(summary.get("training_samples"))),
         ("training time", f"{training_seconds(summary):.0f} s" if "finished_at" in summary else None),
         ("peak memory", f"{summary['peak_memory_bytes'] / 2**20:.0f} MiB" if summary.get("peak_memory_bytes")
          else None),
@@ -248,7 +260,8 @@ def describe_files(files: Collection[str], kohya: str | None) -> list[tuple[str,
             SUMMARY_FILE: "the training run's figures", EVAL_FILE: "the evaluation's figures",
             SPEC_FILE: "the job spec, every default filled in", CARD_FILE: "this card",
             GRID_FILE: "samples of the base model and of the LoRA, side by side",
-            LOSS_CURVE_FILE: "the training loss by step"}
+            LOSS_CURVE_FILE: "the training loss by step",
+            PROGRESS_FILE: "samples made during training, a row per step (training_config.sample_every_n_steps)"}
     if kohya:
         what[kohya] = "kohya weights for AUTOMATIC1111 WebUI and ComfyUI (training metadata in its header)"
     listed = [(f, what.get(f, "")) for f in sorted(files) if not f.startswith(f"{SAMPLES_DIR}/")]

@@ -231,6 +231,14 @@ class TrainingSection(SpecModel):
         "step on a CPU, every 10 on a GPU (reading the loss makes the host wait for the GPU)"
     )
     checkpoints_total_limit: Int = Field(2, ge=1, description="complete checkpoints kept, >= 1")
+    sample_every_n_steps: Int | None = Field(
+        None, ge=1, description="image jobs: sample images with the LoRA as it is every N optimizer steps and at the "
+        "last, into the output folder's samples/ (kohya-ss's --sample_every_n_steps); unset: none"
+    )
+    sample_prompts: list[Annotated[str, Field(pattern=r"\S")]] | None = Field(
+        None, min_length=1, description="what to sample during training; default: the first eval.max_prompts "
+        "distinct training captions (trigger word included). Seeds, steps and size are eval's"
+    )
     compare_at_end: bool = Field(
         True, description="measure the adapter against the base model on training data when training ends; the "
         "DAG turns it off, since its evaluate stage measures on held-out data (once a job)"
@@ -347,6 +355,9 @@ class JobSpec(SpecModel):
         if self.job.task == "text" and formats != ["peft"]:
             raise ValueError(f"output.formats: a text LoRA is written in peft's format (what PeftModel, vLLM and "
                              f"LoRAX load), not {', '.join(f for f in formats if f != 'peft')}; use [peft]")
+        if self.job.task == "text" and self.training.sample_every_n_steps:
+            raise ValueError("training_config.sample_every_n_steps: text jobs are not sampled during training (the "
+                             "evaluate stage writes greedy generations); remove sample_every_n_steps")
         if self.job.task == "image" and self.output.merged:
             raise ValueError("output.merged: merged weights are written for text jobs only; remove output.merged")
         if self.model.method == "dora" and formats == ["kohya"]:

@@ -24,7 +24,8 @@ from lora_tasks.train.loss import adapter_effect, denoising_loss
 from lora_tasks.train.metadata import TrainingFacts, base_model_version, kohya_metadata
 from lora_tasks.train.model_task import RunRecord
 from lora_tasks.train.models import add_lora, load_models
-from lora_tasks.train.outputs import CACHE_DIR
+from lora_tasks.train.outputs import CACHE_DIR, METRICS_FILE, PROGRESS_FILE, TRAINING_SAMPLES_DIR
+from lora_tasks.train.samples import SamplePrompt, training_sample_prompts
 from lora_tasks.train.settings import RunSettings
 
 
@@ -38,6 +39,9 @@ class ImageTask:
         self.spec, self.ref, self.dataset_dir, self.output_dir = spec, ref, dataset_dir, output_dir
         self.device, self.settings = device, settings
         self.warnings: list[str] = []
+        self.sample_prompts: list[SamplePrompt] = []
+        self.pipe: Any = None
+        """The sampling pipeline over the training UNet, made at the first sample."""
 
     def collect(self) -> None:
         self.items = collect_images(self.dataset_dir, self.spec.dataset)
@@ -66,6 +70,7 @@ class ImageTask:
                                    self.spec.training.allow_upscale)
         if upscaled:
             self.warnings.append(upscaled)
+        self.sample_prompts = self._sample_prompts()
         encoder = Encoder(self.models, self.device)
         self.source: SampleSource = build_source(self.spec.training.latent_cache, encoder, self.items, self.buckets,
                                                  self.output_dir / CACHE_DIR, self.ref.location)
@@ -73,6 +78,45 @@ class ImageTask:
         if self.spec.training.latent_cache != "off":  # the frozen encoders are no longer needed on the GPU
             self.models.vae.to("cpu")
             self.models.text_encoder.to("cpu")
+
+    def _sample_prompts(self) -> list[SamplePrompt]:
+        training = self.spec.training
+        if not training.sample_every_n_steps:
+            return []
+        prompts = training_sample_prompts([item.caption for item in self.items], training.sample_prompts,
+                                          self.spec.eval, self.spec.dataset.trigger_word)
+        if not prompts:
+            self.warnings.append("training_config.sample_every_n_steps: there is nothing to sample (the captions are "
+                                 "empty and no trigger word is set), so no samples are made. Fix: set "
+                                 "training_config.sample_prompts")
+        return prompts
+
+    def sample(self, step: int) -> list[str]:
+        """Images of the sample prompts from the LoRA as it is at ``step``, into the output folder's samples/;
+        their paths there. The frozen encoders come back to the device for it when they were moved off."""
+        from lora_tasks.train.samples import generate, sampling_pipeline
+
+        if not self.sample_prompts:
+            return []
+        if self.pipe is None:
+            self.pipe = sampling_pipeline(self.models)
+        offloaded = self.spec.training.latent_cache != "off" and self.device.type != "cpu"
+        if offloaded:
+            self.models.vae.to(self.device)
+            self.models.text_encoder.to(self.device)
+        try:
+            images = generate(self.pipe, self.sample_prompts, self.spec.eval,
+                              self.spec.eval.sample_size or self.spec.training.resolution)
+        finally:
+            if offloaded:
+                self.models.vae.to("cpu")
+                self.models.text_encoder.to("cpu")
+        folder = self.output_dir / TRAINING_SAMPLES_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        names = [f"{TRAINING_SAMPLES_DIR}/step-{step:08d}-{i:02d}.png" for i in range(len(images))]
+        for name, image in zip(names, images, strict=True):
+            image.save(self.output_dir / name)
+        return names
 
     def micro_batch(self, indices: list[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Latents and caption embeddings on the device, with ``dataset.caption_dropout`` applied."""
@@ -101,9 +145,18 @@ class ImageTask:
                 "buckets": {f"{w}x{h}": n for (w, h), n in sorted(Counter(self.buckets).items())}}
 
     def write_weights(self, folder: Path, record: RunRecord) -> None:
+        """The adapter in every format, and the training samples' grid beside it when there are samples."""
+        from lora_tasks.train.metrics import read_metrics
+        from lora_tasks.train.sample_grid import progress_grid
+
         metadata = kohya_metadata(self.spec, self.settings, self._training_facts(record))
         write_image_formats(self.module, folder, self.spec.job.name, self.spec.written_formats, self.spec.model.alpha,
                             metadata)
+        if self.sample_prompts:
+            grid = progress_grid(read_metrics(self.output_dir / METRICS_FILE), self.output_dir,
+                                 [p.text for p in self.sample_prompts])
+            if grid is not None:
+                grid.save(folder / PROGRESS_FILE)
 
     def _training_facts(self, record: RunRecord) -> TrainingFacts:
         dirs: dict[str, dict[str, int]] = {}

@@ -58,6 +58,10 @@ class ModelTask(Protocol):
     def effect(self, seed: int, items: int) -> tuple[float, float]:
         """A fixed measurement on the first ``items`` training units without and with the LoRA: (base, lora)."""
 
+    def sample(self, step: int) -> list[str]:
+        """Write what the LoRA makes of the sample prompts at ``step`` into the output folder; the files' paths
+        there (the trainer runs it in eval mode, without gradients, on a fork of the global RNG)."""
+
     def facts(self) -> dict[str, Any]:
         """The summary's description of the data trained on."""
 

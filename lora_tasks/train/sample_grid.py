@@ -1,9 +1,11 @@
-"""Base and LoRA samples side by side in one PNG: a column per prompt, the base model's image above the
-LoRA's, row labels on the left and the prompt wrapped under its column, so one look shows what the
-adapter changes. Drawing uses Pillow's bundled font only, so the same images give the same pixels."""
+"""Samples in one PNG, a column per prompt and a labelled row per model: the eval's base model above the
+LoRA, so one look shows what the adapter changes, or the training samples one row per step, so one look
+shows the style emerge. The prompt is wrapped under its column. Drawing uses Pillow's bundled font only,
+so the same images give the same pixels."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
@@ -23,15 +25,15 @@ def column_width(image_width: int) -> int:
     return max(image_width, MIN_COLUMN) + GAP
 
 
-def cell_origin(column: int, row: int, size: tuple[int, int]) -> tuple[int, int]:
-    """Top-left corner of one sample in the grid (row 0 base, row 1 LoRA)."""
+def cell_origin(column: int, row: int, size: tuple[int, int], label_width: int = LABEL_WIDTH) -> tuple[int, int]:
+    """Top-left corner of one sample in the grid (in the eval's grid, row 0 is the base model, row 1 the LoRA)."""
     width, height = size
-    return LABEL_WIDTH + column * column_width(width) + (column_width(width) - width) // 2, row * (height + GAP)
+    return label_width + column * column_width(width) + (column_width(width) - width) // 2, row * (height + GAP)
 
 
-def text_top(size: tuple[int, int]) -> int:
-    """Where the prompt text area starts: under both rows."""
-    return len(ROWS) * (size[1] + GAP)
+def text_top(size: tuple[int, int], rows: int = len(ROWS)) -> int:
+    """Where the prompt text area starts: under every row."""
+    return rows * (size[1] + GAP)
 
 
 def wrap(text: str, font: Any, width: int) -> list[str]:
@@ -51,26 +53,59 @@ def wrap(text: str, font: Any, width: int) -> list[str]:
 
 
 def sample_grid(base: list[Image.Image], lora: list[Image.Image], prompts: list[str]) -> Image.Image:
-    """The grid of equally sized samples; ``base[i]`` and ``lora[i]`` were made from ``prompts[i]``."""
+    """The eval's grid of equally sized samples; ``base[i]`` and ``lora[i]`` were made from ``prompts[i]``."""
     if not (len(base) == len(lora) == len(prompts)) or not prompts:
         raise ValueError("sample_grid needs one base and one LoRA image per prompt, and at least one prompt")
-    size = base[0].size
+    return labelled_grid([base, lora], list(ROWS), prompts)
+
+
+def progress_grid(records: list[dict[str, Any]], root: Path, prompts: list[str]) -> Image.Image | None:
+    """The samples made during training, a row per sampled step (the metrics records that list them), the
+    files read from ``root``; None when no step has a complete set (a row whose files are gone is left out)."""
+    rows, labels = [], []
+    for record in records:
+        names = record.get("sample_images") or []
+        if len(names) != len(prompts) or not all((root / name).is_file() for name in names):
+            continue
+        row = []
+        for name in names:
+            with Image.open(root / name) as image:
+                row.append(image.convert("RGB"))
+        rows.append(row)
+        labels.append(f"step {record['step']}")
+    return labelled_grid(rows, labels, prompts) if rows else None
+
+
+def label_width(labels: list[str]) -> int:
+    """The label column: LABEL_WIDTH, or wider for longer labels ("step 12000")."""
+    font = ImageFont.load_default(FONT_SIZE)
+    return max(LABEL_WIDTH, max(round(font.getlength(label)) for label in labels) + 2 * GAP)
+
+
+def labelled_grid(rows: list[list[Image.Image]], labels: list[str], prompts: list[str]) -> Image.Image:
+    """A row of equally sized images per label (``rows[r][i]`` made from ``prompts[i]``), the label on the left
+    and each prompt wrapped under its column."""
+    if len(rows) != len(labels) or not prompts or any(len(row) != len(prompts) for row in rows):
+        raise ValueError("labelled_grid needs one label per row and one image per prompt in every row")
+    size = rows[0][0].size
+    left_width = label_width(labels)
     font = ImageFont.load_default(FONT_SIZE)
     line_height = FONT_SIZE + 3
     text_width = column_width(size[0]) - 2 * GAP
     wrapped = [wrap(prompt, font, text_width) for prompt in prompts]
     text_height = max(len(lines) for lines in wrapped) * line_height + 2 * GAP
-    grid = Image.new("RGB", (LABEL_WIDTH + len(prompts) * column_width(size[0]), text_top(size) + text_height),
-                     BACKGROUND)
+    top = text_top(size, len(rows))
+    grid = Image.new("RGB", (left_width + len(prompts) * column_width(size[0]), top + text_height), BACKGROUND)
     draw = ImageDraw.Draw(grid)
-    for row, label in enumerate(ROWS):
+    for row, label in enumerate(labels):
         draw.text((GAP, row * (size[1] + GAP) + size[1] // 2), label, fill=INK, font=font, anchor="lm")
-    for column, (pair, lines) in enumerate(zip(zip(base, lora, strict=True), wrapped, strict=True)):
-        for row, image in enumerate(pair):
+    for row, images in enumerate(rows):
+        for column, image in enumerate(images):
             if image.size != size:
-                raise ValueError(f"sample {column} is {image.size}, not {size} like the others")
-            grid.paste(image.convert("RGB"), cell_origin(column, row, size))
-        left = LABEL_WIDTH + column * column_width(size[0]) + GAP
+                raise ValueError(f"sample {column} of row {labels[row]!r} is {image.size}, not {size} like the others")
+            grid.paste(image.convert("RGB"), cell_origin(column, row, size, left_width))
+    for column, lines in enumerate(wrapped):
+        left = left_width + column * column_width(size[0]) + GAP
         for number, line in enumerate(lines):
-            draw.text((left, text_top(size) + GAP + number * line_height), line, fill=INK, font=font)
+            draw.text((left, top + GAP + number * line_height), line, fill=INK, font=font)
     return grid

@@ -1,4 +1,4 @@
-"""Sample images for the eval report: which prompts, and the same pixels on every rerun.
+"""Sample images for the eval report and during training: which prompts, and the same pixels on every rerun.
 
 Each prompt is sampled twice with the same seed, by the base model before the adapter is loaded and by
 the LoRA after, so the two images differ by the adapter alone. The default prompts are held-out
@@ -66,6 +66,20 @@ def sample_prompts(captions: list[str], section: EvalSection, trigger: str | Non
             texts[bare] = None
     return [SamplePrompt(text, section.seed + i, has_trigger(text, trigger), without_trigger(text, trigger) or text)
             for i, text in enumerate(texts)], None
+
+
+def training_sample_prompts(captions: list[str], prompts: list[str] | None, section: EvalSection,
+                            trigger: str | None) -> list[SamplePrompt]:
+    """What to sample while training (training_config.sample_prompts, else the first ``eval.max_prompts``
+    distinct training captions as trained, else the trigger word), seeded ``eval.seed + i`` as the eval's are;
+    empty when there is nothing to sample."""
+    if prompts:
+        chosen = list(prompts)
+    else:
+        chosen = list(dict.fromkeys(c for c in map(clean, captions) if c))[:section.max_prompts]
+        chosen = chosen or ([trigger] if trigger else [])
+    return [SamplePrompt(text, section.seed + i, has_trigger(text, trigger), without_trigger(text, trigger) or text)
+            for i, text in enumerate(chosen)]
 
 
 def sampling_pipeline(models: Any) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from lora_tasks.errors import DatasetError
+from lora_tasks.errors import DatasetError, LoraTaskError
 from lora_tasks.intake.holdout import holdout_count
 from lora_tasks.intake.text_records import SUFFIXES, layout_of, read_records
 from lora_tasks.spec.base_model import BaseModelRef
@@ -147,6 +147,10 @@ class TextTask:
         with self.module.disable_adapter():
             base = mean_loss()
         return base, mean_loss()
+
+    def sample(self, step: int) -> list[str]:
+        raise LoraTaskError("training_config.sample_every_n_steps: text jobs are not sampled during training. Fix: "
+                            "remove it (the evaluate stage writes greedy generations)")
 
     def facts(self) -> dict[str, Any]:
         tokens = sum(len(e.input_ids) for e in self.examples)

@@ -44,7 +44,8 @@ from lora_tasks.train.text_task import TextTask
 log = logging.getLogger(__name__)
 
 TASKS: dict[str, type[ImageTask] | type[TextTask]] = {"image": ImageTask, "text": TextTask}
-RESUME_IRRELEVANT = {"save_steps", "checkpoints_total_limit", "latent_cache", "compare_at_end"}
+RESUME_IRRELEVANT = {"save_steps", "checkpoints_total_limit", "latent_cache", "compare_at_end", "sample_every_n_steps",
+                     "sample_prompts"}
 """Training keys that do not change the result, so a resume may differ in them."""
 
 
@@ -206,6 +207,7 @@ class LoraTrainer:
         uninterrupted one would.
         """
         durations: list[float] = []
+        every = self.cfg.sample_every_n_steps
         progress = tqdm(total=stop, initial=start, desc="training", unit="step", mininterval=1.0)
         last = window_start = time.perf_counter()
         window: torch.Tensor | None = None  # the loss summed on the device since the last record
@@ -219,15 +221,20 @@ class LoraTrainer:
             durations.append(now - last)  # includes the previous step's logging and checkpoint
             last = now
             checkpoint = step % self.cfg.save_steps == 0 or step == self.total_steps
-            if checkpoint or step % self.settings.logging_steps == 0 or step == stop:
+            sampling = every is not None and (step % every == 0 or step == self.total_steps)
+            if checkpoint or sampling or step % self.settings.logging_steps == 0 or step == stop:
                 loss = window.item() / steps
                 seconds = (time.perf_counter() - window_start) / steps
-                self.metrics.write({
+                record = {
                     "step": step, "epoch": self.stream.epoch, "loss": loss, "lr": self.lr_scheduler.get_last_lr()[0],
                     "steps": steps, "samples": samples, "step_seconds": seconds,
                     "samples_per_s": samples / (seconds * steps),
                     "peak_memory_bytes": peak_memory_bytes(self.device),
-                })
+                }
+                if sampling:
+                    record |= self._sample(step)
+                    last = time.perf_counter()  # sampling is timed apart, not as the next step's time
+                self.metrics.write(record)
                 progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 window, steps, samples, window_start = None, 0, 0, time.perf_counter()
             if checkpoint:
@@ -236,6 +243,19 @@ class LoraTrainer:
             progress.update(1)
         progress.close()
         return durations
+
+    def _sample(self, step: int) -> dict[str, Any]:
+        """The training samples at ``step``, made so that training goes on as if they had not been: eval mode
+        (no dropout), no gradients, and the global RNG forked (the batch noise has its own generator)."""
+        began = time.perf_counter()
+        self.task.module.eval()
+        try:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), \
+                    torch.no_grad(), self._autocast():
+                images = self.task.sample(step)
+        finally:
+            self.task.module.train()
+        return {"sample_images": images, "sample_seconds": round(time.perf_counter() - began, 3)}
 
     def train_step(self) -> tuple[torch.Tensor, int]:
         """One optimizer step over ``gradient_accumulation_steps`` micro-batches; returns the mean loss,
@@ -319,6 +339,7 @@ class LoraTrainer:
             "train_loss": {"first": _mean(losses[:tenth]), "last": _mean(losses[-tenth:])},
             **({self.task.effect_name: comparison} if comparison else {}),
             "median_step_seconds": seconds[len(seconds) // 2] if seconds else None,
+            **_sampling(records),
             "peak_memory_bytes": max((r["peak_memory_bytes"] for r in records), default=0),
             "started_at": record.started_at.isoformat(timespec="seconds"),
             "finished_at": record.finished_at.isoformat(timespec="seconds"),
@@ -375,6 +396,17 @@ def _lora_size(module: torch.nn.Module, trainable: dict[str, torch.nn.Parameter]
     lora = sum(p.numel() for p in trainable.values())
     model = sum(p.numel() for p in module.parameters()) - lora
     return {"parameters": lora, "model_parameters": model, "share": lora / model}
+
+
+def _sampling(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The samples made during training and their time, which the step times leave out."""
+    sampled = [r for r in records if "sample_seconds" in r]
+    if not sampled:
+        return {}
+    images = sum(len(r["sample_images"]) for r in sampled)
+    seconds = sum(r["sample_seconds"] for r in sampled)
+    return {"training_samples": {"steps": [r["step"] for r in sampled], "images": images, "seconds": round(seconds, 3),
+                                 "seconds_per_image": round(seconds / images, 3) if images else None}}
 
 
 def _mean(values: list[float]) -> float | None:

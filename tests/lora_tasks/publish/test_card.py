@@ -45,3 +45,13 @@ def test_dora_and_no_trigger_word_and_no_grid() -> None:
                                    "dataset": spec.dataset.model_copy(update={"trigger_word": None})})
     data = card(spec=spec, report={}, files=["pytorch_lora_weights.safetensors"]).data.to_dict()
     assert "dora" in data["tags"] and "instance_prompt" not in data and "widget" not in data
+
+
+def test_samples_made_during_training_are_shown_with_their_cost() -> None:
+    summary = SUMMARY | {"training_samples": {"steps": [50, 100], "images": 4, "seconds": 2.0,
+                                              "seconds_per_image": 0.5}}
+    text = card(summary=summary, files=["pytorch_lora_weights.safetensors", "training_samples.png"]).text
+    assert "![Samples during training, a row per step](training_samples.png)" in text
+    assert "| samples during training | 4 images at 2 steps, 0.50 s an image (not in the step time) |" in text
+    assert "- `training_samples.png`: samples made during training" in text
+    assert "training_samples.png" not in card().text

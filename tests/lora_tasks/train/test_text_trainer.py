@@ -178,3 +178,5 @@ def test_a_text_job_wants_a_language_model_and_the_peft_format(tiny_llm: Path, t
     peft_only = r"a text LoRA is written in peft.s format .* not kohya. Fix: use \[peft\]"
     with pytest.raises(JobSpecError, match=peft_only):
         text_trainer(tiny_llm, chats, tmp_path, output={"formats": ["peft", "kohya"]})
+    with pytest.raises(JobSpecError, match=r"training_config.sample_every_n_steps: text jobs are not sampled"):
+        text_trainer(tiny_llm, chats, tmp_path, training_config={"sample_every_n_steps": 5})

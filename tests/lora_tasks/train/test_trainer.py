@@ -24,8 +24,8 @@ from tests.conftest import base_job
 pytestmark = pytest.mark.slow
 
 
-def train(model: Path, dataset: Path, out: Path, **sections: dict[str, Any]) -> TrainResult:
-    job = base_job(model, dataset, out)
+def train(model: Path, images: Path, out: Path, **sections: dict[str, Any]) -> TrainResult:
+    job = base_job(model, images, out)
     for section, values in sections.items():
         job.setdefault(section, {}).update(values)
     return LoraTrainer(parse_job_spec(job)).train()
@@ -212,6 +212,36 @@ def test_images_smaller_than_the_resolution_are_reported_or_refused(tiny_model: 
     with pytest.raises(DatasetError, match=r"12 of 12 images are smaller .*allow_upscale is false"):
         LoraTrainer(parse_job_spec(job)).train()
     assert not (tmp_path / "out" / "adapter").exists()
+
+
+def test_samples_during_training_are_written_listed_and_change_nothing(tiny_model: Path, style_dataset: Path,
+                                                                      tmp_path: Path) -> None:
+    from PIL import Image
+
+    common = {"max_steps": 6, "save_steps": 3}
+    plain = train(tiny_model, style_dataset, tmp_path / "plain", training_config=common,
+                  model_config={"lora_dropout": 0.1}, dataset={"caption_dropout": 0.2})
+    sampled = train(tiny_model, style_dataset, tmp_path / "sampled",
+                    training_config={**common, "sample_every_n_steps": 4, "sample_prompts": ["sks, a teal circle",
+                                                                                             "a teal square"]},
+                    model_config={"lora_dropout": 0.1}, dataset={"caption_dropout": 0.2},
+                    eval={"sample_steps": 8, "sample_size": 64})  # sampling takes several steps' time
+    weights = "pytorch_lora_weights.safetensors"
+    assert (sampled.adapter_dir / weights).read_bytes() == (plain.adapter_dir / weights).read_bytes()
+    records = [json.loads(line) for line in sampled.metrics_path.read_text().splitlines()]
+    listed = {r["step"]: r["sample_images"] for r in records if "sample_images" in r}
+    assert listed == {4: ["samples/step-00000004-00.png", "samples/step-00000004-01.png"],
+                      6: ["samples/step-00000006-00.png", "samples/step-00000006-01.png"]}  # and at the last step
+    for name in listed[4] + listed[6]:
+        with Image.open(sampled.adapter_dir.parent / name) as image:
+            assert image.size == (64, 64)
+    by_step = {r["step"]: r for r in records}
+    assert by_step[5]["step_seconds"] < by_step[4]["sample_seconds"]  # the step after sampling is timed alone
+    facts = sampled.summary["training_samples"]
+    assert facts["steps"] == [4, 6] and facts["images"] == 4 and facts["seconds_per_image"] > 0
+    with Image.open(sampled.adapter_dir / "training_samples.png") as grid:
+        assert grid.height > 2 * 64 and grid.width > 2 * 64  # a row per sampled step, a column per prompt
+    assert "training_samples" not in plain.summary and not (plain.adapter_dir / "training_samples.png").exists()
 
 
 def test_export_failure_leaves_no_adapter(tiny_model: Path, style_dataset: Path, tmp_path: Path,
