@@ -10,7 +10,11 @@ weights built from the published configs, at 128 px, batch 1), in one process:
   loop of diffusers' example script).
 
 Rounds of the three are interleaved and medians reported, since these machines are noisy.
-The last line is ``ratio <value>``: the larger trainer/bare median ratio of the two models.
+After them, the samples the trainer makes during training (``training_config.sample_every_n_steps``):
+one prompt at the eval's defaults (20 DPM-Solver++ steps, the training resolution) through
+``LoraTrainer._sample``, its median per image beside the step it interrupts, and what sampling
+4 prompts every 100 steps adds to a run. The last line is ``ratio <value>``: the larger
+trainer/bare median ratio of the two models.
 
 ``--device cuda`` runs the SD 1.5 architecture at 512 px, batch 4, bf16 instead, timing
 whole rounds between ``torch.cuda.synchronize()`` calls (per-step host times only measure
@@ -40,6 +44,10 @@ MODELS = {
     "cpu": {"tiny": (64, 1, 20, 10, 25), "sd15": (128, 1, 8, 2, 10)},
     "cuda": {"sd15": (512, 4, 6, 10, 50)},
 }
+SAMPLE_CALLS = {"tiny": 5, "sd15": 2}
+"""Sampling rounds per model (an SD 1.5 sample at 128 px takes most of a minute on 2 CPU cores)."""
+CADENCE = (4, 100)
+"""Prompts and steps between samples for the overhead a run sees: kohya-ss users' usual settings."""
 
 
 def ensure_model(arch: str) -> Path:
@@ -102,7 +110,8 @@ def measure(arch: str, device: str = "cpu") -> dict[str, Any]:
         "model_config": {"base_model": str(ensure_model(arch)), "lora_rank": 8},
         "training_config": {"batch_size": batch_size, "resolution": resolution, "bucketing": False,
                             "save_steps": save_steps, "max_steps": 10_000, "learning_rate": 1e-4,
-                            "mixed_precision": "bf16" if device == "cuda" else "no"},
+                            "mixed_precision": "bf16" if device == "cuda" else "no",
+                            "sample_every_n_steps": 1_000_000, "sample_prompts": ["sks, a teal circle"]},
     })
     trainer = LoraTrainer(spec, dataset, work / "out", device=device)
     prepare_start = time.perf_counter()
@@ -146,6 +155,7 @@ def measure(arch: str, device: str = "cpu") -> dict[str, Any]:
         if not round_ % 2:
             results["bare"] += bare_steps(trainer, batch, per_round)
         results["no_cache"] += trainer_steps(live, max(1, per_round // 2), "no_cache")
+    samples = [trainer._sample(step) for _ in range(SAMPLE_CALLS.get(arch, 2))]
     trainer.metrics.close()
     records = [json.loads(line) for line in (work / "out" / "metrics.jsonl").read_text().splitlines()]
     return {
@@ -158,6 +168,7 @@ def measure(arch: str, device: str = "cpu") -> dict[str, Any]:
         "mean": {"bare": statistics.fmean(results["bare"]),
                  **{k: sum(walls[k]) / len(results[k]) for k in walls}},
         "steps": {k: len(v) for k, v in results.items()},
+        "sample_seconds": statistics.median(s["sample_seconds"] / len(s["sample_images"]) for s in samples),
         "peak_memory_bytes": max(r["peak_memory_bytes"] for r in records),
         "process_peak_bytes": peak_memory_bytes(trainer.device),
         "peaks": peaks,
@@ -176,6 +187,13 @@ def report(rows: list[dict[str, Any]]) -> None:
               f"| {mean['trainer'] * 1000:.1f} ms | {mean['trainer'] / mean['bare']:.3f} "
               f"| {med['no_cache'] * 1000:.1f} ms | {med['no_cache'] / med['bare']:.3f} "
               f"| {r['peak_memory_bytes'] / 2**20:.0f} MiB |")
+    prompts, every = CADENCE
+    print(f"\n| model | sample image (median, 20 steps) | in trainer steps | {prompts} prompts every {every} steps "
+          "adds |")
+    print("|---|---|---|---|")
+    for r in rows:
+        sample, step = r["sample_seconds"], r["median"]["trainer"]
+        print(f"| {r['arch']} | {sample:.2f} s | {sample / step:.1f} | {prompts * sample / (every * step):.1%} |")
 
 
 def report_cuda(rows: list[dict[str, Any]]) -> None:

@@ -2,7 +2,10 @@
 CLIPTextModel, a real CLIP BPE tokenizer over a byte-level vocabulary), saved with ``save_pretrained``
 so that ``StableDiffusionPipeline.from_pretrained`` loads them like any other. ``tiny`` trains 50 steps
 in seconds on a laptop CPU; ``tiny-m`` and ``tiny-l`` widen the memory model's calibration range;
-``sd15`` has the published Stable Diffusion 1.5 shapes (about 860 M + 123 M + 84 M parameters)."""
+``sd15`` has the published Stable Diffusion 1.5 shapes (about 860 M + 123 M + 84 M parameters);
+``tiny-sd2`` and ``tiny-sd2-v`` are tiny with what tells SD 2.x apart (1024-wide text embeddings from a
+GELU text encoder, linear attention projections), predicting the noise as SD 2.x-base does, or the
+velocity as the 768-v models do."""
 
 from __future__ import annotations
 
@@ -96,6 +99,15 @@ ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "sd15": SD15,  # the published shapes, for benchmarks
 }
+_SD2_TINY: dict[str, dict[str, Any]] = {
+    "unet": {**ARCHITECTURES["tiny"]["unet"], "cross_attention_dim": 1024, "use_linear_projection": True,
+             "attention_head_dim": [2, 4]},
+    "vae": ARCHITECTURES["tiny"]["vae"],
+    "text_encoder": {"hidden_size": 1024, "intermediate_size": 64, "num_attention_heads": 16, "num_hidden_layers": 1,
+                     "max_position_embeddings": 77, "projection_dim": 512, "hidden_act": "gelu"},
+}
+ARCHITECTURES["tiny-sd2"] = _SD2_TINY
+ARCHITECTURES["tiny-sd2-v"] = {**_SD2_TINY, "scheduler": {"prediction_type": "v_prediction"}}
 
 
 def byte_level_symbols() -> list[str]:
@@ -145,7 +157,7 @@ def build_pipeline(arch: str = "tiny", seed: int = 0) -> Any:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
+        scheduler=DDIMScheduler(**{**SCHEDULER_CONFIG, **shapes.get("scheduler", {})}),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

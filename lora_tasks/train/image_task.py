@@ -166,7 +166,8 @@ class ImageTask:
         return TrainingFacts(
             base_model_name=Path(self.ref.location).name if self.ref.kind != "hub" else self.ref.location,
             base_model_sha256=record.base_model_sha256,
-            base_model_version=base_model_version(self.module.config),
+            base_model_version=base_model_version(self.module.config,
+                                                  self.models.noise_scheduler.config.prediction_type),
             steps=record.steps,
             epochs=record.epochs,
             image_count=len(self.items),

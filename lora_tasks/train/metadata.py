@@ -29,11 +29,16 @@ class TrainingFacts:
     finished_at: datetime
 
 
-def base_model_version(unet_config: Any) -> str:
-    """kohya's ss_base_model_version for a Stable Diffusion UNet config."""
-    if getattr(unet_config, "cross_attention_dim", None) == 1024:
-        return "sd_v2"
-    return "sd_v1"
+MODELSPEC_ARCHITECTURES = {"sd_v1": "stable-diffusion-v1", "sd_v1_v": "stable-diffusion-v1",
+                           "sd_v2": "stable-diffusion-v2-512", "sd_v2_v": "stable-diffusion-v2-768-v"}
+"""modelspec.architecture of each ss_base_model_version, as kohya-ss names them."""
+
+
+def base_model_version(unet_config: Any, prediction_type: str) -> str:
+    """kohya's ss_base_model_version: ``sd_v1`` or ``sd_v2`` (1024-wide cross-attention: SD 2.x's OpenCLIP
+    text encoder), with ``_v`` for a v-prediction model, as kohya-ss writes it."""
+    version = "sd_v2" if getattr(unet_config, "cross_attention_dim", None) == 1024 else "sd_v1"
+    return version + ("_v" if prediction_type == "v_prediction" else "")
 
 
 def kohya_metadata(spec: JobSpec, settings: RunSettings, facts: TrainingFacts) -> dict[str, str]:
@@ -47,6 +52,8 @@ def kohya_metadata(spec: JobSpec, settings: RunSettings, facts: TrainingFacts) -
         "ss_network_dropout": model.lora_dropout,
         "ss_network_args": json.dumps({"target_modules": model.target_modules}),
         "ss_base_model_version": facts.base_model_version,
+        "ss_v2": facts.base_model_version.startswith("sd_v2"),  # what AUTOMATIC1111's version detection reads
+        "ss_v_parameterization": facts.base_model_version.endswith("_v"),
         "ss_sd_model_name": facts.base_model_name,
         "ss_new_sd_model_hash": facts.base_model_sha256,
         "ss_resolution": resolution,
@@ -79,8 +86,8 @@ def kohya_metadata(spec: JobSpec, settings: RunSettings, facts: TrainingFacts) -
         "ss_training_started_at": facts.started_at.timestamp(),
         "ss_training_finished_at": facts.finished_at.timestamp(),
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": "stable-diffusion-v1/lora" if facts.base_model_version == "sd_v1"
-        else "stable-diffusion-v2-512/lora",
+        "modelspec.architecture": f"{MODELSPEC_ARCHITECTURES[facts.base_model_version]}/lora",
+        "modelspec.prediction_type": "v" if facts.base_model_version.endswith("_v") else "epsilon",
         "modelspec.implementation": "diffusers",
         "modelspec.title": spec.job.name,
         "modelspec.resolution": f"{training.resolution}x{training.resolution}",

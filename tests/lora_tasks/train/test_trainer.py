@@ -152,6 +152,43 @@ def test_kohya_keys_and_training_metadata(trained: TrainResult, tiny_model: Path
     assert (meta["ss_max_train_steps"], meta["ss_resolution"], meta["ss_num_train_images"]) == ("24", "(64, 64)", "12")
     assert json.loads(meta["ss_tag_frequency"])["3_sks"]["sks"] == 12
     assert meta["ss_network_module"] == "networks.lora"
+    assert (meta["ss_base_model_version"], meta["ss_v2"], meta["ss_v_parameterization"]) == ("sd_v1", "False", "False")
+    assert (meta["modelspec.architecture"], meta["modelspec.prediction_type"]) == ("stable-diffusion-v1/lora",
+                                                                                  "epsilon")
+    assert a1111_version(meta) == "SD1"
+
+
+def a1111_version(metadata: dict[str, str]) -> str:
+    """AUTOMATIC1111's ``NetworkOnDisk.detect_version`` (extensions-builtin/Lora/network.py), restated."""
+    if str(metadata.get("ss_base_model_version", "")).startswith("sdxl_"):
+        return "SDXL"
+    if str(metadata.get("ss_v2", "")) == "True":
+        return "SD2"
+    return "SD1" if metadata else "Unknown"
+
+
+@pytest.mark.parametrize(("arch", "version", "architecture", "prediction"), [
+    ("tiny-sd2", "sd_v2", "stable-diffusion-v2-512/lora", "epsilon"),
+    ("tiny-sd2-v", "sd_v2_v", "stable-diffusion-v2-768-v/lora", "v"),
+])
+def test_an_sd2_adapter_says_so_as_webui_and_kohya_read_it(style_dataset: Path, tmp_path: Path, arch: str,
+                                                           version: str, architecture: str, prediction: str) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    from lora_tasks.tiny.diffusion import save_pipeline
+
+    model = save_pipeline(tmp_path / arch, arch, seed=0)
+    result = train(model, style_dataset, tmp_path / "out", training_config={"max_steps": 2},
+                   output={"formats": ["diffusers", "kohya"]})
+    with safe_open(result.adapter_dir / "test-style.safetensors", "pt") as f:
+        meta = f.metadata()
+    assert (meta["ss_base_model_version"], meta["ss_v2"]) == (version, "True")
+    assert meta["ss_v_parameterization"] == str(prediction == "v")
+    assert (meta["modelspec.architecture"], meta["modelspec.prediction_type"]) == (architecture, prediction)
+    assert a1111_version(meta) == "SD2"
+    pipe = StableDiffusionPipeline.from_pretrained(model)  # and the kohya file loads into the SD 2.x pipeline
+    pipe.load_lora_weights(result.adapter_dir, weight_name="test-style.safetensors")
+    assert pipe.get_list_adapters()["unet"]
 
 
 def test_peft_format_loads_into_a_fresh_unet(trained: TrainResult, tiny_model: Path) -> None:
