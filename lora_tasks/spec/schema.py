@@ -21,8 +21,13 @@ IMAGE_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "v_proj"]
 IMAGE_FORMATS = ["diffusers", "kohya"]
 TEXT_FORMATS = ["peft"]
-KOHYA_DORA = ("the kohya format (A1111, ComfyUI's LoRA loader) cannot hold DoRA's magnitude vectors, so a DoRA "
-              "written there would load as a plain LoRA and draw differently")
+KOHYA_DORA = ("AUTOMATIC1111 and ComfyUI read a kohya-format DoRA as LyCORIS writes it, a dora_scale per input "
+              "column of each layer (ComfyUI also takes one per output row, but divides it by the base weight's norm "
+              "rather than the adapted weight's), while peft trains a magnitude per output row of the adapted "
+              "weight: no dora_scale would make them draw what this DoRA draws in diffusers")
+"""Why a DoRA is not written in the kohya format (tests/lora_tasks/train/test_dora_formats.py restates the tools'
+arithmetic). A dora_scale scaled by the base weight's row norms would match ComfyUI's per-row reading on this very
+checkpoint, but on any other one (a fine-tune, a merge: where WebUI users put LoRAs) it would draw wrongly."""
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Tenant and job names become path and object-store prefixes: no '/', no leading dot."""
 

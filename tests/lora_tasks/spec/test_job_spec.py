@@ -81,7 +81,7 @@ def test_cross_field_problems_are_reported_at_their_key() -> None:
     with pytest.raises(JobSpecError) as caught:
         parse_job_spec(seed_with("model_config.method=dora", "output.formats=[kohya]"))
     assert caught.value.problems[0].key == "output.formats"
-    assert "cannot hold DoRA" in caught.value.problems[0].message and "nothing would be written" in \
+    assert "a dora_scale per input column" in caught.value.problems[0].message and "nothing would be written" in \
         caught.value.problems[0].message
 
 
@@ -89,7 +89,7 @@ def test_a_dora_job_writes_the_formats_that_can_hold_it_and_says_so() -> None:
     spec = parse_job_spec(seed_with("model_config.method=dora"))  # formats default to diffusers and kohya
     assert spec.written_formats == ["diffusers"]
     [note] = spec.format_notes()
-    assert "cannot hold DoRA" in note and "so kohya is not written; diffusers is written" in note
+    assert "a dora_scale per input column" in note and "so kohya is not written; diffusers is written" in note
     assert parse_job_spec(seed_with()).format_notes() == []
 
 
