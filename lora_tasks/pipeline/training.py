@@ -63,4 +63,5 @@ def training_result(info: RunInfo) -> dict[str, Any]:
     adapter = info.adapter_dir
     summary = json.loads((adapter / SUMMARY_FILE).read_text())
     return {"adapter": str(adapter), "steps": summary["steps"], "peak_memory_bytes": summary["peak_memory_bytes"],
-            "train_loss": summary["train_loss"], "median_step_seconds": summary["median_step_seconds"]}
+            "train_loss": summary["train_loss"], "median_step_seconds": summary["median_step_seconds"],
+            "training_samples": summary.get("training_samples")}

@@ -338,13 +338,16 @@ def demo_report(results: dict[str, Any]) -> str:
     text = evaluated.get("images") is None
     held = "never trained on" if evaluated["held_out"] else "trained on: too few to hold out"
     gate = f"x{evaluated['loss_ratio']:.3f}, gate x{evaluated['max_loss_ratio']}"
+    sampled = trained.get("training_samples")
+    progress = (f", training_samples.png (steps {', '.join(map(str, sampled['steps']))}, "
+                f"{sampled['seconds_per_image']:.2f} s an image)" if sampled and sampled["images"] else "")
     lines = [
         "",
         f"lora_finetune succeeded: {info['tenant']}/{info['name']} {published['version']} ({published['ref']})",
         f"  adapter:      {published['uri']} ({published['files']} files, manifest.json last)",
         "  model card:   README.md there, with " + ("the generations, base | LoRA, and loss_curve.png" if text else
-                                                    f"sample_grid.png ({evaluated['samples']} samples, base | LoRA) "
-                                                    "and loss_curve.png"),
+                                                    f"sample_grid.png ({evaluated['samples']} samples, base | LoRA)"
+                                                    f"{progress} and loss_curve.png"),
         f"  intake:       {filtered['records']['kept']} records kept, {filtered['records']['rejected']} rejected"
         if text else f"  intake:       {filtered['kept']} of {filtered['samples']} images kept",
         f"  train loss:   {trained['train_loss']['first']:.4f} -> {trained['train_loss']['last']:.4f} in "
