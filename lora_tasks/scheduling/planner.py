@@ -19,6 +19,7 @@ code drives the Airflow capacity planner DAG and the simulator's predictive poli
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -138,12 +139,19 @@ class Hysteresis:
 def interactive_forecast(arrivals: list[datetime], now: datetime, calendar: OffPeakCalendar,
                          days: int = 7) -> float:
     """Expected interactive arrivals per hour now: the larger of the last hour's and the average
-    of the same local hour on the previous ``days`` days (the working day repeats)."""
-    last_hour = sum(1 for at in arrivals if now - timedelta(hours=1) <= at <= now)
+    of the same local hour on the previous ``days`` days (the working day repeats).
+
+    ``arrivals`` are in time order, so each count is two binary searches: a replay asks this at
+    every decision, and rescanning a growing history made its cost grow with the square of the trace."""
     if not arrivals:
         return 0.0
-    local, first = now.astimezone(calendar.zone), min(arrivals)
+    hour = timedelta(hours=1)
+
+    def between(start: datetime, end: datetime) -> int:  # arrivals in [start, end)
+        return bisect.bisect_left(arrivals, end) - bisect.bisect_left(arrivals, start)
+
+    last_hour = bisect.bisect_right(arrivals, now) - bisect.bisect_left(arrivals, now - hour)
+    local, first = now.astimezone(calendar.zone), arrivals[0]
     starts = [local - timedelta(days=d) for d in range(1, days + 1)]  # same wall-clock hour, earlier days
-    seen = [sum(1 for at in arrivals if start <= at < start + timedelta(hours=1))
-            for start in starts if start + timedelta(hours=1) > first]  # only days the history covers
+    seen = [between(start, start + hour) for start in starts if start + hour > first]  # days the history covers
     return max(float(last_hour), sum(seen) / len(seen) if seen else 0.0)

@@ -42,7 +42,8 @@ class Simulation:
     max_count: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, list[Node]] = field(default_factory=lambda: defaultdict(list))
     queues: dict[str, list[TraceJob]] = field(default_factory=lambda: defaultdict(list))
-    arrivals: dict[str, list[tuple[datetime, str]]] = field(default_factory=lambda: defaultdict(list))
+    interactive_arrivals: dict[str, list[datetime]] = field(default_factory=lambda: defaultdict(list))
+    """Per GPU type, in time order: what the predictive policy forecasts from."""
     cost: float = 0.0
     provisioned_seconds: float = 0.0
     busy_seconds: float = 0.0
@@ -62,12 +63,16 @@ class Simulation:
     def __post_init__(self) -> None:
         self.planner = PlannerConfig(node_startup=self.node_startup)
 
-    def eligible(self, job: TraceJob, now: datetime) -> bool:
-        """Batch jobs run off-peak, unless their deadline says they must start now (the off-peak
-        wait's rule: ``planner.latest_start``)."""
-        if job.priority != "batch" or self.calendar.window_at(now):
-            return True
-        return job.deadline is not None and latest_start(job.deadline, job.predicted_seconds, self.planner) <= now
+    def eligible(self, gpu: str, now: datetime) -> list[TraceJob]:
+        """The queued jobs that may start now, in the order they are served: batch jobs run off-peak, unless
+        their deadline says they must start now (the off-peak wait's rule: ``planner.latest_start``). The
+        window is looked up once, not once a queued job."""
+        queue = self.queues[gpu]
+        queue.sort(key=lambda j: (PRIORITY_ORDER[j.priority], j.submitted_at))
+        if self.calendar.window_at(now):
+            return list(queue)
+        return [j for j in queue if j.priority != "batch" or (
+            j.deadline is not None and latest_start(j.deadline, j.predicted_seconds, self.planner) <= now)]
 
     def release(self, gpu: str, node: Node, now: datetime) -> None:
         self.nodes[gpu].remove(node)
@@ -96,7 +101,8 @@ class Simulation:
             if kind == "arrive":
                 self.queues[payload.gpu_type].append(payload)
                 self.queued_at[payload.run_id] = now
-                self.arrivals[payload.gpu_type].append((now, payload.priority))
+                if payload.priority == "interactive":
+                    self.interactive_arrivals[payload.gpu_type].append(now)
                 self._dispatch(payload.gpu_type, now, events, counter)
             elif kind == "finish":
                 gpu, node, assignment = payload
@@ -132,14 +138,17 @@ class Simulation:
             self.release(gpu, node, now)
 
     def _dispatch(self, gpu: str, now: datetime, events: list, counter: Any) -> None:
+        """Start eligible jobs in priority order on free ready nodes; interactive ones may preempt. Once a
+        job other than an interactive one finds no node, none after it can: the scan stops there."""
         queue = self.queues[gpu]
-        queue.sort(key=lambda j: (PRIORITY_ORDER[j.priority], j.submitted_at))
-        for job in [j for j in queue if self.eligible(j, now)]:
+        for job in self.eligible(gpu, now):
             node = next((n for n in self.nodes[gpu] if n.job is None and n.ready_at <= now), None)
             if node is None and job.priority == "interactive":
                 node = self._preempt(gpu, now)
             if node is None:
-                continue
+                if job.priority == "interactive":
+                    continue
+                break
             queue.remove(job)
             self._start(gpu, node, job, now, events, counter)
 

@@ -62,7 +62,7 @@ class ReactivePolicy(Policy):
 
     def target(self, sim: Simulation, gpu: str, now: datetime) -> int:
         nodes = sim.nodes[gpu]
-        eligible = [j for j in sim.queues[gpu] if sim.eligible(j, now)]
+        eligible = sim.eligible(gpu, now)
         if len(eligible) > self.queue_threshold or (eligible and not nodes):
             return len(nodes) + 1
         idle = [n for n in nodes if n.job is None and n.ready_at <= now and now - n.idle_since >= self.idle]
@@ -79,7 +79,7 @@ class PredictivePolicy(Policy):
         jobs = [Job(j.run_id, j.priority, j.submitted_at, j.predicted_seconds, j.deadline) for j in sim.queues[gpu]]
         jobs += [Job(n.job.run_id, n.job.priority, n.job.submitted_at, n.job.predicted_seconds, n.job.deadline,
                      n.started_at) for n in sim.nodes[gpu] if n.job is not None]
-        rate = interactive_forecast([at for at, p in sim.arrivals[gpu] if p == "interactive"], now, sim.calendar)
+        rate = interactive_forecast(sim.interactive_arrivals[gpu], now, sim.calendar)
         wish = desired_gpus(jobs, now, sim.calendar, self.config, rate, sim.max_count.get(gpu, 1000))
         return self.hysteresis[gpu].decide(len(sim.nodes[gpu]), wish.gpus, now)
 

@@ -61,7 +61,7 @@ def test_hysteresis_scales_up_at_once_and_down_after_a_cooldown() -> None:
 
 
 def test_forecast_uses_the_same_hour_of_previous_days() -> None:
-    arrivals = [NOON - timedelta(days=d, minutes=m) + timedelta(minutes=30) for d in (1, 2, 3) for m in (0, 10)]
+    arrivals = sorted(NOON - timedelta(days=d, minutes=m) + timedelta(minutes=30) for d in (1, 2, 3) for m in (0, 10))
     assert interactive_forecast(arrivals, NOON, CALENDAR) == pytest.approx(2.0)
     assert interactive_forecast(arrivals, NOON + timedelta(hours=6), CALENDAR) == 0.0
-    assert interactive_forecast([NOON - timedelta(minutes=m) for m in range(5)], NOON, CALENDAR) == 5.0
+    assert interactive_forecast([NOON - timedelta(minutes=m) for m in range(4, -1, -1)], NOON, CALENDAR) == 5.0
