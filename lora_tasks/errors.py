@@ -48,8 +48,9 @@ class ProblemCollector:
     """Runs independent checks of one spec and reports what they all found at once: a user who fixes the base
     model should not have to run again to hear that the dataset is missing too.
 
-    ``raise_found`` re-raises a lone error as it was (its type tells a caller what failed), and otherwise one
-    JobSpecError of ``source`` (the spec's file) listing every problem, each under its key."""
+    ``raise_found`` raises a lone error as its own type (which tells a caller what failed), its message led by
+    ``source`` (the spec's file), and otherwise one JobSpecError of ``source`` listing every problem, each under
+    its key."""
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -65,7 +66,8 @@ class ProblemCollector:
 
     def raise_found(self) -> None:
         if len(self.errors) == 1 and not isinstance(self.errors[0][1], JobSpecError):
-            raise self.errors[0][1]
+            error = self.errors[0][1]
+            raise type(error)(f"{self.source}: {error}") from error
         problems = [problem for key, exc in self.errors for problem in _problems_of(key, exc)]
         if problems:
             raise JobSpecError(problems, self.source)

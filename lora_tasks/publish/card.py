@@ -212,6 +212,8 @@ def eval_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     samples = report.get("samples") or []
     rows: list[tuple[str, Any]] = [
         ("images", report.get("images")), ("held out of training", report.get("held_out")),
+        ("images the losses are measured on", report.get("compared_images")
+         if report.get("compared_images") != report.get("images") else None),
         ("denoising loss, base model", report.get("base_loss")),
         ("denoising loss, with the LoRA", report.get("lora_loss")),
         ("loss ratio (below 1: better)", report.get("loss_ratio")),

@@ -40,6 +40,11 @@ ENCODE_BATCH = 8
 """Images the trainer encodes at once when caching latents (lora_tasks.train.cache)."""
 
 
+def size_divisor(vae_block_out_channels: list[int], unet_down_block_types: list[str]) -> int:
+    """Image sides must be multiples of this for the VAE and every UNet downsampling."""
+    return 2 ** (len(vae_block_out_channels) - 1) * 2 ** (len(unet_down_block_types) - 1)
+
+
 @dataclass(frozen=True)
 class ModelShapes:
     """The configs of a Stable Diffusion pipeline's three networks."""
@@ -53,6 +58,10 @@ class ModelShapes:
     @property
     def vae_factor(self) -> int:
         return 2 ** (len(self.vae["block_out_channels"]) - 1)
+
+    @property
+    def size_divisor(self) -> int:
+        return size_divisor(self.vae["block_out_channels"], self.unet["down_block_types"])
 
     @classmethod
     def from_folder(cls, folder: Path) -> ModelShapes:
@@ -80,6 +89,11 @@ class MemoryEstimate:
         return f"{self.gib:.2f} GiB ({parts})"
 
 
+SAMPLE_BATCH = 4
+"""Sample prompts denoised and decoded together (by the trainer and the evaluation); fixed, since batching
+changes the last bits of the arithmetic."""
+
+
 @dataclass(frozen=True)
 class TrainingShape:
     """The settings that decide memory, with auto values already resolved."""
@@ -92,6 +106,9 @@ class TrainingShape:
     target_modules: tuple[str, ...]
     images: int = 100
     latent_cache: str = "memory"
+    sample_side: int | None = None
+    """With training_config.sample_every_n_steps: the side of the samples, decoded ``sample_images`` at once."""
+    sample_images: int = 0
 
 
 def estimate_peak_memory(shapes: ModelShapes, shape: TrainingShape, device: str) -> MemoryEstimate:
@@ -114,9 +131,11 @@ def estimate_peak_memory(shapes: ModelShapes, shape: TrainingShape, device: str)
     encoders = {"text_encoder": text_params * weight_bytes, "vae": vae_params * 4}
     encoding = int(min(ENCODE_BATCH, shape.images) * 3 * shapes.vae["block_out_channels"][0]
                    * shape.resolution ** 2 * 4)  # three full-resolution feature maps of the first VAE block
-    if device == "cpu":  # everything stays in RAM; the encoding burst and training come one after the other
+    decoding = int(shape.sample_images * 3 * shapes.vae["block_out_channels"][0] * (shape.sample_side or 0) ** 2 * 4)
+    if device == "cpu":  # everything stays in RAM; the encoding burst, training and sampling come one at a time
         learning = {"lora_state": training["lora_state"], "activations": training["activations"]}
-        burst = learning if sum(learning.values()) >= encoding else {"vae_encoding": encoding}
+        burst = max(learning, {"vae_encoding": encoding}, {"lora_state": training["lora_state"],
+                                                           "sample_decoding": decoding}, key=lambda p: sum(p.values()))
         parts = {"unet_weights": training["unet_weights"], **encoders, "latent_cache": cache, **burst,
                  "runtime": CPU_RUNTIME_BYTES}
     else:  # with a cache the encoders leave the GPU after caching: the peak is one phase or the other
@@ -125,7 +144,11 @@ def estimate_peak_memory(shapes: ModelShapes, shape: TrainingShape, device: str)
             train_phase.update(encoders)
         cache_phase = {"unet_weights": training["unet_weights"], **encoders, "vae_encoding": encoding,
                        "runtime": GPU_RUNTIME_BYTES}
-        parts = max(train_phase, cache_phase, key=lambda p: sum(p.values()))
+        # samples during training bring the encoders back beside the optimizer state, and decode at sample size
+        sample_phase = {"unet_weights": training["unet_weights"], "lora_state": training["lora_state"], **encoders,
+                        "latent_cache": cache, "sample_decoding": decoding, "runtime": GPU_RUNTIME_BYTES}
+        phases = [train_phase, cache_phase, *([sample_phase] if decoding else [])]
+        parts = max(phases, key=lambda p: sum(p.values()))
     return MemoryEstimate(sum(parts.values()), parts)
 
 

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 from lora_tasks.cli import entry_point
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.gpu_types import GpuType, load_gpu_types
-from lora_tasks.scheduling.memory import MemoryEstimate, ModelShapes, TrainingShape, estimate_peak_memory
+from lora_tasks.scheduling.memory import (
+    SAMPLE_BATCH,
+    MemoryEstimate,
+    ModelShapes,
+    TrainingShape,
+    estimate_peak_memory,
+)
 
 if TYPE_CHECKING:
     from lora_tasks.scheduling.text_memory import TextShape
@@ -67,9 +73,13 @@ def recommend(spec: JobSpec, gpu: GpuType, images: int = ASSUMED_IMAGES,
     precision = training.mixed_precision
     if precision == "auto":
         precision = ("bf16" if gpu.bf16 else "fp16") if gpu.is_gpu else "no"
+    sampled = training.sample_every_n_steps is not None
+    prompts = len(training.sample_prompts) if training.sample_prompts else spec.eval.max_prompts
     base = TrainingShape(training.resolution, training.batch_size if training.batch_size != "auto" else 1, precision,
                          training.gradient_checkpointing is True, spec.model.lora_rank,
-                         tuple(spec.model.target_modules), images, training.latent_cache)
+                         tuple(spec.model.target_modules), images, training.latent_cache,
+                         (spec.eval.sample_size or training.resolution) if sampled else None,
+                         min(SAMPLE_BATCH, prompts) if sampled else 0)
     budget = gpu.memory_bytes * HEADROOM
 
     def estimate(shape: TrainingShape) -> MemoryEstimate:

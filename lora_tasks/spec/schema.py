@@ -24,10 +24,12 @@ TEXT_FORMATS = ["peft"]
 KOHYA_DORA = ("AUTOMATIC1111 and ComfyUI read a kohya-format DoRA as LyCORIS writes it, a dora_scale per input "
               "column of each layer (ComfyUI also takes one per output row, but divides it by the base weight's norm "
               "rather than the adapted weight's), while peft trains a magnitude per output row of the adapted "
-              "weight: no dora_scale would make them draw what this DoRA draws in diffusers")
+              "weight: a dora_scale could match it only on the exact base checkpoint it was trained on, not on the "
+              "fine-tunes and merges WebUI users load LoRAs onto")
 """Why a DoRA is not written in the kohya format (tests/lora_tasks/train/test_dora_formats.py restates the tools'
-arithmetic). A dora_scale scaled by the base weight's row norms would match ComfyUI's per-row reading on this very
-checkpoint, but on any other one (a fine-tune, a merge: where WebUI users put LoRAs) it would draw wrongly."""
+arithmetic, the per-row scale that matches the training base included)."""
+TEXT_SAMPLING = ("training_config.sample_every_n_steps: text jobs are not sampled during training (the evaluate "
+                 "stage writes greedy generations); remove sample_every_n_steps")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Tenant and job names become path and object-store prefixes: no '/', no leading dot."""
 
@@ -241,8 +243,9 @@ class TrainingSection(SpecModel):
         "last, into the output folder's samples/ (kohya-ss's --sample_every_n_steps); unset: none"
     )
     sample_prompts: list[Annotated[str, Field(pattern=r"\S")]] | None = Field(
-        None, min_length=1, description="what to sample during training; default: the first eval.max_prompts "
-        "distinct training captions (trigger word included). Seeds, steps and size are eval's"
+        None, min_length=1, max_length=16, description="what to sample during training, 1 to 16 prompts; default: "
+        "the first eval.max_prompts distinct training captions (trigger word included). Seeds, steps and size are "
+        "eval's"
     )
     compare_at_end: bool = Field(
         True, description="measure the adapter against the base model on training data when training ends; the "
@@ -361,8 +364,7 @@ class JobSpec(SpecModel):
             raise ValueError(f"output.formats: a text LoRA is written in peft's format (what PeftModel, vLLM and "
                              f"LoRAX load), not {', '.join(f for f in formats if f != 'peft')}; use [peft]")
         if self.job.task == "text" and self.training.sample_every_n_steps:
-            raise ValueError("training_config.sample_every_n_steps: text jobs are not sampled during training (the "
-                             "evaluate stage writes greedy generations); remove sample_every_n_steps")
+            raise ValueError(TEXT_SAMPLING)
         if self.job.task == "image" and self.output.merged:
             raise ValueError("output.merged: merged weights are written for text jobs only; remove output.merged")
         if self.model.method == "dora" and formats == ["kohya"]:

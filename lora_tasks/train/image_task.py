@@ -16,7 +16,7 @@ import torch
 
 from lora_tasks.spec.base_model import BaseModelRef
 from lora_tasks.spec.schema import JobSpec
-from lora_tasks.train.buckets import training_buckets, upscaled_images
+from lora_tasks.train.buckets import Size, training_buckets, upscaled_images
 from lora_tasks.train.cache import Encoder, SampleSource, build_source
 from lora_tasks.train.data import collect_images, dataset_fingerprint, tag_frequency
 from lora_tasks.train.export import write_image_formats
@@ -44,8 +44,24 @@ class ImageTask:
         """The sampling pipeline over the training UNet, made at the first sample."""
 
     def collect(self) -> None:
+        """List the images; with a diffusers folder (whose configs give the size granularity without loading a
+        weight), images the spec forbids upscaling are refused here, before any model loads."""
         self.items = collect_images(self.dataset_dir, self.spec.dataset)
         self.repeats = [item.repeats for item in self.items]
+        if self.ref.kind == "diffusers" and not self.spec.training.allow_upscale:
+            from lora_tasks.scheduling.memory import ModelShapes
+
+            self._check_upscaling(ModelShapes.from_folder(Path(self.ref.location)).size_divisor)
+
+    def _check_upscaling(self, divisor: int) -> list[Size]:
+        """The images' buckets, after refusing (or warning about) those smaller than their bucket."""
+        sizes = [item.size for item in self.items]
+        buckets = training_buckets(sizes, self.spec.training, divisor)
+        upscaled = upscaled_images([item.relpath for item in self.items], sizes, buckets,
+                                   self.spec.training.allow_upscale)
+        if upscaled and upscaled not in self.warnings:
+            self.warnings.append(upscaled)
+        return buckets
 
     def data_fingerprint(self) -> str:
         return dataset_fingerprint(self.items)
@@ -64,12 +80,7 @@ class ImageTask:
         if self.settings.gradient_checkpointing:
             self.module.enable_gradient_checkpointing()
         self.module.train()
-        sizes = [item.size for item in self.items]
-        self.buckets = training_buckets(sizes, self.spec.training, self.models.size_divisor)
-        upscaled = upscaled_images([item.relpath for item in self.items], sizes, self.buckets,
-                                   self.spec.training.allow_upscale)
-        if upscaled:
-            self.warnings.append(upscaled)
+        self.buckets = self._check_upscaling(self.models.size_divisor)
         self.sample_prompts = self._sample_prompts()
         encoder = Encoder(self.models, self.device)
         self.source: SampleSource = build_source(self.spec.training.latent_cache, encoder, self.items, self.buckets,

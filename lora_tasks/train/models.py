@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from lora_tasks.errors import ModelLoadError
+from lora_tasks.scheduling.memory import size_divisor
 from lora_tasks.spec.base_model import (
     PICKLE_SUFFIXES,
     BaseModelRef,
@@ -39,9 +40,7 @@ class DiffusionModels:
 
     @property
     def size_divisor(self) -> int:
-        """Image sides must be multiples of this for the VAE and every UNet downsampling."""
-        vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        return vae_factor * 2 ** (len(self.unet.config.down_block_types) - 1)
+        return size_divisor(self.vae.config.block_out_channels, self.unet.config.down_block_types)
 
 
 def load_models(ref: BaseModelRef) -> DiffusionModels:

@@ -30,7 +30,8 @@ def epoch_batches(buckets: list[Size], repeats: list[int], batch_size: int, seed
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def _samples_per_bucket(buckets: list[Size], repeats: list[int]) -> Counter[Size]:
+def samples_per_bucket(buckets: list[Size], repeats: list[int]) -> Counter[Size]:
+    """Samples an epoch in each bucket (repeats counted): the most a batch of that bucket can hold."""
     per_bucket: Counter[Size] = Counter()
     for bucket, times in zip(buckets, repeats, strict=True):
         per_bucket[bucket] += times
@@ -38,12 +39,7 @@ def _samples_per_bucket(buckets: list[Size], repeats: list[int]) -> Counter[Size
 
 
 def batches_per_epoch(buckets: list[Size], repeats: list[int], batch_size: int) -> int:
-    return sum(math.ceil(n / batch_size) for n in _samples_per_bucket(buckets, repeats).values())
-
-
-def largest_bucket(buckets: list[Size], repeats: list[int]) -> int:
-    """Samples an epoch in the fullest bucket: the most a batch can hold."""
-    return max(_samples_per_bucket(buckets, repeats).values(), default=1)
+    return sum(math.ceil(n / batch_size) for n in samples_per_bucket(buckets, repeats).values())
 
 
 @dataclass

@@ -16,6 +16,6 @@ PROGRESS_FILE = "training_samples.png"
 """The training samples in one grid, a row per step, inside the adapter folder (so it is published)."""
 MERGED_DIR = "merged"
 """A text job's base model with the adapter merged in (output.merged), inside the adapter folder."""
-EVAL_HEADLINE = ("images", "examples", "held_out", "base_loss", "lora_loss", "loss_ratio", "base_perplexity",
-                 "lora_perplexity", "passed")
+EVAL_HEADLINE = ("images", "compared_images", "examples", "compared_examples", "held_out", "base_loss", "lora_loss",
+                 "loss_ratio", "base_perplexity", "lora_perplexity", "passed")
 """The evaluation report's figures that travel beyond it: the evaluate task's return value, the registry."""

@@ -59,14 +59,23 @@ def sample_grid(base: list[Image.Image], lora: list[Image.Image], prompts: list[
     return labelled_grid([base, lora], list(ROWS), prompts)
 
 
+MAX_PROGRESS_ROWS = 12
+"""Sampled steps the progress grid shows at most, spread evenly and the last always among them: a long run
+sampled often would otherwise make a picture too large to open (Pillow refuses ~180 Mpx)."""
+
+
 def progress_grid(records: list[dict[str, Any]], root: Path, prompts: list[str]) -> Image.Image | None:
-    """The samples made during training, a row per sampled step (the metrics records that list them), the
-    files read from ``root``; None when no step has a complete set (a row whose files are gone is left out)."""
+    """The samples made during training, a row per sampled step (the metrics records that list them; at most
+    MAX_PROGRESS_ROWS), the files read from ``root``; None when no step has a complete set (a row whose files
+    are gone is left out)."""
+    complete = [r for r in records if len(r.get("sample_images") or []) == len(prompts)
+                and all((root / name).is_file() for name in r["sample_images"])]
+    if len(complete) > MAX_PROGRESS_ROWS:
+        last = len(complete) - 1
+        complete = [complete[round(i * last / (MAX_PROGRESS_ROWS - 1))] for i in range(MAX_PROGRESS_ROWS)]
     rows, labels = [], []
-    for record in records:
-        names = record.get("sample_images") or []
-        if len(names) != len(prompts) or not all((root / name).is_file() for name in names):
-            continue
+    for record in complete:
+        names = record["sample_images"]
         row = []
         for name in names:
             with Image.open(root / name) as image:

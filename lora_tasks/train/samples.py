@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lora_tasks.intake.captions import clean
+from lora_tasks.scheduling.memory import SAMPLE_BATCH
 from lora_tasks.spec.schema import EvalSection
-
-BATCH = 4
-"""Prompts denoised together; fixed, since batching changes the last bits of the arithmetic."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +99,8 @@ def generate(pipe: Any, prompts: list[SamplePrompt], section: EvalSection, size:
     import torch
 
     images: list[Any] = []
-    for start in range(0, len(prompts), BATCH):
-        batch = prompts[start:start + BATCH]
+    for start in range(0, len(prompts), SAMPLE_BATCH):
+        batch = prompts[start:start + SAMPLE_BATCH]
         images += pipe([p.text for p in batch], num_inference_steps=section.sample_steps,
                        guidance_scale=section.sample_guidance, height=size, width=size,
                        generator=[torch.Generator().manual_seed(p.seed) for p in batch]).images

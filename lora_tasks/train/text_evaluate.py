@@ -84,7 +84,7 @@ def evaluate_text_adapter(spec: JobSpec, adapter_dir: Path, dataset: Path, out_d
     timings["total_s"] = round(sum(timings.values()), 3)
     report = {
         "task": "text", "examples": len(examples), "compared_examples": len(compared), "held_out": held_out,
-        "tokens": sum(_predicted(e) for e in examples),
+        "tokens": sum(_predicted(e) for e in compared),
         "base_loss": base_loss, "lora_loss": lora_loss, "loss_ratio": ratio,
         "base_perplexity": math.exp(base_loss), "lora_perplexity": math.exp(lora_loss),
         "max_loss_ratio": spec.eval.max_loss_ratio, "generations": generations,

@@ -25,7 +25,7 @@ from lora_tasks.intake.holdout import holdout_count
 from lora_tasks.intake.text_records import SUFFIXES, layout_of, read_records
 from lora_tasks.spec.base_model import BaseModelRef
 from lora_tasks.spec.causal_lm import check_max_length, resolve_text_targets
-from lora_tasks.spec.schema import EvalSection, JobSpec
+from lora_tasks.spec.schema import TEXT_SAMPLING, EvalSection, JobSpec
 from lora_tasks.train.model_task import RunRecord
 from lora_tasks.train.models import METHODS
 from lora_tasks.train.outputs import MERGED_DIR
@@ -149,8 +149,7 @@ class TextTask:
         return base, mean_loss()
 
     def sample(self, step: int) -> list[str]:
-        raise LoraTaskError("training_config.sample_every_n_steps: text jobs are not sampled during training. Fix: "
-                            "remove it (the evaluate stage writes greedy generations)")
+        raise LoraTaskError(TEXT_SAMPLING)  # the spec refuses it first
 
     def facts(self) -> dict[str, Any]:
         tokens = sum(len(e.input_ids) for e in self.examples)

@@ -36,7 +36,7 @@ from lora_tasks.train.export import export_adapter, file_digests, sweep_interrup
 from lora_tasks.train.image_task import ImageTask
 from lora_tasks.train.metrics import MetricsLog, peak_memory_bytes, read_metrics
 from lora_tasks.train.model_task import ModelTask, RunRecord
-from lora_tasks.train.order import BatchStream, batches_per_epoch, largest_bucket
+from lora_tasks.train.order import BatchStream, batches_per_epoch, samples_per_bucket
 from lora_tasks.train.outputs import ADAPTER_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE
 from lora_tasks.train.settings import RunSettings, resolve_settings
 from lora_tasks.train.text_task import TextTask
@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 
 TASKS: dict[str, type[ImageTask] | type[TextTask]] = {"image": ImageTask, "text": TextTask}
 RESUME_IRRELEVANT = {"save_steps", "checkpoints_total_limit", "latent_cache", "compare_at_end", "sample_every_n_steps",
-                     "sample_prompts"}
+                     "sample_prompts", "allow_upscale"}
 """Training keys that do not change the result, so a resume may differ in them."""
+EVAL_RELEVANT = {"holdout_fraction", "holdout_min"}
+"""The eval keys that change what trains (a text job holds records out itself); the others only measure."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,7 @@ class LoraTrainer:
         torch.manual_seed(self.cfg.seed)
         self.task.prepare()
         for warning in self.task.warnings:
-            log.warning(warning)
-        self.warnings.extend(self.task.warnings)
+            self._warn(warning)
         self.target_modules = self.task.target_modules
         self.params = {name: p for name, p in self.task.module.named_parameters() if p.requires_grad}
         self.lora_size = _lora_size(self.task.module, self.params)
@@ -124,7 +125,7 @@ class LoraTrainer:
             weight_decay=self.cfg.adam_weight_decay, eps=self.cfg.adam_epsilon, fused=True,
         )
         buckets, repeats = self.task.buckets, self.task.repeats
-        self._fit_batch_size(largest_bucket(buckets, repeats))
+        self._fit_batch_size(samples_per_bucket(buckets, repeats))
         per_epoch = math.ceil(batches_per_epoch(buckets, repeats, self.settings.batch_size)
                               / self.cfg.gradient_accumulation_steps)
         self.total_steps = self.cfg.max_steps or self.cfg.epochs * per_epoch
@@ -136,18 +137,28 @@ class LoraTrainer:
         self.generator = torch.Generator(self.device).manual_seed(self.cfg.seed)  # noise is drawn where it is used
         self.stream = BatchStream(buckets, repeats, self.settings.batch_size, self.cfg.seed)
 
-    def _fit_batch_size(self, largest: int) -> None:
-        """A batch never mixes buckets, so none holds more than the largest bucket's samples an epoch: a larger
-        batch size is clamped to that, with a warning, so that what the run reports is what it trained."""
-        requested = self.settings.batch_size
+    def _fit_batch_size(self, per_bucket: dict[Any, int]) -> None:
+        """A batch never mixes buckets, so none holds more than its bucket's samples an epoch: a batch size over
+        the largest bucket is clamped to it, and buckets smaller than the batch size are named, with warnings,
+        so that what the run reports is what it trained."""
+        requested, largest = self.settings.batch_size, max(per_bucket.values())
+        smaller = sorted((n, bucket) for bucket, n in per_bucket.items() if n < min(requested, largest))
+        if smaller:
+            named = ", ".join(f"{w}x{h}: {n}" for n, (w, h) in smaller[:5]) + (" ..." if len(smaller) > 5 else "")
+            self._warn(f"{len(smaller)} of {len(per_bucket)} buckets hold fewer samples an epoch than a batch "
+                       f"({named}), so their batches are smaller: metrics.jsonl and the summary count the samples "
+                       "really trained (samples_trained, mean_batch_size)")
         if requested <= largest:
             return
         warning = (f"training_config.batch_size {requested} is more than the {largest} samples of the largest "
                    f"bucket (a batch never mixes buckets), so batches hold at most {largest}: training with "
                    f"batch_size {largest}. Fix: set batch_size to {largest} or less, or add images")
+        self._warn(warning)
+        self.settings = self.task.settings = replace(self.settings, batch_size=largest)
+
+    def _warn(self, warning: str) -> None:
         log.warning(warning)
         self.warnings.append(warning)
-        self.settings = self.task.settings = replace(self.settings, batch_size=largest)
 
     # ------------------------------------------------------------------------ resume
 
@@ -227,13 +238,13 @@ class LoraTrainer:
                 seconds = (time.perf_counter() - window_start) / steps
                 record = {
                     "step": step, "epoch": self.stream.epoch, "loss": loss, "lr": self.lr_scheduler.get_last_lr()[0],
-                    "steps": steps, "samples": samples, "step_seconds": seconds,
+                    "steps": steps, "samples_trained": samples, "step_seconds": seconds,
                     "samples_per_s": samples / (seconds * steps),
-                    "peak_memory_bytes": peak_memory_bytes(self.device),
                 }
                 if sampling:
                     record |= self._sample(step)
                     last = time.perf_counter()  # sampling is timed apart, not as the next step's time
+                record["peak_memory_bytes"] = peak_memory_bytes(self.device)  # the samples' peak included
                 self.metrics.write(record)
                 progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 window, steps, samples, window_start = None, 0, 0, time.perf_counter()
@@ -323,6 +334,7 @@ class LoraTrainer:
         losses = [r["loss"] for r in records]
         seconds = sorted(r["step_seconds"] for r in records)
         micro_batches = sum(r["steps"] for r in records) * self.cfg.gradient_accumulation_steps
+        trained = sum(r["samples_trained"] for r in records)
         return {
             "job": {"name": self.spec.job.name, "tenant": self.spec.job.tenant, "task": self.spec.job.task},
             "fingerprint": self.fingerprint,
@@ -331,7 +343,7 @@ class LoraTrainer:
                      "method": self.spec.model.method, "target_modules": self.target_modules, **self.lora_size},
             "settings": {"device": self.device.type, "precision": self.settings.precision,
                          "batch_size": self.settings.batch_size,
-                         "mean_batch_size": sum(r["samples"] for r in records) / micro_batches if records else None,
+                         "mean_batch_size": trained / micro_batches if records else None,
                          "gradient_checkpointing": self.settings.gradient_checkpointing},
             "steps": self.total_steps,
             "epochs": record.epochs,
@@ -352,6 +364,7 @@ class LoraTrainer:
         """Identifies 'the same run': spec, base model and data, minus settings that don't change results."""
         spec = self.spec.to_yaml_dict()
         spec["training_config"] = {k: v for k, v in spec["training_config"].items() if k not in RESUME_IRRELEVANT}
+        spec["eval"] = {k: v for k, v in spec["eval"].items() if k in EVAL_RELEVANT}
         spec.pop("output")
         fields = [spec, self.ref.kind, self.ref.location, self.task.data_fingerprint()]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()

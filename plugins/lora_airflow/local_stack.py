@@ -352,9 +352,9 @@ def demo_report(results: dict[str, Any]) -> str:
         if text else f"  intake:       {filtered['kept']} of {filtered['samples']} images kept",
         f"  train loss:   {trained['train_loss']['first']:.4f} -> {trained['train_loss']['last']:.4f} in "
         f"{trained['steps']} steps, peak memory {trained['peak_memory_bytes'] / 2**20:.0f} MiB",
-        f"  held-out perplexity ({evaluated['examples']} records {held}): base {evaluated['base_perplexity']:.1f} "
-        f"-> with LoRA {evaluated['lora_perplexity']:.1f} ({gate})" if text else
-        f"  held-out loss ({evaluated['images']} images {held}): base {evaluated['base_loss']:.4f} -> "
+        f"  held-out perplexity ({evaluated['compared_examples']} records {held}): base "
+        f"{evaluated['base_perplexity']:.1f} -> with LoRA {evaluated['lora_perplexity']:.1f} ({gate})" if text else
+        f"  held-out loss ({evaluated['compared_images']} images {held}): base {evaluated['base_loss']:.4f} -> "
         f"with LoRA {evaluated['lora_loss']:.4f} ({gate})",
         "  stage seconds: " + ", ".join(f"{s} {results[s]['seconds']:.1f}" for s in stages if results.get(s)),
     ]

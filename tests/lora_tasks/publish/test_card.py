@@ -55,3 +55,9 @@ def test_samples_made_during_training_are_shown_with_their_cost() -> None:
     assert "| samples during training | 4 images at 2 steps, 0.50 s an image (not in the step time) |" in text
     assert "- `training_samples.png`: samples made during training" in text
     assert "training_samples.png" not in card().text
+
+
+def test_a_comparison_on_part_of_the_held_out_images_says_on_how_many() -> None:
+    assert "| images the losses are measured on | 16 |" in card(report=REPORT | {"images": 40,
+                                                                                "compared_images": 16}).text
+    assert "images the losses are measured on" not in card(report=REPORT | {"images": 4, "compared_images": 4}).text

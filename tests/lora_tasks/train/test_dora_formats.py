@@ -46,3 +46,17 @@ def test_the_webuis_reading_of_dora_scale_cannot_give_peft_s_layer() -> None:
     for reading in (adapted * best_columns, comfy_rows):
         assert (reading - effective).abs().max() > 0.01 * effective.abs().max()
     assert "per input column" in KOHYA_DORA and "base weight's norm" in KOHYA_DORA
+
+
+def test_a_per_row_scale_fitted_to_comfyui_holds_on_the_training_base_only() -> None:
+    weight, lora, magnitude, effective = trained_dora_layer()
+    # ComfyUI's output axis computes (W + dW) * dora_scale / |W| a row; this dora_scale makes it peft's on W ...
+    fitted = magnitude * weight.norm(dim=1) / (weight + lora).norm(dim=1)
+    comfy = (weight + lora) * (fitted / weight.norm(dim=1)).unsqueeze(1)
+    torch.testing.assert_close(comfy, effective)
+    # ... but on a fine-tune of that base, where WebUI users load LoRAs, peft's DoRA and the fitted file part
+    tuned = weight + 0.3 * torch.randn_like(weight)
+    peft_on_tuned = (tuned + lora) * (magnitude / (tuned + lora).norm(dim=1)).unsqueeze(1)
+    comfy_on_tuned = (tuned + lora) * (fitted / tuned.norm(dim=1)).unsqueeze(1)
+    assert (comfy_on_tuned - peft_on_tuned).abs().max() > 0.01 * peft_on_tuned.abs().max()
+    assert "exact base checkpoint" in KOHYA_DORA

@@ -57,8 +57,8 @@ def test_run_writes_adapter_metrics_and_checkpoints(trained: TrainResult) -> Non
                      "adapter_config.json", "training_summary.json", "job.yaml"}
     records = [json.loads(line) for line in trained.metrics_path.read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 25))
-    assert set(records[0]) == {"step", "epoch", "loss", "lr", "steps", "samples", "step_seconds", "samples_per_s",
-                               "peak_memory_bytes"}
+    assert set(records[0]) == {"step", "epoch", "loss", "lr", "steps", "samples_trained", "step_seconds",
+                               "samples_per_s", "peak_memory_bytes"}
     assert all(r["steps"] == 1 for r in records)  # on a CPU, one record per step
     assert records[0]["lr"] < records[2]["lr"]  # warm-up, then cosine decay
     assert records[-1]["lr"] < records[2]["lr"]
@@ -230,11 +230,22 @@ def test_a_batch_size_over_the_largest_bucket_is_clamped_and_what_ran_is_reporte
     warning = next(w for w in result.summary["warnings"] if "batch_size 100" in w)
     assert f"batches hold at most {largest}" in warning and f"Fix: set batch_size to {largest} or less" in warning
     records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
-    assert all(0 < r["samples"] <= largest for r in records)  # one step a record on a CPU
-    assert all(r["samples_per_s"] == pytest.approx(r["samples"] / r["step_seconds"]) for r in records)
-    assert result.summary["settings"]["mean_batch_size"] == pytest.approx(sum(r["samples"] for r in records) / 3)
+    assert all(0 < r["samples_trained"] <= largest for r in records)  # one step a record on a CPU
+    assert all(r["samples_per_s"] == pytest.approx(r["samples_trained"] / r["step_seconds"]) for r in records)
+    trained = sum(r["samples_trained"] for r in records)
+    assert result.summary["settings"]["mean_batch_size"] == pytest.approx(trained / 3)
     with safe_open(result.adapter_dir / "test-style.safetensors", "pt") as kohya:
         assert kohya.metadata()["ss_batch_size_per_device"] == str(largest)
+
+
+def test_buckets_smaller_than_a_batch_are_named(tiny_model: Path, style_dataset: Path, tmp_path: Path) -> None:
+    job = base_job(tiny_model, style_dataset, tmp_path / "out")
+    job["training_config"]["batch_size"] = 4
+    trainer = LoraTrainer(parse_job_spec(job))
+    trainer._fit_batch_size({(64, 64): 9, (72, 56): 3, (56, 72): 1})
+    assert trainer.settings.batch_size == 4  # the largest bucket holds more: nothing to clamp
+    [warning] = trainer.warnings[-1:]
+    assert warning.startswith("2 of 3 buckets hold fewer samples an epoch than a batch (56x72: 1, 72x56: 3)")
 
 
 def test_images_smaller_than_the_resolution_are_reported_or_refused(tiny_model: Path, style_dataset: Path,
@@ -246,15 +257,27 @@ def test_images_smaller_than_the_resolution_are_reported_or_refused(tiny_model: 
     warning = next(w for w in trainer.warnings if "smaller than their training bucket" in w)
     assert warning.startswith("12 of 12 images") and "64x64 (bucket 128x128)" in warning and "upscaled" in warning
     job["training_config"]["allow_upscale"] = False
+    refused = LoraTrainer(parse_job_spec(job))
     with pytest.raises(DatasetError, match=r"12 of 12 images are smaller .*allow_upscale is false"):
-        LoraTrainer(parse_job_spec(job)).train()
+        refused.train()
+    assert not hasattr(refused.task, "models")  # refused from the configs, before any weight was loaded
     assert not (tmp_path / "out" / "adapter").exists()
 
 
 def test_samples_during_training_are_written_listed_and_change_nothing(tiny_model: Path, style_dataset: Path,
-                                                                      tmp_path: Path) -> None:
+                                                                      tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
 
+    from lora_tasks.train.image_task import ImageTask
+
+    real_sample = ImageTask.sample
+
+    def careless_sampler(task: ImageTask, step: int) -> list[str]:  # a sampler drawing from the global RNG
+        torch.rand(8)
+        return real_sample(task, step)
+
+    monkeypatch.setattr(ImageTask, "sample", careless_sampler)
     common = {"max_steps": 6, "save_steps": 3}
     plain = train(tiny_model, style_dataset, tmp_path / "plain", training_config=common,
                   model_config={"lora_dropout": 0.1}, dataset={"caption_dropout": 0.2})
@@ -264,7 +287,9 @@ def test_samples_during_training_are_written_listed_and_change_nothing(tiny_mode
                     model_config={"lora_dropout": 0.1}, dataset={"caption_dropout": 0.2},
                     eval={"sample_steps": 8, "sample_size": 64})  # sampling takes several steps' time
     weights = "pytorch_lora_weights.safetensors"
-    assert (sampled.adapter_dir / weights).read_bytes() == (plain.adapter_dir / weights).read_bytes()
+    plain_tensors, sampled_tensors = load_file(plain.adapter_dir / weights), load_file(sampled.adapter_dir / weights)
+    assert plain_tensors.keys() == sampled_tensors.keys()
+    assert all(torch.equal(plain_tensors[k], sampled_tensors[k]) for k in plain_tensors)  # dropout draws intact
     records = [json.loads(line) for line in sampled.metrics_path.read_text().splitlines()]
     listed = {r["step"]: r["sample_images"] for r in records if "sample_images" in r}
     assert listed == {4: ["samples/step-00000004-00.png", "samples/step-00000004-01.png"],
@@ -279,6 +304,47 @@ def test_samples_during_training_are_written_listed_and_change_nothing(tiny_mode
     with Image.open(sampled.adapter_dir / "training_samples.png") as grid:
         assert grid.height > 2 * 64 and grid.width > 2 * 64  # a row per sampled step, a column per prompt
     assert "training_samples" not in plain.summary and not (plain.adapter_dir / "training_samples.png").exists()
+
+
+def test_sampling_is_left_out_of_the_step_times(tiny_model: Path, style_dataset: Path, tmp_path: Path) -> None:
+    from lora_tasks.train.metrics import MetricsLog
+
+    job = base_job(tiny_model, style_dataset, tmp_path / "out")
+    job["training_config"].update(max_steps=4, sample_every_n_steps=2)
+    job["eval"] = {"sample_steps": 8, "sample_size": 64}
+    trainer = LoraTrainer(parse_job_spec(job))
+    trainer.prepare()
+    trainer.metrics = MetricsLog(trainer.metrics_path, 0)
+    durations = trainer.loop(0, 4)
+    trainer.metrics.close()
+    sampled = [json.loads(line)["sample_seconds"] for line in trainer.metrics_path.read_text().splitlines()
+               if "sample_seconds" in line]
+    assert len(sampled) == 2 and max(durations) < min(sampled)  # step 3 starts its clock after step 2's samples
+
+
+def test_default_training_sample_prompts_and_nothing_to_sample(tiny_model: Path, style_dataset: Path,
+                                                              tmp_path: Path) -> None:
+    job = base_job(tiny_model, style_dataset, tmp_path / "out")
+    job["training_config"]["sample_every_n_steps"] = 5
+    job["eval"] = {"max_prompts": 2, "seed": 7}
+    trainer = LoraTrainer(parse_job_spec(job))
+    trainer.prepare()
+    prompts = trainer.task.sample_prompts
+    captions = list(dict.fromkeys(item.caption for item in trainer.task.items))
+    assert [p.text for p in prompts] == captions[:2] and all(p.text.startswith("sks") for p in prompts)
+    assert [p.seed for p in prompts] == [7, 8]
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for image in sorted(style_dataset.rglob("*.png"))[:4]:
+        shutil.copy(image, bare / f"{len(list(bare.iterdir()))}.png")
+        (bare / f"{len(list(bare.iterdir())) - 1}.txt").write_text("")  # an empty caption beside each image
+    job = base_job(tiny_model, bare, tmp_path / "out2")
+    job["dataset"]["trigger_word"] = None
+    job["training_config"]["sample_every_n_steps"] = 5
+    trainer = LoraTrainer(parse_job_spec(job))
+    trainer.prepare()
+    assert trainer.task.sample_prompts == []
+    assert any("there is nothing to sample" in w and "sample_prompts" in w for w in trainer.warnings)
 
 
 def test_export_failure_leaves_no_adapter(tiny_model: Path, style_dataset: Path, tmp_path: Path,
