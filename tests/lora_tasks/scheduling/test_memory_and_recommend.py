@@ -117,3 +117,15 @@ def test_estimate_within_20_percent_of_a_cpu_run_it_was_not_fitted_on(
     shape = TrainingShape(resolution, batch, "no", False, rank, TARGETS, images=12)
     estimate = estimate_peak_memory(ModelShapes.from_folder(model), shape, "cpu")
     assert abs(estimate.total_bytes / measured - 1) <= 0.20, (estimate.describe(), measured / 2**30)
+
+
+def test_samples_during_training_bring_the_encoders_back_and_decode_at_sample_size() -> None:
+    plain = estimate_peak_memory(SD15, TrainingShape(512, 1, "bf16", True, 8, TARGETS), "cuda")
+    sampled = estimate_peak_memory(SD15, TrainingShape(512, 1, "bf16", True, 8, TARGETS, sample_side=1024,
+                                                       sample_images=4), "cuda")
+    assert {"text_encoder", "vae", "sample_decoding", "lora_state"} <= set(sampled.parts)
+    assert sampled.parts["sample_decoding"] == 4 * 3 * 128 * 1024**2 * 4  # three maps of the VAE's first block
+    assert sampled.total_bytes > plain.total_bytes
+    on_cpu = estimate_peak_memory(SD15, TrainingShape(512, 1, "no", True, 8, TARGETS, sample_side=1024,
+                                                      sample_images=4), "cpu")
+    assert "sample_decoding" in on_cpu.parts
