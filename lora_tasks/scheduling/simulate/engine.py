@@ -3,11 +3,12 @@ policy decisions), per-type queues in priority order, preemption, and the cost o
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lora_tasks.scheduling.planner import (
@@ -54,6 +55,8 @@ class Simulation:
     misses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     series: list[tuple[datetime, int, int]] = field(default_factory=list)
     queued_at: dict[str, datetime] = field(default_factory=dict)
+    latest_starts: dict[str, datetime] = field(default_factory=dict)
+    """Per queued batch job: when its deadline forces it to start, off-peak or not."""
     waited: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     preemptions: int = 0
     redone_seconds: float = 0.0
@@ -65,14 +68,21 @@ class Simulation:
 
     def eligible(self, gpu: str, now: datetime) -> list[TraceJob]:
         """The queued jobs that may start now, in the order they are served: batch jobs run off-peak, unless
-        their deadline says they must start now (the off-peak wait's rule: ``planner.latest_start``). The
-        window is looked up once, not once a queued job."""
+        their deadline says they must start now (the off-peak wait's rule: ``planner.latest_start``, worked
+        out once a job when it is queued). The window is looked up once, not once a queued job."""
         queue = self.queues[gpu]
-        queue.sort(key=lambda j: (PRIORITY_ORDER[j.priority], j.submitted_at))
         if self.calendar.window_at(now):
             return list(queue)
-        return [j for j in queue if j.priority != "batch" or (
-            j.deadline is not None and latest_start(j.deadline, j.predicted_seconds, self.planner) <= now)]
+        return [j for j in queue if j.priority != "batch" or self.latest_starts[j.run_id] <= now]
+
+    def enqueue(self, gpu: str, job: TraceJob, now: datetime) -> None:
+        """Queue ``job`` in the order jobs are served (priority, then submission; a tie after those queued
+        before), so that no dispatch has to sort."""
+        bisect.insort(self.queues[gpu], job, key=_served_order)
+        self.queued_at[job.run_id] = now
+        if job.priority == "batch":
+            self.latest_starts[job.run_id] = (latest_start(job.deadline, job.predicted_seconds, self.planner)
+                                              if job.deadline is not None else datetime.max.replace(tzinfo=UTC))
 
     def release(self, gpu: str, node: Node, now: datetime) -> None:
         self.nodes[gpu].remove(node)
@@ -99,8 +109,7 @@ class Simulation:
             if now > end:
                 break
             if kind == "arrive":
-                self.queues[payload.gpu_type].append(payload)
-                self.queued_at[payload.run_id] = now
+                self.enqueue(payload.gpu_type, payload, now)
                 if payload.priority == "interactive":
                     self.interactive_arrivals[payload.gpu_type].append(now)
                 self._dispatch(payload.gpu_type, now, events, counter)
@@ -168,9 +177,8 @@ class Simulation:
         job, elapsed = node.job, (now - node.started_at).total_seconds()
         self._account(job, node.started_at, now)
         lost = min(elapsed, CHECKPOINT_LOSS_SECONDS)  # a job evicted in its first minutes has little to redo
-        self.queues[gpu].append(replace(job, actual_seconds=job.actual_seconds - elapsed + lost,
-                                        predicted_seconds=max(60.0, job.predicted_seconds - elapsed) + lost))
-        self.queued_at[job.run_id] = now
+        self.enqueue(gpu, replace(job, actual_seconds=job.actual_seconds - elapsed + lost,
+                                  predicted_seconds=max(60.0, job.predicted_seconds - elapsed) + lost), now)
         self.preemptions += 1
         self.redone_seconds += lost
         node.job, node.started_at = None, None
@@ -192,3 +200,7 @@ class Simulation:
         if job.deadline is not None and now > job.deadline:
             self.misses[job.priority] += 1
         node.job, node.started_at, node.idle_since = None, None, now
+
+
+def _served_order(job: TraceJob) -> tuple[int, datetime]:
+    return PRIORITY_ORDER[job.priority], job.submitted_at

@@ -91,10 +91,11 @@ def write_trace(path: Path, jobs: list[TraceJob]) -> None:
                              job.deadline.isoformat() if job.deadline else ""])
 
 
-def generated_week(calendar: OffPeakCalendar, days: int = 7, seed: int = 1) -> list[TraceJob]:
+def generated_week(calendar: OffPeakCalendar, days: int = 7, seed: int = 1,
+                   jobs_per_day: float = 180) -> list[TraceJob]:
     """The default workload of the bench and ``replay``: ``generate_trace`` from Monday 2 November 2026."""
     start = datetime(2026, 11, 2, tzinfo=calendar.zone).astimezone(UTC)
-    return generate_trace(start, days, seed, calendar)
+    return generate_trace(start, days, seed, calendar, jobs_per_day)
 
 
 def generate_trace(start: datetime, days: int, seed: int, calendar: OffPeakCalendar,
