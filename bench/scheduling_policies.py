@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +28,7 @@ def main() -> int:
     from lora_tasks.gpu_types import load_gpu_types
     from lora_tasks.scheduling.simulate.__main__ import describe, verdict
     from lora_tasks.scheduling.simulate.compare import compare, markdown_table
+    from lora_tasks.scheduling.simulate.mechanics import Mechanics
     from lora_tasks.scheduling.simulate.report import chart
     from lora_tasks.scheduling.simulate.trace import generated_week
     from lora_tasks.scheduling.windows import load_calendar
@@ -44,7 +44,7 @@ def main() -> int:
     max_count = {name: t.max_count for name, t in load_gpu_types(settings.gpu_types_file).items()}
     jobs = generated_week(calendar, args.days, args.seed)
     began = time.perf_counter()
-    comparison = compare(jobs, calendar, max_count, timedelta(minutes=4))
+    comparison = compare(jobs, calendar, max_count, Mechanics())
     print(describe(jobs))
     print(markdown_table(comparison))
     print("\n".join(verdict(comparison)))

@@ -15,7 +15,6 @@ import argparse
 import statistics
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +28,7 @@ def main() -> int:
     from lora_tasks.gpu_types import load_gpu_types
     from lora_tasks.scheduling.planner import PlannerConfig
     from lora_tasks.scheduling.simulate import simulate
+    from lora_tasks.scheduling.simulate.mechanics import Mechanics
     from lora_tasks.scheduling.simulate.policies import PredictivePolicy
     from lora_tasks.scheduling.simulate.trace import generated_week
     from lora_tasks.scheduling.windows import load_calendar
@@ -47,7 +47,7 @@ def main() -> int:
         for scale, jobs in traces.items():
             for pools, limits in (("unbounded", {}), ("bounded", {k: v * scale for k, v in max_count.items()})):
                 began = time.perf_counter()
-                simulate(jobs, PredictivePolicy(PlannerConfig()), calendar, limits, timedelta(minutes=4))
+                simulate(jobs, PredictivePolicy(PlannerConfig(node_startup=Mechanics().mean_boot())), calendar, limits)
                 seconds.setdefault((scale, pools), []).append(time.perf_counter() - began)
     print("| scale | jobs | unbounded pools (s, median) | per 1000 jobs | bounded pools x scale (s) | per 1000 jobs |")
     print("|---|---|---|---|---|---|")

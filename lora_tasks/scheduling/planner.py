@@ -13,7 +13,8 @@ interactive arrivals, and wants:
   start at once instead of waiting for a node.
 
 ``Hysteresis`` turns that wish into a decision: scale up at once, scale down only after
-the wish has stayed lower for ``cooldown`` and by ``max_step_down`` at a time. The same
+the wish has stayed lower for ``cooldown``, by ``max_step_down`` or ``step_down_share`` of
+the fleet at a time, whichever is more. The same
 code drives the Airflow capacity planner DAG and the simulator's predictive policy.
 """
 
@@ -51,6 +52,9 @@ class PlannerConfig:
     """Batch jobs start in peak hours when less than this x their predicted time is left before their deadline."""
     cooldown: timedelta = timedelta(minutes=5)
     max_step_down: int = 4
+    """The least a step down may release; a large fleet releases ``step_down_share`` of itself instead."""
+    step_down_share: float = 0.25
+    """A fixed step drains a fleet ten times larger ten times slower; a share of it drains any size alike."""
 
 
 def latest_start(deadline: datetime, predicted_seconds: float, config: PlannerConfig) -> datetime:
@@ -114,7 +118,8 @@ def desired_gpus(jobs: list[Job], now: datetime, calendar: OffPeakCalendar, conf
 
 @dataclass
 class Hysteresis:
-    """Up at once; down only after the wish stayed lower for a cool-down, one step at a time."""
+    """Up at once; down only after the wish stayed lower for a cool-down, one step (a share of the fleet, at
+    least ``max_step_down``) at a time."""
 
     config: PlannerConfig
     lower_since: datetime | None = None
@@ -132,7 +137,8 @@ class Hysteresis:
         since_change = self.last_change is None or now - self.last_change >= self.config.cooldown
         if waited and since_change:
             self.last_change = now
-            return max(wish, current - self.config.max_step_down)
+            step = max(self.config.max_step_down, math.ceil(self.config.step_down_share * current))
+            return max(wish, current - step)
         return current
 
 

@@ -7,7 +7,7 @@
 A discrete-event simulation (a heap of timed events): jobs arrive, wait in their GPU
 type's queue (interactive first, then standard, then batch, each oldest first; batch only
 during off-peak windows unless its deadline forces it), run for their *actual* seconds on
-a node, and leave. Nodes take ``node_startup`` to become ready and are paid from the
+a node, and leave. Nodes take a boot time (``mechanics``) to become ready and are paid from the
 moment they are requested until they are released, at the price of the window they are
 in. Policies only decide how many nodes each type should have:
 
@@ -24,10 +24,10 @@ GPU types' ``max_count`` and unbounded (``compare``).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from lora_tasks.scheduling.simulate.engine import Simulation
+from lora_tasks.scheduling.simulate.mechanics import Mechanics
 from lora_tasks.scheduling.simulate.policies import Policy
 from lora_tasks.scheduling.simulate.report import summary
 from lora_tasks.scheduling.simulate.trace import TraceJob
@@ -35,7 +35,7 @@ from lora_tasks.scheduling.windows import OffPeakCalendar
 
 
 def simulate(jobs: list[TraceJob], policy: Policy, calendar: OffPeakCalendar, max_count: dict[str, int],
-             node_startup: timedelta = timedelta(minutes=4)) -> tuple[dict[str, Any], Simulation]:
-    sim = Simulation(calendar, policy, node_startup, max_count)
+             mechanics: Mechanics | None = None) -> tuple[dict[str, Any], Simulation]:
+    sim = Simulation(calendar, policy, max_count, mechanics or Mechanics())
     sim.run(jobs)
     return summary(sim, jobs), sim

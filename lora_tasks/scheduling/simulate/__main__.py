@@ -9,6 +9,7 @@ from pathlib import Path
 from lora_tasks.cli import entry_point
 from lora_tasks.errors import LoraTaskError
 from lora_tasks.scheduling.simulate.compare import Comparison, compare, markdown_table, policy_names
+from lora_tasks.scheduling.simulate.mechanics import Mechanics
 from lora_tasks.scheduling.simulate.report import chart
 from lora_tasks.scheduling.simulate.trace import PRIORITY_ORDER, TraceJob, generated_week, read_trace, write_trace
 from lora_tasks.scheduling.windows import load_calendar
@@ -51,8 +52,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="off-peak windows, time zone and prices (default: LORA_SCHEDULING_FILE)")
     replay.add_argument("--gpu-types", type=Path, default=settings.gpu_types_file,
                         help="GPU types and their max_count (default: LORA_GPU_TYPES_FILE)")
-    replay.add_argument("--boot-seconds", type=float, default=240, help="node start-up (default 240)")
-    replay.add_argument("--policy", default="all", help="static, reactive, predictive or all (default)")
+    replay.add_argument("--boot-seconds", type=float, default=240,
+                        help="a node's median boot (default 240; spread and slow tail as in simulate.mechanics)")
+    replay.add_argument("--scale-down-delay", type=float, default=600,
+                        help="seconds an unneeded node is kept before the autoscaler removes it (default 600)")
+    replay.add_argument("--no-preemption", action="store_true", help="interactive jobs wait instead of evicting")
+    replay.add_argument("--policy", default="all",
+                        help="static, reactive, predictive, predictive-no-preemption or all (default)")
     replay.add_argument("--chart", type=Path, help="write GPUs provisioned and jobs queued over time here (PNG)")
     generate = commands.add_parser("generate", help="write the generated workload as a CSV trace")
     generate.add_argument("out", type=Path)
@@ -63,15 +69,17 @@ def main(argv: list[str] | None = None) -> int:
         write_trace(args.out, generated_week(load_calendar(settings.scheduling_file), args.days, args.seed))
         print(f"wrote {args.out}")
         return 0
-    if args.boot_seconds < 0:
-        raise LoraTaskError(f"--boot-seconds {args.boot_seconds:g} is negative. Fix: give a node's start-up in seconds")
+    for flag, value in (("--boot-seconds", args.boot_seconds), ("--scale-down-delay", args.scale_down_delay)):
+        if value < 0:
+            raise LoraTaskError(f"{flag} {value:g} is negative. Fix: give a number of seconds")
+    mechanics = Mechanics(boot_median_seconds=args.boot_seconds, preemption=not args.no_preemption,
+                          scale_down_delay=timedelta(seconds=args.scale_down_delay))
     policies = policy_names(args.policy)
     calendar, types = load_calendar(args.calendar), load_gpu_types(args.gpu_types)
     jobs = read_trace(args.jobs, set(types), calendar.zone) if args.jobs else generated_week(calendar)
     if not jobs:
         raise LoraTaskError(f"{args.jobs} holds no jobs. Fix: add rows under the header")
-    comparison = compare(jobs, calendar, {n: t.max_count for n, t in types.items()},
-                         timedelta(seconds=args.boot_seconds), policies)
+    comparison = compare(jobs, calendar, {n: t.max_count for n, t in types.items()}, mechanics, policies)
     print(describe(jobs))
     print(markdown_table(comparison))
     print("\n".join(verdict(comparison)))

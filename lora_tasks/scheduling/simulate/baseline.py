@@ -12,10 +12,10 @@ so each type's smallest sufficient count is where the levels stop being met).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from lora_tasks.scheduling.simulate.engine import Simulation
+from lora_tasks.scheduling.simulate.mechanics import Mechanics
 from lora_tasks.scheduling.simulate.policies import StaticPolicy, peak_fleet
 from lora_tasks.scheduling.simulate.report import summary
 from lora_tasks.scheduling.simulate.trace import TraceJob
@@ -54,7 +54,7 @@ class StaticBaseline:
 
 
 def fair_static_fleet(jobs: list[TraceJob], calendar: OffPeakCalendar, max_count: dict[str, int],
-                      node_startup: timedelta, levels: ServiceLevels) -> StaticBaseline:
+                      mechanics: Mechanics, levels: ServiceLevels) -> StaticBaseline:
     types = sorted({j.gpu_type for j in jobs})
     ceiling = {gpu: max_count.get(gpu, UNBOUNDED) for gpu in types}
     runs: dict[tuple[tuple[str, int], ...], tuple[dict[str, Any], Simulation]] = {}
@@ -62,7 +62,7 @@ def fair_static_fleet(jobs: list[TraceJob], calendar: OffPeakCalendar, max_count
     def replay(fleet: dict[str, int]) -> tuple[dict[str, Any], Simulation]:
         key = tuple(sorted(fleet.items()))
         if key not in runs:
-            sim = Simulation(calendar, StaticPolicy(dict(fleet)), node_startup, max_count)
+            sim = Simulation(calendar, StaticPolicy(dict(fleet)), max_count, mechanics)
             sim.run(jobs)
             runs[key] = summary(sim, jobs), sim
         return runs[key]

@@ -3,8 +3,7 @@ multiple of the cost lower bound, with node pools bounded by ``max_count`` and u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lora_tasks.errors import LoraTaskError
@@ -13,11 +12,13 @@ from lora_tasks.scheduling.simulate import simulate
 from lora_tasks.scheduling.simulate.baseline import ServiceLevels, fair_static_fleet
 from lora_tasks.scheduling.simulate.bounds import cost_lower_bound
 from lora_tasks.scheduling.simulate.engine import Simulation
+from lora_tasks.scheduling.simulate.mechanics import Mechanics
 from lora_tasks.scheduling.simulate.policies import PredictivePolicy, ReactivePolicy
 from lora_tasks.scheduling.simulate.trace import TraceJob
 from lora_tasks.scheduling.windows import OffPeakCalendar
 
-POLICIES = ("static", "reactive", "predictive")
+POLICIES = ("static", "reactive", "predictive", "predictive-no-preemption")
+"""The last is predictive on a cluster where interactive jobs wait instead of evicting another job."""
 
 
 @dataclass(frozen=True)
@@ -46,26 +47,33 @@ def policy_names(choice: str) -> tuple[str, ...]:
     if choice == "all":
         return POLICIES
     if choice not in POLICIES:
-        raise LoraTaskError(f"--policy {choice!r} is unknown. Fix: use static, reactive, predictive or all")
+        raise LoraTaskError(f"--policy {choice!r} is unknown. Fix: use {', '.join(POLICIES)} or all")
     return (choice,)
 
 
-def compare(jobs: list[TraceJob], calendar: OffPeakCalendar, max_count: dict[str, int], node_startup: timedelta,
+def compare(jobs: list[TraceJob], calendar: OffPeakCalendar, max_count: dict[str, int], mechanics: Mechanics,
             policies: tuple[str, ...] = POLICIES) -> Comparison:
-    """Replay ``jobs`` under each policy, unbounded and bounded. The static fleet is sized against
-    the predictive policy's service levels under the same pool limits, so predictive always runs."""
+    """Replay ``jobs`` under each policy, unbounded and bounded, on the same cluster ``mechanics``. The static
+    fleet is sized against the predictive policy's service levels under the same pool limits, so predictive
+    always runs."""
     rows = []
+
+    def predictive(limits: dict[str, int], cluster: Mechanics) -> tuple[dict[str, Any], Simulation]:
+        return simulate(jobs, PredictivePolicy(PlannerConfig(node_startup=cluster.mean_boot())), calendar, limits,
+                        cluster)
+
     for pools, limits in (("unbounded", {}), ("bounded", max_count)):
-        report, sim = simulate(jobs, PredictivePolicy(PlannerConfig(node_startup=node_startup)), calendar, limits,
-                               node_startup)
-        predictive = Row(pools, "predictive", report, sim)
+        planned = Row(pools, "predictive", *predictive(limits, mechanics))
         if "static" in policies:
-            base = fair_static_fleet(jobs, calendar, limits, node_startup, ServiceLevels.of(report))
+            base = fair_static_fleet(jobs, calendar, limits, mechanics, ServiceLevels.of(planned.report))
             rows.append(Row(pools, "static", base.report, base.simulation, base.fleet, base.meets_levels))
         if "reactive" in policies:
-            rows.append(Row(pools, "reactive", *simulate(jobs, ReactivePolicy(), calendar, limits, node_startup)))
+            rows.append(Row(pools, "reactive", *simulate(jobs, ReactivePolicy(), calendar, limits, mechanics)))
         if "predictive" in policies:
-            rows.append(predictive)
+            rows.append(planned)
+        if "predictive-no-preemption" in policies:
+            rows.append(Row(pools, "predictive-no-preemption",
+                            *predictive(limits, replace(mechanics, preemption=False))))
     return Comparison(rows, cost_lower_bound(jobs, calendar))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+import random
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from lora_tasks.scheduling.planner import (
     PlannerConfig,
     latest_start,
 )
+from lora_tasks.scheduling.simulate.mechanics import Mechanics
 from lora_tasks.scheduling.simulate.policies import Policy
 from lora_tasks.scheduling.simulate.trace import PRIORITY_ORDER, TraceJob
 from lora_tasks.scheduling.windows import OffPeakCalendar
@@ -31,16 +33,12 @@ class Node:
     """Bumped at each new job: a finish event for an older assignment (a preempted job) is stale."""
 
 
-CHECKPOINT_LOSS_SECONDS = 300.0
-"""Work a preempted job redoes: at most one checkpoint interval (it resumes from its checkpoint)."""
-
-
 @dataclass
 class Simulation:
     calendar: OffPeakCalendar
     policy: Policy
-    node_startup: timedelta = timedelta(minutes=4)
     max_count: dict[str, int] = field(default_factory=dict)
+    mechanics: Mechanics = field(default_factory=Mechanics)
     nodes: dict[str, list[Node]] = field(default_factory=lambda: defaultdict(list))
     queues: dict[str, list[TraceJob]] = field(default_factory=lambda: defaultdict(list))
     interactive_arrivals: dict[str, list[datetime]] = field(default_factory=lambda: defaultdict(list))
@@ -60,11 +58,12 @@ class Simulation:
     waited: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     preemptions: int = 0
     redone_seconds: float = 0.0
-    """Work preempted jobs did twice: what they lost since their last checkpoint."""
+    """What preemption cost the evicted jobs: restarts, and the work since their last checkpoint."""
     finished: int = 0
 
     def __post_init__(self) -> None:
-        self.planner = PlannerConfig(node_startup=self.node_startup)
+        self.planner = PlannerConfig(node_startup=self.mechanics.mean_boot())
+        self.rng = random.Random(self.mechanics.seed)  # boot times
 
     def eligible(self, gpu: str, now: datetime) -> list[TraceJob]:
         """The queued jobs that may start now, in the order they are served: batch jobs run off-peak, unless
@@ -139,10 +138,15 @@ class Simulation:
         nodes = self.nodes[gpu]
         target = max(0, min(self.policy.target(self, gpu, now), self.max_count.get(gpu, 1000)))
         while len(nodes) < target:
-            node = Node(now, now + self.node_startup, now + self.node_startup)
+            ready = now + self.mechanics.boot(self.rng)
+            node = Node(now, ready, ready)
             nodes.append(node)
             heapq.heappush(events, (node.ready_at, next(counter), "ready", gpu))
-        idle = sorted((n for n in nodes if n.job is None), key=lambda n: n.ready_at, reverse=True)
+        # the cluster autoscaler removes a node only once it has been unneeded for its scale-down delay; a node
+        # still booting is paid for and removable that long after it is up (idle_since is its ready time)
+        delay = self.mechanics.scale_down_delay
+        idle = sorted((n for n in nodes if n.job is None and now - n.idle_since >= delay),
+                      key=lambda n: n.ready_at, reverse=True)
         for node in idle[: max(0, len(nodes) - target)]:
             self.release(gpu, node, now)
 
@@ -170,13 +174,15 @@ class Simulation:
     def _preempt(self, gpu: str, now: datetime) -> Node | None:
         """An interactive job takes the node of the lowest-priority running job (Kubernetes priority
         classes do this); the evicted job goes back to the queue and resumes from its checkpoint."""
+        if not self.mechanics.preemption:
+            return None
         victims = [n for n in self.nodes[gpu] if n.job is not None and n.job.priority != "interactive"]
         if not victims:
             return None
         node = max(victims, key=lambda n: (PRIORITY_ORDER[n.job.priority], n.started_at))
         job, elapsed = node.job, (now - node.started_at).total_seconds()
         self._account(job, node.started_at, now)
-        lost = min(elapsed, CHECKPOINT_LOSS_SECONDS)  # a job evicted in its first minutes has little to redo
+        lost = self.mechanics.redone_seconds(gpu, elapsed)
         self.enqueue(gpu, replace(job, actual_seconds=job.actual_seconds - elapsed + lost,
                                   predicted_seconds=max(60.0, job.predicted_seconds - elapsed) + lost), now)
         self.preemptions += 1

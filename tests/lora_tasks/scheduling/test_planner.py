@@ -60,6 +60,14 @@ def test_hysteresis_scales_up_at_once_and_down_after_a_cooldown() -> None:
     assert h.decide(4, 4, NOON + timedelta(minutes=21)) == 4 and h.lower_since is None
 
 
+def test_a_large_fleet_steps_down_by_a_share_of_itself() -> None:
+    h = Hysteresis(PlannerConfig(cooldown=timedelta(minutes=5)))  # at least 4, else a quarter of the fleet
+    assert h.decide(40, 0, NOON) == 40
+    assert h.decide(40, 0, NOON + timedelta(minutes=5)) == 30
+    assert h.decide(30, 0, NOON + timedelta(minutes=10)) == 22
+    assert Hysteresis(PlannerConfig(cooldown=timedelta(0))).decide(8, 0, NOON) == 4  # small fleets: the floor
+
+
 def test_forecast_uses_the_same_hour_of_previous_days() -> None:
     arrivals = sorted(NOON - timedelta(days=d, minutes=m) + timedelta(minutes=30) for d in (1, 2, 3) for m in (0, 10))
     assert interactive_forecast(arrivals, NOON, CALENDAR) == pytest.approx(2.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,8 @@ from lora_tasks.scheduling.simulate import simulate
 from lora_tasks.scheduling.simulate.__main__ import main
 from lora_tasks.scheduling.simulate.baseline import ServiceLevels, fair_static_fleet
 from lora_tasks.scheduling.simulate.bounds import cost_lower_bound, job_lower_bound
-from lora_tasks.scheduling.simulate.compare import compare
+from lora_tasks.scheduling.simulate.compare import POLICIES, compare
+from lora_tasks.scheduling.simulate.mechanics import Mechanics
 from lora_tasks.scheduling.simulate.policies import PredictivePolicy, ReactivePolicy, StaticPolicy, peak_fleet
 from lora_tasks.scheduling.simulate.trace import TraceJob, generate_trace, read_trace, write_trace
 from lora_tasks.scheduling.windows import load_calendar
@@ -62,12 +64,12 @@ def test_the_static_baseline_is_the_smallest_fleet_meeting_the_levels() -> None:
                 ("standard", 300, 30))
     assert peak_fleet(work) == {"l4": 4}
     levels = ServiceLevels(interactive_p95_min=0, standard_p95_min=40, deadline_misses=0, unfinished=0)
-    base = fair_static_fleet(work, CALENDAR, {}, timedelta(minutes=4), levels)
+    base = fair_static_fleet(work, CALENDAR, {}, Mechanics(), levels)
     assert base.fleet == {"l4": 2} and base.meets_levels
     assert base.report["standard_wait_p95_min"] <= 40
     one, _ = simulate(work, StaticPolicy({"l4": 1}), CALENDAR, {})
     assert not levels.met_by(one)  # one GPU lets the fourth job wait three hours
-    capped = fair_static_fleet(work, CALENDAR, {"l4": 1}, timedelta(minutes=4), levels)
+    capped = fair_static_fleet(work, CALENDAR, {"l4": 1}, Mechanics(), levels)
     assert capped.fleet == {"l4": 1} and not capped.meets_levels  # the pool's maximum cannot meet them
 
 
@@ -94,21 +96,44 @@ def test_batch_waits_for_off_peak_and_meets_its_deadline() -> None:
     assert report["batch_wait_p50_min"] > 8 * 60  # Monday 08:00 UTC to 22:00 Paris
 
 
-def test_interactive_preempts_and_the_preempted_job_still_finishes() -> None:
-    report, sim = simulate(jobs(("standard", 0, 120), ("interactive", 30, 10)), ReactivePolicy(), CALENDAR, {"l4": 1})
+STEADY = Mechanics(boot_sigma=0.0, boot_tail_share=0.0)
+"""Boots of exactly 4 minutes: what a test can count on."""
+
+
+def test_interactive_preempts_and_the_preempted_job_pays_its_restart_and_lost_steps() -> None:
+    two = jobs(("standard", 0, 120), ("interactive", 30, 10))
+    report, sim = simulate(two, ReactivePolicy(), CALENDAR, {"l4": 1}, STEADY)
     assert report["preemptions"] == 1 and report["unfinished"] == 0
     assert report["interactive_wait_p95_min"] == 0
-    assert sim.busy_seconds == pytest.approx((120 + 10 + 5) * 60)  # the evicted job redid one checkpoint interval
-    assert report["redone_gpu_hours"] == pytest.approx(5 / 60)
+    # it trained 26 minutes (the node booted for 4) and had checkpointed at 20 (500 steps of 2.4 s on an L4):
+    # it redoes 6 minutes of steps after re-queueing, starting, pulling its image and loading the model again
+    redone = STEADY.restart_seconds() + 6 * 60
+    assert STEADY.redone_seconds("l4", 26 * 60) == pytest.approx(redone)
+    assert sim.busy_seconds == pytest.approx((120 + 10) * 60 + redone)
+    assert report["redone_gpu_hours"] == pytest.approx(redone / 3600)
+    waiting, _ = simulate(two, ReactivePolicy(), CALENDAR, {"l4": 1}, replace(STEADY, preemption=False))
+    assert waiting["preemptions"] == 0 and waiting["interactive_wait_p95_min"] == pytest.approx(120 - 26)
+
+
+def test_boots_spread_with_a_slow_tail_and_idle_nodes_outlive_the_policy() -> None:
+    rng = random.Random(0)
+    boots = sorted(Mechanics().boot(rng).total_seconds() for _ in range(4000))
+    assert 225 < boots[len(boots) // 2] < 255 and boots[int(0.99 * len(boots))] > 480  # about 4 minutes, a tail
+    assert Mechanics().mean_boot().total_seconds() == pytest.approx(sum(boots) / len(boots), rel=0.05)
+    one = jobs(("standard", 0, 30))
+    kept, _ = simulate(one, PredictivePolicy(PlannerConfig()), CALENDAR, {}, STEADY)
+    instant = replace(STEADY, scale_down_delay=timedelta(0))
+    gone, _ = simulate(one, PredictivePolicy(PlannerConfig()), CALENDAR, {}, instant)
+    assert kept["gpu_hours"] > gone["gpu_hours"]  # the autoscaler keeps an unneeded node its scale-down delay
 
 
 def test_policies_on_a_generated_day_finish_everything() -> None:
     start = datetime(2026, 11, 23, tzinfo=CALENDAR.zone).astimezone(UTC)
     day = generate_trace(start, 1, seed=3, calendar=CALENDAR, jobs_per_day=60)
     assert day == sorted(day, key=lambda j: j.submitted_at) and len(day) > 20
-    comparison = compare(day, CALENDAR, {"a100-80g": 8, "l4": 16}, timedelta(minutes=4))
+    comparison = compare(day, CALENDAR, {"a100-80g": 8, "l4": 16}, Mechanics())
     assert [(r.pools, r.policy) for r in comparison.rows] == [
-        (pools, policy) for pools in ("unbounded", "bounded") for policy in ("static", "reactive", "predictive")]
+        (pools, policy) for pools in ("unbounded", "bounded") for policy in POLICIES]
     for row in comparison.rows:
         assert row.report["unfinished"] == 0 and row.report["batch_deadline_misses"] == 0
         assert row.report["cost"] >= comparison.lower_bound  # no replay beats the bound
