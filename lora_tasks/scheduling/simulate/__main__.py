@@ -32,7 +32,8 @@ def verdict(comparison: Comparison) -> list[str]:
             continue
         saving = 1 - predictive.report["cost"] / static.report["cost"]
         lines.append(f"{pools}: predictive costs {saving:.1%} less than the smallest static fleet meeting its "
-                     f"service levels, at {predictive.report['cost'] / comparison.lower_bound:.2f}x the lower bound")
+                     f"service levels, at {predictive.report['cost'] / comparison.lower_bound:.2f}x the lower bound "
+                     f"and {predictive.report['cost'] / comparison.service_bound:.2f}x the service-level bound")
     return lines
 
 

@@ -14,7 +14,12 @@ from lora_tasks.scheduling.planner import PlannerConfig
 from lora_tasks.scheduling.simulate import simulate
 from lora_tasks.scheduling.simulate.__main__ import main
 from lora_tasks.scheduling.simulate.baseline import ServiceLevels, fair_static_fleet
-from lora_tasks.scheduling.simulate.bounds import cost_lower_bound, job_lower_bound
+from lora_tasks.scheduling.simulate.bounds import (
+    cost_lower_bound,
+    job_lower_bound,
+    prompt_lower_bound,
+    service_level_bound,
+)
 from lora_tasks.scheduling.simulate.compare import POLICIES, compare
 from lora_tasks.scheduling.simulate.mechanics import Mechanics
 from lora_tasks.scheduling.simulate.policies import PredictivePolicy, ReactivePolicy, StaticPolicy, peak_fleet
@@ -90,6 +95,16 @@ def test_the_lower_bound_pays_each_job_once_at_the_cheapest_price_its_deadline_a
     assert cost_lower_bound([standard, batch], CALENDAR) == pytest.approx(l4.peak + l4.off_peak)
 
 
+def test_the_service_level_bound_lets_only_one_standard_job_in_twenty_wait_for_the_night() -> None:
+    l4, hour = CALENDAR.price("l4"), timedelta(hours=1)
+    evening = [TraceJob(f"s{i}", MONDAY + 11 * hour, "t", "standard", "l4", 3600, 3600, MONDAY + 23 * hour)
+               for i in range(20)]  # 20:00 Paris: the night is two hours away, the deadline half a day
+    assert cost_lower_bound(evening, CALENDAR) == pytest.approx(20 * l4.off_peak)  # all wait for the night
+    assert service_level_bound(evening, CALENDAR) == pytest.approx(19 * l4.peak + l4.off_peak)  # p95 <= 30 min
+    late = replace(evening[0], submitted_at=MONDAY + 12 * hour + timedelta(minutes=30))  # 21:30: starts by 22:00
+    assert prompt_lower_bound(late, CALENDAR, timedelta(minutes=30)) == pytest.approx(l4.off_peak)
+
+
 def test_batch_waits_for_off_peak_and_meets_its_deadline() -> None:
     report, _ = simulate(jobs(("batch", 0, 60)), PredictivePolicy(PlannerConfig()), CALENDAR, {})
     assert report["batch_off_peak_share"] == 1.0 and report["batch_deadline_misses"] == 0
@@ -137,6 +152,7 @@ def test_policies_on_a_generated_day_finish_everything() -> None:
     for row in comparison.rows:
         assert row.report["unfinished"] == 0 and row.report["batch_deadline_misses"] == 0
         assert row.report["cost"] >= comparison.lower_bound  # no replay beats the bound
+    assert comparison.service_bound >= comparison.lower_bound
     for pools in ("unbounded", "bounded"):
         static, predictive = comparison.row(pools, "static"), comparison.row(pools, "predictive")
         assert static.meets_levels and ServiceLevels.of(predictive.report).met_by(static.report)
@@ -163,7 +179,8 @@ def test_cli_replays_a_trace_against_the_fair_baseline_and_the_bound(
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["replay", str(trace(tmp_path, body)), "--policy", "reactive"]) == 0
     assert [line.split("|")[2].strip() for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| ") and "---" not in line][1:] == ["reactive", "reactive", "lower bound"]
+            if line.startswith("| ") and "---" not in line][1:] == ["reactive", "reactive", "lower bound",
+                                                                             "service-level bound"]
 
 
 @pytest.mark.parametrize(("argv", "message"), [
