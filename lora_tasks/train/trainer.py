@@ -39,6 +39,7 @@ from lora_tasks.train.model_task import ModelTask, RunRecord
 from lora_tasks.train.order import BatchStream, batches_per_epoch, samples_per_bucket
 from lora_tasks.train.outputs import ADAPTER_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE
 from lora_tasks.train.settings import RunSettings, resolve_settings
+from lora_tasks.train.summary import lora_size, record_figures
 from lora_tasks.train.text_task import TextTask
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class LoraTrainer:
             self._warn(warning)
         self.target_modules = self.task.target_modules
         self.params = {name: p for name, p in self.task.module.named_parameters() if p.requires_grad}
-        self.lora_size = _lora_size(self.task.module, self.params)
+        self.lora_size = lora_size(self.task.module, self.params)
         log.info("LoRA on %s: %s trainable parameters, %.4f%% of the model's %s", ", ".join(self.target_modules),
                  f"{self.lora_size['parameters']:,}", 100 * self.lora_size["share"],
                  f"{self.lora_size['model_parameters']:,}")
@@ -330,11 +331,7 @@ class LoraTrainer:
 
     def _summary(self, record: RunRecord, records: list[dict[str, Any]],
                  comparison: dict[str, Any] | None) -> dict[str, Any]:
-        tenth = max(1, len(records) // 10)
-        losses = [r["loss"] for r in records]
-        seconds = sorted(r["step_seconds"] for r in records)
-        micro_batches = sum(r["steps"] for r in records) * self.cfg.gradient_accumulation_steps
-        trained = sum(r["samples_trained"] for r in records)
+        figures = record_figures(records, self.cfg.gradient_accumulation_steps)
         return {
             "job": {"name": self.spec.job.name, "tenant": self.spec.job.tenant, "task": self.spec.job.task},
             "fingerprint": self.fingerprint,
@@ -342,17 +339,13 @@ class LoraTrainer:
             "lora": {"rank": self.spec.model.lora_rank, "alpha": self.spec.model.alpha,
                      "method": self.spec.model.method, "target_modules": self.target_modules, **self.lora_size},
             "settings": {"device": self.device.type, "precision": self.settings.precision,
-                         "batch_size": self.settings.batch_size,
-                         "mean_batch_size": trained / micro_batches if records else None,
+                         "batch_size": self.settings.batch_size, "mean_batch_size": figures.pop("mean_batch_size"),
                          "gradient_checkpointing": self.settings.gradient_checkpointing},
             "steps": self.total_steps,
             "epochs": record.epochs,
             **self.task.facts(),
-            "train_loss": {"first": _mean(losses[:tenth]), "last": _mean(losses[-tenth:])},
             **({self.task.effect_name: comparison} if comparison else {}),
-            "median_step_seconds": seconds[len(seconds) // 2] if seconds else None,
-            **_sampling(records),
-            "peak_memory_bytes": max((r["peak_memory_bytes"] for r in records), default=0),
+            **figures,
             "started_at": record.started_at.isoformat(timespec="seconds"),
             "finished_at": record.finished_at.isoformat(timespec="seconds"),
             "warnings": self.warnings,
@@ -402,26 +395,3 @@ def _dataset_path(given: str | Path | None) -> Path:
         raise DatasetError(f"dataset {path} does not exist. Fix: set dataset.uri or --dataset to a folder of "
                            "images (a text job: a text file or folder)")
     return path
-
-
-def _lora_size(module: torch.nn.Module, trainable: dict[str, torch.nn.Parameter]) -> dict[str, Any]:
-    """The LoRA's trainable parameters and their share of the base model's (the adapter's own excluded)."""
-    lora = sum(p.numel() for p in trainable.values())
-    model = sum(p.numel() for p in module.parameters()) - lora
-    return {"parameters": lora, "model_parameters": model, "share": lora / model}
-
-
-def _sampling(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The samples made during training and their time, which the step times leave out."""
-    sampled = [r for r in records if "sample_seconds" in r]
-    if not sampled:
-        return {}
-    images = sum(len(r["sample_images"]) for r in sampled)
-    seconds = sum(r["sample_seconds"] for r in sampled)
-    return {"training_samples": {"steps": [r["step"] for r in sampled], "images": images, "seconds": round(seconds, 3),
-                                 "seconds_per_image": round(seconds / images, 3) if images else None}}
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
