@@ -22,10 +22,12 @@ from lora_tasks.train.data import collect_images, dataset_fingerprint, tag_frequ
 from lora_tasks.train.export import write_image_formats
 from lora_tasks.train.loss import adapter_effect, denoising_loss
 from lora_tasks.train.metadata import TrainingFacts, base_model_version, kohya_metadata
+from lora_tasks.train.metrics import read_metrics
 from lora_tasks.train.model_task import RunRecord
 from lora_tasks.train.models import add_lora, load_models
 from lora_tasks.train.outputs import CACHE_DIR, METRICS_FILE, PROGRESS_FILE, TRAINING_SAMPLES_DIR
-from lora_tasks.train.samples import SamplePrompt, training_sample_prompts
+from lora_tasks.train.sample_grid import progress_grid
+from lora_tasks.train.samples import SamplePrompt, generate, sampling_pipeline, training_sample_prompts
 from lora_tasks.train.settings import RunSettings
 
 
@@ -59,7 +61,7 @@ class ImageTask:
         buckets = training_buckets(sizes, self.spec.training, divisor)
         upscaled = upscaled_images([item.relpath for item in self.items], sizes, buckets,
                                    self.spec.training.allow_upscale)
-        if upscaled and upscaled not in self.warnings:
+        if upscaled:
             self.warnings.append(upscaled)
         return buckets
 
@@ -105,8 +107,6 @@ class ImageTask:
     def sample(self, step: int) -> list[str]:
         """Images of the sample prompts from the LoRA as it is at ``step``, into the output folder's samples/;
         their paths there. The frozen encoders come back to the device for it when they were moved off."""
-        from lora_tasks.train.samples import generate, sampling_pipeline
-
         if not self.sample_prompts:
             return []
         if self.pipe is None:
@@ -157,9 +157,6 @@ class ImageTask:
 
     def write_weights(self, folder: Path, record: RunRecord) -> None:
         """The adapter in every format, and the training samples' grid beside it when there are samples."""
-        from lora_tasks.train.metrics import read_metrics
-        from lora_tasks.train.sample_grid import progress_grid
-
         metadata = kohya_metadata(self.spec, self.settings, self._training_facts(record))
         write_image_formats(self.module, folder, self.spec.job.name, self.spec.written_formats, self.spec.model.alpha,
                             metadata)
