@@ -18,6 +18,11 @@ in. Policies only decide how many nodes each type should have:
 - ``predictive``: ``planner.desired_gpus`` with ``Hysteresis``, every decision interval, on
   *predicted* durations: the same code as the capacity planner DAG.
 
+A job with a deadline is admitted first (``admission``): its predicted finish on the policy's capacity
+(the pools' ``max_count``, or the static fleet) against its deadline; a late batch job is refused, a late
+standard one taken. Within a priority class tenants share the GPUs by start-time fair queueing
+(``fair_share``), and a job whose deadline says it must start now goes before the standard queue.
+
 Each is shown beside the cost lower bound (``bounds``), with node pools bounded by the
 GPU types' ``max_count`` and unbounded (``compare``).
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lora_tasks.scheduling.admission import DEFAULT_LATE
 from lora_tasks.scheduling.simulate.engine import Simulation
 from lora_tasks.scheduling.simulate.mechanics import Mechanics
 from lora_tasks.scheduling.simulate.policies import Policy
@@ -35,7 +41,9 @@ from lora_tasks.scheduling.windows import OffPeakCalendar
 
 
 def simulate(jobs: list[TraceJob], policy: Policy, calendar: OffPeakCalendar, max_count: dict[str, int],
-             mechanics: Mechanics | None = None) -> tuple[dict[str, Any], Simulation]:
-    sim = Simulation(calendar, policy, max_count, mechanics or Mechanics())
+             mechanics: Mechanics | None = None, late: dict[str, str] | None = DEFAULT_LATE,
+             ) -> tuple[dict[str, Any], Simulation]:
+    """Replay ``jobs``; ``late`` is the admission policy for jobs predicted late (None: admit every job)."""
+    sim = Simulation(calendar, policy, max_count, mechanics or Mechanics(), late=None if late is None else dict(late))
     sim.run(jobs)
     return summary(sim, jobs), sim

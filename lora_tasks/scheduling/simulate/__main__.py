@@ -32,8 +32,8 @@ def verdict(comparison: Comparison) -> list[str]:
             continue
         saving = 1 - predictive.report["cost"] / static.report["cost"]
         lines.append(f"{pools}: predictive costs {saving:.1%} less than the smallest static fleet meeting its "
-                     f"service levels, at {predictive.report['cost'] / comparison.lower_bound:.2f}x the lower bound "
-                     f"and {predictive.report['cost'] / comparison.service_bound:.2f}x the service-level bound")
+                     f"service levels, at {predictive.report['cost'] / predictive.bound:.2f}x the lower bound "
+                     f"and {predictive.report['cost'] / predictive.service:.2f}x the service-level bound")
     return lines
 
 
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds an unneeded node is kept before the autoscaler removes it (default 600)")
     replay.add_argument("--no-preemption", action="store_true", help="interactive jobs wait instead of evicting")
     replay.add_argument("--policy", default="all",
-                        help="static, reactive, predictive, predictive-no-preemption or all (default)")
+                        help="static, reactive, predictive, predictive-no-preemption, predictive-no-admission "
+                             "or all (default; all but the last)")
     replay.add_argument("--chart", type=Path, help="write GPUs provisioned and jobs queued over time here (PNG)")
     generate = commands.add_parser("generate", help="write the generated workload as a CSV trace")
     generate.add_argument("out", type=Path)

@@ -16,13 +16,10 @@ from typing import Any
 
 from lora_tasks.scheduling.simulate.engine import Simulation
 from lora_tasks.scheduling.simulate.mechanics import Mechanics
-from lora_tasks.scheduling.simulate.policies import StaticPolicy, peak_fleet
+from lora_tasks.scheduling.simulate.policies import UNBOUNDED, StaticPolicy, peak_fleet
 from lora_tasks.scheduling.simulate.report import summary
 from lora_tasks.scheduling.simulate.trace import TraceJob
 from lora_tasks.scheduling.windows import OffPeakCalendar
-
-UNBOUNDED = 1000
-"""The most nodes of one type the search tries when node pools have no maximum."""
 
 
 @dataclass(frozen=True)
@@ -31,17 +28,21 @@ class ServiceLevels:
     standard_p95_min: float
     deadline_misses: int
     unfinished: int
+    refused: int
+    """Jobs admission turned away: a fleet that meets the waits by refusing more work does not meet them."""
 
     @classmethod
     def of(cls, report: dict[str, Any]) -> ServiceLevels:
         return cls(report["interactive_wait_p95_min"], report["standard_wait_p95_min"],
-                   report["standard_deadline_misses"] + report["batch_deadline_misses"], report["unfinished"])
+                   report["standard_deadline_misses"] + report["batch_deadline_misses"], report["unfinished"],
+                   report["refused"])
 
     def met_by(self, report: dict[str, Any]) -> bool:
         other = ServiceLevels.of(report)
         return (other.interactive_p95_min <= self.interactive_p95_min + 1e-9
                 and other.standard_p95_min <= self.standard_p95_min + 1e-9
-                and other.deadline_misses <= self.deadline_misses and other.unfinished <= self.unfinished)
+                and other.deadline_misses <= self.deadline_misses and other.unfinished <= self.unfinished
+                and other.refused <= self.refused)
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,19 @@ import bisect
 import heapq
 import itertools
 import random
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from lora_tasks.scheduling.admission import DEFAULT_LATE, DEMAND_SPAN, decide, forecast, reserved_gpus, served_key
+from lora_tasks.scheduling.fair_share import FairShare
 from lora_tasks.scheduling.planner import (
     PlannerConfig,
     latest_start,
 )
 from lora_tasks.scheduling.simulate.mechanics import Mechanics
-from lora_tasks.scheduling.simulate.policies import Policy
+from lora_tasks.scheduling.simulate.policies import UNBOUNDED, Policy
 from lora_tasks.scheduling.simulate.trace import PRIORITY_ORDER, TraceJob
 from lora_tasks.scheduling.windows import OffPeakCalendar
 
@@ -54,34 +56,58 @@ class Simulation:
     series: list[tuple[datetime, int, int]] = field(default_factory=list)
     queued_at: dict[str, datetime] = field(default_factory=dict)
     latest_starts: dict[str, datetime] = field(default_factory=dict)
-    """Per queued batch job: when its deadline forces it to start, off-peak or not."""
+    """Per queued job: when its deadline forces it to start, before the standard queue and off-peak or not."""
     waited: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     preemptions: int = 0
     redone_seconds: float = 0.0
     """What preemption cost the evicted jobs: restarts, and the work since their last checkpoint."""
     finished: int = 0
+    late: dict[str, str] | None = field(default_factory=lambda: dict(DEFAULT_LATE))
+    """Admission: what a job with a deadline predicted late gets, per priority (``admission.decide``); None
+    takes every job unasked."""
+    refused: set[str] = field(default_factory=set)
+    accepted_late: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    promised: set[str] = field(default_factory=set)
+    """Jobs accepted as in time: a miss among them is a broken promise."""
+    broken_promises: int = 0
+    fair: dict[str, FairShare] = field(default_factory=lambda: defaultdict(FairShare))
+    tags: dict[str, float] = field(default_factory=dict)
+    """Each job's fair-share start tag, kept across a preemption."""
+    arrivals: dict[str, deque] = field(default_factory=lambda: defaultdict(deque))
+    demand: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
+    """Per GPU type: the last ``DEMAND_SPAN``'s arrivals and their predicted seconds per class."""
 
     def __post_init__(self) -> None:
         self.planner = PlannerConfig(node_startup=self.mechanics.mean_boot())
         self.rng = random.Random(self.mechanics.seed)  # boot times
 
     def eligible(self, gpu: str, now: datetime) -> list[TraceJob]:
-        """The queued jobs that may start now, in the order they are served: batch jobs run off-peak, unless
-        their deadline says they must start now (the off-peak wait's rule: ``planner.latest_start``, worked
-        out once a job when it is queued). The window is looked up once, not once a queued job."""
+        """The queued jobs that may start now, in the order they are served: interactive ones, then those whose
+        deadline says they must start now (``planner.latest_start``, worked out once a job when it is queued;
+        the most urgent first), then the rest in queue order, batch jobs only off-peak."""
         queue = self.queues[gpu]
-        if self.calendar.window_at(now):
-            return list(queue)
-        return [j for j in queue if j.priority != "batch" or self.latest_starts[j.run_id] <= now]
+        urgent = sorted((j for j in queue if j.priority != "interactive" and self.latest_starts[j.run_id] <= now),
+                        key=lambda j: self.latest_starts[j.run_id])
+        off_peak = self.calendar.window_at(now) is not None
+        first = [j for j in queue if j.priority == "interactive"]
+        if not urgent:
+            return first + [j for j in queue if j.priority == "standard" or (off_peak and j.priority == "batch")]
+        chosen = {j.run_id for j in urgent}
+        return first + urgent + [j for j in queue if j.run_id not in chosen and (
+            j.priority == "standard" or (off_peak and j.priority == "batch"))]
+
+    def served(self, job: TraceJob) -> tuple[int, float, datetime]:
+        return served_key(job, self.tags[job.run_id])
 
     def enqueue(self, gpu: str, job: TraceJob, now: datetime) -> None:
-        """Queue ``job`` in the order jobs are served (priority, then submission; a tie after those queued
-        before), so that no dispatch has to sort."""
-        bisect.insort(self.queues[gpu], job, key=_served_order)
+        """Queue ``job`` in the order jobs are served (priority, fair-share tag, submission; a tie after those
+        queued before), so that no dispatch has to sort. A preempted job keeps its tag."""
+        if job.run_id not in self.tags:
+            self.tags[job.run_id] = self.fair[gpu].tag(job.priority, job.tenant, job.predicted_seconds)
+        bisect.insort(self.queues[gpu], job, key=self.served)
         self.queued_at[job.run_id] = now
-        if job.priority == "batch":
-            self.latest_starts[job.run_id] = (latest_start(job.deadline, job.predicted_seconds, self.planner)
-                                              if job.deadline is not None else datetime.max.replace(tzinfo=UTC))
+        self.latest_starts[job.run_id] = (latest_start(job.deadline, job.predicted_seconds, self.planner)
+                                          if job.deadline is not None else datetime.max.replace(tzinfo=UTC))
 
     def release(self, gpu: str, node: Node, now: datetime) -> None:
         self.nodes[gpu].remove(node)
@@ -108,6 +134,9 @@ class Simulation:
             if now > end:
                 break
             if kind == "arrive":
+                if not self.admit(payload.gpu_type, payload, now):
+                    remaining -= 1
+                    continue
                 self.enqueue(payload.gpu_type, payload, now)
                 if payload.priority == "interactive":
                     self.interactive_arrivals[payload.gpu_type].append(now)
@@ -134,9 +163,37 @@ class Simulation:
             for node in list(nodes):
                 self.release(gpu, node, max(end, node.requested_at))
 
+    def admit(self, gpu: str, job: TraceJob, now: datetime) -> bool:
+        """Whether ``job`` is taken: its predicted finish on the policy's capacity against its deadline."""
+        arrivals, demand = self.arrivals[gpu], self.demand[gpu]
+        arrivals.append(job)
+        demand[job.priority] += job.predicted_seconds
+        while arrivals[0].submitted_at < now - DEMAND_SPAN:
+            gone = arrivals.popleft()
+            demand[gone.priority] -= gone.predicted_seconds
+        if self.late is None or job.deadline is None:
+            return True
+        queue, nodes = self.queues[gpu], self.nodes[gpu]
+        mine = served_key(job, self.fair[gpu].peek(job.priority, job.tenant))
+        ahead = queue[: bisect.bisect_left(queue, mine, key=self.served)]
+        running = [max(60.0, n.job.predicted_seconds - (now - n.started_at).total_seconds())
+                   for n in nodes if n.job is not None and n.started_at is not None]
+        up = sum(1 for n in nodes if n.ready_at <= now)
+        predicted = forecast(running, ahead, job, now, self.calendar, self.planner,
+                             self.policy.capacity(self, gpu), up, reserved_gpus(job.priority, demand))
+        outcome = decide(predicted, job.deadline, job.priority, self.late).outcome
+        if outcome == "refuse":
+            self.refused.add(job.run_id)
+            return False
+        if outcome == "accept-later":
+            self.accepted_late[job.priority] += 1
+        else:
+            self.promised.add(job.run_id)
+        return True
+
     def _scale(self, gpu: str, now: datetime, events: list, counter: Any) -> None:
         nodes = self.nodes[gpu]
-        target = max(0, min(self.policy.target(self, gpu, now), self.max_count.get(gpu, 1000)))
+        target = max(0, min(self.policy.target(self, gpu, now), self.max_count.get(gpu, UNBOUNDED)))
         while len(nodes) < target:
             ready = now + self.mechanics.boot(self.rng)
             node = Node(now, ready, ready)
@@ -167,6 +224,7 @@ class Simulation:
 
     def _start(self, gpu: str, node: Node, job: TraceJob, now: datetime, events: list, counter: Any) -> None:
         node.job, node.started_at, node.assignment = job, now, node.assignment + 1
+        self.fair[gpu].started(job.priority, self.tags[job.run_id])
         self.waited[job.run_id] += (now - self.queued_at.pop(job.run_id)).total_seconds()
         heapq.heappush(events, (now + timedelta(seconds=job.actual_seconds), next(counter), "finish",
                                 (gpu, node, node.assignment)))
@@ -205,8 +263,5 @@ class Simulation:
         self.finished += 1
         if job.deadline is not None and now > job.deadline:
             self.misses[job.priority] += 1
+            self.broken_promises += job.run_id in self.promised
         node.job, node.started_at, node.idle_since = None, None, now
-
-
-def _served_order(job: TraceJob) -> tuple[int, datetime]:
-    return PRIORITY_ORDER[job.priority], job.submitted_at

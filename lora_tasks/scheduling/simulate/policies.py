@@ -16,6 +16,9 @@ from lora_tasks.scheduling.planner import (
 )
 from lora_tasks.scheduling.simulate.trace import TraceJob
 
+UNBOUNDED = 1000
+"""The node count of a pool without ``max_count``: more than any trace here asks for."""
+
 if TYPE_CHECKING:
     from lora_tasks.scheduling.simulate.engine import Simulation
 
@@ -33,6 +36,10 @@ class Policy:
         """Nodes per GPU type that are ready when the replay starts."""
         return {}
 
+    def capacity(self, sim: Simulation, gpu: str) -> int:
+        """The most nodes of ``gpu`` this policy can have: what admission predicts on."""
+        return sim.max_count.get(gpu, UNBOUNDED)
+
     def done(self, sim: Simulation) -> bool:
         """Whether, every job having finished, nothing is left to pay for: a policy that scales is done
         once it has released its last node."""
@@ -49,6 +56,9 @@ class StaticPolicy(Policy):
 
     def initial_fleet(self) -> dict[str, int]:
         return self.fleet
+
+    def capacity(self, sim: Simulation, gpu: str) -> int:
+        return self.fleet.get(gpu, 0)
 
     def done(self, sim: Simulation) -> bool:
         """A fixed fleet is paid for as long as the work lasts, and no longer."""
@@ -80,7 +90,7 @@ class PredictivePolicy(Policy):
         jobs += [Job(n.job.run_id, n.job.priority, n.job.submitted_at, n.job.predicted_seconds, n.job.deadline,
                      n.started_at) for n in sim.nodes[gpu] if n.job is not None]
         rate = interactive_forecast(sim.interactive_arrivals[gpu], now, sim.calendar)
-        wish = desired_gpus(jobs, now, sim.calendar, self.config, rate, sim.max_count.get(gpu, 1000))
+        wish = desired_gpus(jobs, now, sim.calendar, self.config, rate, sim.max_count.get(gpu, UNBOUNDED))
         return self.hysteresis[gpu].decide(len(sim.nodes[gpu]), wish.gpus, now)
 
 

@@ -14,8 +14,10 @@ if TYPE_CHECKING:
 
 
 def summary(sim: Simulation, jobs: list[TraceJob]) -> dict[str, Any]:
-    """The figures a replay is judged by: cost, GPU-hours, utilisation, waits, misses, preemptions."""
-    unfinished = len(jobs) - sim.finished  # still queued or running when the replay ended
+    """The figures a replay is judged by: cost, GPU-hours, utilisation, waits, misses, preemptions, admission
+    (jobs refused, accepted though predicted late, and misses among those promised in time)."""
+    refused = len(sim.refused)
+    unfinished = len(jobs) - sim.finished - refused  # still queued or running when the replay ended
 
     def pct(values: list[float], q: float) -> float:
         return float(np.percentile(values, q)) / 60 if values else 0.0
@@ -30,6 +32,9 @@ def summary(sim: Simulation, jobs: list[TraceJob]) -> dict[str, Any]:
         "batch_off_peak_share": sim.batch_off_peak_seconds / sim.batch_seconds if sim.batch_seconds else 0.0,
         "preemptions": sim.preemptions,
         "redone_gpu_hours": sim.redone_seconds / 3600,
+        "refused": refused,
+        "accepted_late": sum(sim.accepted_late.values()),
+        "broken_promises": sim.broken_promises,
         **{f"{p}_wait_p50_min": pct(sim.waits[p], 50) for p in PRIORITY_ORDER},
         **{f"{p}_wait_p95_min": pct(sim.waits[p], 95) for p in PRIORITY_ORDER},
         **{f"{p}_deadline_misses": sim.misses[p] for p in PRIORITY_ORDER},

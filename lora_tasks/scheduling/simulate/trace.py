@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from lora_tasks.errors import LoraTaskError
+from lora_tasks.scheduling.admission import PRIORITY_ORDER
 from lora_tasks.scheduling.windows import OffPeakCalendar
 
 COLUMNS = ["submit_time", "tenant", "priority", "gpu_type", "predicted_seconds", "actual_seconds", "deadline"]
 
-
-PRIORITY_ORDER = {"interactive": 0, "standard": 1, "batch": 2}
+__all__ = ["PRIORITY_ORDER", "TraceJob", "generate_trace", "generated_week", "read_trace", "write_trace"]
 
 
 @dataclass(frozen=True)
