@@ -71,6 +71,11 @@ class Run(Base):
     gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     off_peak_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
+    admission: Mapped[str | None] = mapped_column(String(16), default=None)
+    """accept, accept-later (predicted after its deadline, taken anyway) or refuse; None before validate_request."""
+    predicted_start: Mapped[datetime | None] = mapped_column(default=None)
+    predicted_finish: Mapped[datetime | None] = mapped_column(default=None)
+    """What the run was promised at admission, from the queue and the bounded fleet."""
 
 
 class TrainAttempt(Base):

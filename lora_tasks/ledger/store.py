@@ -112,6 +112,11 @@ class Ledger(AdapterRegistry, ApiKeys, Submissions):
                 run.predicted_peak_bytes = peak_bytes
             run.features = {**run.features, **features}
 
+    def record_admission(self, run_id: str, outcome: str, start: datetime, finish: datetime) -> None:
+        with self.session() as session:
+            run = self._run(session, run_id)
+            run.admission, run.predicted_start, run.predicted_finish = outcome, start, finish
+
     def record_stage(self, run_id: str, stage: str, seconds: float) -> None:
         with self.session() as session:
             self._run(session, run_id)

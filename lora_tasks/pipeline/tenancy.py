@@ -1,5 +1,6 @@
-"""Tenants (include/tenants.yaml): which operators may act for each, what each one's runs may read, and
-each one's quotas (checked by the tenant API when a job is submitted).
+"""Tenants (include/tenants.yaml): which operators may act for each, what each one's runs may read,
+each one's quotas (checked by the tenant API when a job is submitted) and admission policy (what a run
+predicted to miss its deadline gets, decided by validate_request).
 
 Airflow accounts belong to operators; a tenant never logs in to Airflow. A run's tenant must
 list its triggering user by name, or one of that user's roles; the ``gateway`` logins (the tenant API's)
@@ -11,15 +12,16 @@ relative to the folder holding tenants.yaml.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from lora_tasks.errors import LoraTaskError
+from lora_tasks.scheduling.admission import DEFAULT_LATE, LATE_CHOICES
 from lora_tasks.stores.locations import Location, parse_location
 
-TENANT_KEYS = frozenset({"users", "roles", "read", "quotas"})
+TENANT_KEYS = frozenset({"users", "roles", "read", "quotas", "admission"})
 TOP_KEYS = frozenset({"tenants", "shared_read", "gateway"})
 QUOTA_KEYS = frozenset({"concurrent_jobs", "gpu_hours_per_month"})
 
@@ -38,6 +40,9 @@ class Tenant:
     roles: frozenset[str]
     read: tuple[Location, ...] = ()
     quotas: Quotas = Quotas()
+    admission: dict[str, str] = field(default_factory=dict)
+    """Per priority, what a run predicted to miss its deadline gets: accept or refuse
+    (``scheduling.admission``; unset: its ``DEFAULT_LATE``)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ def load_tenants(path: Path) -> Tenants:
                      for key in set(entry) - TENANT_KEYS]
         problems += [f"tenants.{name}.quotas.{key}: unknown key (allowed: {', '.join(sorted(QUOTA_KEYS))})"
                      for key in set(entry.get("quotas") or {}) - QUOTA_KEYS]
+        problems += _admission_problems(name, entry.get("admission") or {})
     if problems:
         raise LoraTaskError(f"tenant list {path}: " + "; ".join(sorted(problems)) + ". Fix: correct the file")
 
@@ -74,9 +80,18 @@ def load_tenants(path: Path) -> Tenants:
 
     return Tenants(
         {name: Tenant(frozenset(entry.get("users") or []), frozenset(entry.get("roles") or []),
-                      roots(entry.get("read"), f"tenants.{name}.read"), Quotas(**(entry.get("quotas") or {})))
+                      roots(entry.get("read"), f"tenants.{name}.read"), Quotas(**(entry.get("quotas") or {})),
+                      dict(entry.get("admission") or {}))
          for name, entry in entries.items()},
         roots(data.get("shared_read"), "shared_read"), frozenset(data.get("gateway") or []))
+
+
+def _admission_problems(name: str, policy: object) -> list[str]:
+    if not isinstance(policy, dict):
+        return [f"tenants.{name}.admission: {policy!r} is not a mapping of priority to accept or refuse"]
+    return [f"tenants.{name}.admission.{priority}: {choice!r} (allowed: priority one of "
+            f"{', '.join(DEFAULT_LATE)}, value one of {', '.join(LATE_CHOICES)})"
+            for priority, choice in policy.items() if priority not in DEFAULT_LATE or choice not in LATE_CHOICES]
 
 
 def may_act(tenant: Tenant, user: str | None, roles: frozenset[str] = frozenset()) -> bool:

@@ -1,6 +1,7 @@
 """The first stage: a run's request checked before any data is read (spec, tenant, GPU type, base model,
-memory fit, what a pod can reach), resolved into the job spec every later stage reads, and registered
-in the ledger with a first duration prediction."""
+memory fit, what a pod can reach), resolved into the job spec every later stage reads, registered
+in the ledger with a first duration prediction, and admitted (its predicted start and finish on the
+bounded fleet against its deadline: ``pipeline.admission``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lora_tasks.clock import utc_now
 from lora_tasks.errors import DatasetError, LoraTaskError, ProblemCollector
 from lora_tasks.gpu_types import load_gpu_types, resolve_gpu_type
 from lora_tasks.ledger.store import open_ledger
+from lora_tasks.pipeline.admission import admit_run
 from lora_tasks.pipeline.data_access import check_dataset_location, check_model_location
 from lora_tasks.pipeline.pods import check_reachable_from_pods, pod_resources
 from lora_tasks.pipeline.prediction import predict_training
@@ -19,6 +22,7 @@ from lora_tasks.pipeline.stages import timed
 from lora_tasks.pipeline.tenancy import Tenants, check_tenant_access, load_tenants
 from lora_tasks.pipeline.workspace import RunInfo
 from lora_tasks.scheduling.recommend import ASSUMED_IMAGES, check_fits
+from lora_tasks.scheduling.windows import load_calendar
 from lora_tasks.settings import PlatformSettings
 from lora_tasks.spec.conf import PRIORITY_WEIGHTS, check_conf_keys, spec_data_from_conf
 from lora_tasks.spec.loading import parse_job_spec
@@ -67,20 +71,25 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
     resolved["training_config"]["compare_at_end"] = False  # the evaluate stage compares, on held-out data
     resolved["dataset"]["uri"] = str(dataset)  # links and '..' resolved: what was checked is what is read
     info.write_spec(resolved)
-    open_ledger(settings.ledger_url).register_run(
+    ledger = open_ledger(settings.ledger_url)
+    ledger.register_run(
         run_id, tenant=info.tenant, job=info.name, priority=info.priority, gpu_type=gpu.name, submitted_at=run_after,
         deadline=spec.job.deadline, predicted_peak_bytes=advice.estimate.total_bytes,
         features={"rank": spec.model.lora_rank, **advice.settings(), "resolution": spec.training.resolution})
     # a first prediction before the dataset is counted: the planner sees the run coming, and a
     # batch run's off-peak wait knows how late it may start; check_dataset refines it
     early = predict_training(info, info.load_spec(), ASSUMED_IMAGES, run_id, settings)
+    run = ledger.find_run(run_id)
+    assert run is not None  # registered above
+    admission = admit_run(ledger, run, gpu, tenants[spec.job.tenant].admission, load_calendar(settings.scheduling_file),
+                          utc_now())  # refuses, with the predicted finish and the fix, a late run its tenant refuses
     return {**asdict(info), "pool": gpu.pool_for(spec.job.priority, settings.runner),
             "priority_weight": PRIORITY_WEIGHTS[spec.job.priority],
             "dataset_uri": spec.dataset.uri, "warnings": warnings, "resources": pod_resources(ref, advice.estimate),
             "gpu_product": gpu.node_selector.get("nvidia.com/gpu.product", ""), "tolerations": list(gpu.tolerations),
             "estimated_peak_bytes": advice.estimate.total_bytes, "settings": advice.settings(),
             "deadline": spec.job.deadline.isoformat() if spec.job.deadline else None,
-            "predicted_seconds": early.seconds}
+            "predicted_seconds": early.seconds, "admission": admission.record()}
 
 
 def _dataset_location(spec: JobSpec, tenants: Tenants, settings: PlatformSettings) -> Location:

@@ -304,7 +304,7 @@ def job_view(run: Run, stages: dict[str, float], adapter: AdapterVersion | None)
     return {"job_id": run.run_id, "job": run.job, "priority": run.priority, "gpu_type": run.gpu_type,
             "status": run.status, "submitted_at": _iso(run.submitted_at), "started_at": _iso(run.started_at),
             "finished_at": _iso(run.finished_at), "deadline": _iso(run.deadline),
-            "predicted_finish": _iso(predicted_finish(run)), "stage_seconds": stages,
+            "predicted_finish": _iso(predicted_finish(run)), "admission": run.admission, "stage_seconds": stages,
             "gpu_seconds": run.gpu_seconds, "cost": run.cost,
             "adapter": {"ref": adapter.ref, "uri": adapter.uri} if adapter else None}
 

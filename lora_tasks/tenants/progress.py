@@ -36,11 +36,14 @@ def training_progress(workspace_root: Path, run: Run, published: dict[str, Any] 
 
 
 def predicted_finish(run: Run) -> datetime | None:
-    """When training should end: the start (or, while queued, the submission) plus the predicted seconds."""
+    """When training should end: once started, the start plus the predicted seconds; while queued, what
+    admission predicted from the queue and the bounded fleet (else the submission plus the seconds)."""
     if run.finished_at is not None:
         return run.finished_at
     if run.predicted_seconds is None:
         return None
+    if run.started_at is None and run.predicted_finish is not None:
+        return run.predicted_finish
     return (run.started_at or run.submitted_at) + timedelta(seconds=run.predicted_seconds)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +136,74 @@ def test_a_request_is_checked_without_torch_once_the_architecture_is_measured(ti
                             cwd=Path(__file__).resolve().parents[3],
                             env={**os.environ, "PYTHONPATH": f"plugins{os.pathsep}."})
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def queued_ledger(tmp_path: Path, now: datetime) -> str:
+    """A ledger where tenant acme has three hours of standard work queued on the cpu type (max_count 1)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = open_ledger(url)
+    for i in range(3):
+        ledger.register_run(f"queued-{i}", tenant="acme", job="q", priority="standard", gpu_type="cpu",
+                            submitted_at=now - timedelta(minutes=10 - i))
+        ledger.record_prediction(f"queued-{i}", seconds=3600, low=3000, high=4200, peak_bytes=None, features={})
+    return url
+
+
+def admit(conf: dict[str, Any], url: str, now: datetime, **settings: Any) -> dict[str, Any]:
+    base = platform_settings().model_dump()
+    return validate_request(conf, "operator", "manual__late", now,
+                            PlatformSettings(**{**base, "ledger_url": url, **settings}))
+
+
+def test_a_batch_run_that_cannot_meet_its_deadline_is_refused_with_the_predicted_finish(
+        tiny_model: Path, style_dataset: Path, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    url = queued_ledger(tmp_path, now)
+    deadline = now + timedelta(hours=2)
+    conf = {"job_spec": job(tiny_model, style_dataset, job__priority="batch", job__deadline=deadline.isoformat())}
+    with pytest.raises(LoraTaskError, match="cannot be met: 3 queued job") as refused:
+        admit(conf, url, now)
+    assert "Fix: set job.deadline to" in str(refused.value) and "max_count of cpu" in str(refused.value)
+    row = open_ledger(url).find_run("manual__late")
+    assert row is not None and (row.status, row.admission) == ("refused", "refuse")
+    assert row.predicted_start >= now + timedelta(hours=3) and row.predicted_finish > deadline  # behind the queue
+
+
+def test_a_late_run_is_taken_when_its_tenants_policy_says_so_and_shows_its_later_finish(
+        tiny_model: Path, style_dataset: Path, tmp_path: Path) -> None:
+    from tests.conftest import TENANTS_FILE
+
+    now = datetime.now(UTC)
+    listing = yaml.safe_load(TENANTS_FILE.read_text())
+    listing["tenants"]["demo"]["admission"] = {"batch": "accept"}
+    (tmp_path / "tenants.yaml").write_text(yaml.safe_dump(listing))
+    deadline = now + timedelta(hours=2)
+    conf = {"job_spec": job(tiny_model, style_dataset, job__priority="batch", job__deadline=deadline.isoformat())}
+    info = admit(conf, queued_ledger(tmp_path, now), now, tenants_file=tmp_path / "tenants.yaml")
+    assert info["admission"]["outcome"] == "accept-later" and info["admission"]["ahead"] == 3
+    assert datetime.fromisoformat(info["admission"]["predicted_finish"]) > deadline
+
+
+def test_a_standard_run_is_served_between_another_tenants_queued_runs(tiny_model: Path, style_dataset: Path,
+                                                                       tmp_path: Path) -> None:
+    """Fair sharing: acme's three queued hours do not all go first; demo's run waits for one of them."""
+    now = datetime.now(UTC)
+    url = queued_ledger(tmp_path, now)
+    conf = {"job_spec": job(tiny_model, style_dataset, job__deadline=(now + timedelta(hours=2)).isoformat())}
+    info = admit(conf, url, now)
+    assert info["admission"]["outcome"] == "accept" and info["admission"]["ahead"] == 1
+    start = datetime.fromisoformat(info["admission"]["predicted_start"])
+    assert abs(start - (now + timedelta(hours=1, minutes=4))) < timedelta(minutes=1)  # a node's start-up, acme's hour
+    row = open_ledger(url).find_run("manual__late")
+    assert row is not None and row.admission == "accept" and row.predicted_start == start
+
+
+def test_a_tenant_list_with_a_bad_admission_policy_is_refused(tmp_path: Path) -> None:
+    from lora_tasks.pipeline.tenancy import load_tenants
+
+    path = tmp_path / "tenants.yaml"
+    path.write_text(yaml.safe_dump({"tenants": {"acme": {"admission": {"batch": "maybe", "urgent": "refuse"}}}}))
+    with pytest.raises(LoraTaskError) as refused:
+        load_tenants(path)
+    assert "tenants.acme.admission.batch: 'maybe'" in str(refused.value)
+    assert "tenants.acme.admission.urgent: 'refuse'" in str(refused.value) and "accept, refuse" in str(refused.value)

@@ -1,0 +1,52 @@
+"""Admission at validate_request: the run's predicted start and finish from the ledger's queue for its GPU
+type and the type's ``max_count``, recorded, and the tenant's policy applied to a run predicted late
+(``scheduling.admission``). The nightly batch's runs pass through here too, with their batch deadline."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from lora_tasks.errors import LoraTaskError
+from lora_tasks.gpu_types import GpuType
+from lora_tasks.ledger.models import Run
+from lora_tasks.ledger.store import Ledger
+from lora_tasks.pipeline.capacity import STALE_AFTER
+from lora_tasks.scheduling.admission import (
+    DEMAND_SPAN,
+    Admission,
+    decide,
+    forecast_from_open,
+    reserved_gpus,
+)
+from lora_tasks.scheduling.planner import Job, PlannerConfig
+from lora_tasks.scheduling.windows import OffPeakCalendar
+
+
+def admit_run(ledger: Ledger, run: Run, gpu: GpuType, late: dict[str, str], calendar: OffPeakCalendar,
+              now: datetime) -> Admission:
+    """Decide on the registered ``run`` (with its first predicted duration) and record the decision; a refused
+    run is closed as refused and its tenant told why, with the predicted finish and the fix."""
+    assert run.predicted_seconds is not None  # validate_request predicts before it admits
+    config = PlannerConfig()
+    others = [r for r in ledger.runs(gpu_type=gpu.name, submitted_after=now - max(STALE_AFTER, DEMAND_SPAN))
+              if r.run_id != run.run_id and r.predicted_seconds is not None]
+    queue = [_job(r) for r in others if r.status in ("submitted", "running") and r.submitted_at > now - STALE_AFTER]
+    demand: dict[str, float] = defaultdict(float)
+    for other in others:
+        if other.submitted_at > now - DEMAND_SPAN:
+            demand[other.priority] += float(other.predicted_seconds or 0.0)
+    last = ledger.last_decision(gpu.name)
+    predicted = forecast_from_open(queue, _job(run), now, calendar, config, gpu.max_count,
+                                   last.applied if last else 0, reserved_gpus(run.priority, demand))
+    admission = decide(predicted, run.deadline, run.priority, late, config.deadline_margin)
+    ledger.record_admission(run.run_id, admission.outcome, predicted.start, predicted.finish)
+    if admission.outcome == "refuse":
+        ledger.close_run(run.run_id, "refused", now)
+        raise LoraTaskError(admission.refusal(gpu.name))
+    return admission
+
+
+def _job(run: Run) -> Job:
+    return Job(run.run_id, run.priority, run.submitted_at, float(run.predicted_seconds or 0.0), run.deadline,
+               run.started_at if run.status == "running" else None, run.tenant)
