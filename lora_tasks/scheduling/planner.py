@@ -4,7 +4,8 @@ For one GPU type, at time ``now``, the planner sees each run's priority, submiss
 predicted seconds, deadline and (for running ones) start time, plus the recent rate of
 interactive arrivals, and wants:
 
-- one GPU per running job (training is never interrupted) and per queued interactive job;
+- one GPU per running job (training is never interrupted), per queued interactive job and per queued
+  job whose deadline says it must start now (standard deadlines reach the planner this way);
 - enough GPUs to work through the queued standard jobs within ``standard_target``;
 - batch jobs only off-peak, spread over the rest of the window; in peak hours only the
   batch jobs whose deadline forces them to start;
@@ -95,6 +96,9 @@ def desired_gpus(jobs: list[Job], now: datetime, calendar: OffPeakCalendar, conf
 
     batch = [j for j in queued if j.priority == "batch"]
     interactive = sum(1 for j in queued if j.priority == "interactive")
+    # a standard or batch job whose deadline says it must start within a node's start-up needs a GPU of its own
+    urgent = sum(1 for j in queued if j.priority != "interactive" and j.deadline is not None
+                 and latest_start(j.deadline, j.predicted_seconds, config) <= now + config.node_startup)
     work = sum(min(j.remaining(now), horizon) for j in running) + \
         sum(min(j.predicted_seconds, horizon) for j in queued if j.priority != "batch" or forced(j))
     if window is not None:  # spread queued batch work over what is left of the window
@@ -102,7 +106,7 @@ def desired_gpus(jobs: list[Job], now: datetime, calendar: OffPeakCalendar, conf
         batch_gpus = math.ceil(sum(j.predicted_seconds for j in batch if not forced(j)) / seconds_left)
     else:
         batch_gpus = 0
-    needed = max(len(running) + interactive, math.ceil(work / horizon) + batch_gpus)
+    needed = max(len(running) + interactive + urgent, math.ceil(work / horizon) + batch_gpus)
     # an interactive arrival takes an idle GPU or preempts a lower-priority job (priority classes),
     # so warm headroom is only needed beyond the preemptable running jobs
     expected = math.ceil(interactive_rate_per_hour / 3600 * startup) if interactive_rate_per_hour > 0 else 0
@@ -110,7 +114,7 @@ def desired_gpus(jobs: list[Job], now: datetime, calendar: OffPeakCalendar, conf
     preemptable = sum(1 for j in running if j.priority != "interactive")
     headroom = max(0, expected - preemptable)
     gpus = min(max_count, needed + headroom)
-    inputs = {"running": len(running), "queued": len(queued), "queued_interactive": interactive,
+    inputs = {"running": len(running), "queued": len(queued), "queued_interactive": interactive, "urgent": urgent,
               "work_seconds": work, "batch_gpus": batch_gpus, "headroom": headroom,
               "off_peak": float(window is not None)}
     reason = (f"{work / 3600:.1f} GPU-hours due within {horizon / 3600:.1f} h ({len(running)} running, "

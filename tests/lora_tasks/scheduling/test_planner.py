@@ -37,6 +37,8 @@ def job(priority: str, seconds: float, *, running_for: float | None = None, dead
         ([job("standard", 600, running_for=3000), job("standard", 1200)], NOON, 0.0, 1),  # one ends soon
         ([job("batch", 2 * HOUR)] * 4, NOON, 0.0, 0),  # batch waits for off-peak...
         ([job("batch", 2 * HOUR, deadline_in=2.2 * HOUR)], NOON, 0.0, 1),  # ...unless its deadline is near
+        ([job("standard", 600)] * 4, NOON, 0.0, 1),  # 40 minutes of work: one GPU works through it in time...
+        ([job("standard", 600, deadline_in=900)] * 4, NOON, 0.0, 4),  # ...unless each must start now to be in time
         ([job("batch", 2 * HOUR, at=NIGHT)] * 4, NIGHT, 0.0, 2),  # 8 GPU-hours over the 7 left of the window
     ],
 )
