@@ -113,9 +113,12 @@ class Ledger(AdapterRegistry, ApiKeys, Submissions):
             run.features = {**run.features, **features}
 
     def record_admission(self, run_id: str, outcome: str, start: datetime, finish: datetime) -> None:
+        """The decision and what it was promised; a run refused before and accepted on a retry is queued again."""
         with self.session() as session:
             run = self._run(session, run_id)
             run.admission, run.predicted_start, run.predicted_finish = outcome, start, finish
+            if outcome != "refuse" and run.status == "refused":
+                run.status, run.finished_at = "submitted", None
 
     def record_stage(self, run_id: str, stage: str, seconds: float) -> None:
         with self.session() as session:

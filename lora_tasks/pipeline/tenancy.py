@@ -40,7 +40,7 @@ class Tenant:
     roles: frozenset[str]
     read: tuple[Location, ...] = ()
     quotas: Quotas = Quotas()
-    admission: dict[str, str] = field(default_factory=dict)
+    admission: dict[str, str] = field(default_factory=dict, hash=False)
     """Per priority, what a run predicted to miss its deadline gets: accept or refuse
     (``scheduling.admission``; unset: its ``DEFAULT_LATE``)."""
 

@@ -82,7 +82,7 @@ def validate_request(conf: dict[str, Any], user: str | None, run_id: str, run_af
     run = ledger.find_run(run_id)
     assert run is not None  # registered above
     admission = admit_run(ledger, run, gpu, tenants[spec.job.tenant].admission, load_calendar(settings.scheduling_file),
-                          utc_now())  # refuses, with the predicted finish and the fix, a late run its tenant refuses
+                          utc_now(), settings.runner)  # refuses a late run its tenant refuses, with the finish and fix
     return {**asdict(info), "pool": gpu.pool_for(spec.job.priority, settings.runner),
             "priority_weight": PRIORITY_WEIGHTS[spec.job.priority],
             "dataset_uri": spec.dataset.uri, "warnings": warnings, "resources": pod_resources(ref, advice.estimate),

@@ -63,6 +63,8 @@ class Admission:
     """"accept", "accept-later" (predicted to finish after its deadline, taken anyway) or "refuse"."""
     forecast: Forecast
     deadline: datetime | None
+    margin: float = PlannerConfig.deadline_margin
+    """The prediction's duration times this must fit before the deadline."""
 
     def record(self) -> dict[str, str | int | None]:
         """What the ledger and the run's outputs keep of it."""
@@ -73,7 +75,8 @@ class Admission:
     def refusal(self, gpu_type: str) -> str:
         """The refused tenant's message: the prediction, and what would be accepted."""
         assert self.deadline is not None
-        later = self.forecast.finish.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        needed = self.forecast.start + (self.forecast.finish - self.forecast.start) * self.margin
+        later = needed.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
         return (f"job.deadline {_when(self.deadline)} cannot be met: {self.forecast.ahead} queued job(s) are "
                 f"served before this one on at most {self.forecast.gpus} {gpu_type} GPU(s), so it would start "
                 f"about {_when(self.forecast.start)} and finish about {_when(self.forecast.finish)}. Fix: set "
@@ -109,15 +112,16 @@ def forecast(running_remaining: list[float], ahead: Sequence[Queued], new: Queue
 
 
 def forecast_from_open(open_jobs: list[Job], new: Job, now: datetime, calendar: OffPeakCalendar,
-                       config: PlannerConfig, gpus: int, up: int, reserved: int = 0) -> Forecast:
-    """``forecast`` from a GPU type's open runs as the ledger holds them: the fair-share tags are rebuilt in
-    submission order (a running job's tag moves the virtual time), then the queue is ordered by them."""
-    fair, tags = FairShare(), {}
+                       config: PlannerConfig, gpus: int, up: int, reserved: int = 0, fair: bool = True) -> Forecast:
+    """``forecast`` from a GPU type's open runs as the ledger holds them. With ``fair`` the fair-share tags are
+    rebuilt in submission order (a running job's tag moves the virtual time) and the queue is ordered by
+    them; without, each class is first come, first served (what an Airflow pool does)."""
+    share, tags = FairShare(), {}
     for job in sorted(open_jobs, key=lambda j: j.submitted_at):
-        tags[job.run_id] = fair.tag(job.priority, job.tenant, job.predicted_seconds)
+        tags[job.run_id] = share.tag(job.priority, job.tenant, job.predicted_seconds) if fair else 0.0
         if job.started_at is not None:
-            fair.started(job.priority, tags[job.run_id])
-    mine = served_key(new, fair.peek(new.priority, new.tenant))
+            share.started(job.priority, tags[job.run_id])
+    mine = served_key(new, share.peek(new.priority, new.tenant) if fair else 0.0)
     ahead = sorted((j for j in open_jobs if j.started_at is None and served_key(j, tags[j.run_id]) < mine),
                    key=lambda j: served_key(j, tags[j.run_id]))
     running = [j.remaining(now) for j in open_jobs if j.started_at is not None]
@@ -146,9 +150,9 @@ def decide(predicted: Forecast, deadline: datetime | None, priority: str, late: 
     predicted within about 15%); a late one as the tenant's ``late`` policy for its priority says."""
     run = (predicted.finish - predicted.start) * margin
     if deadline is None or predicted.start + run <= deadline:
-        return Admission("accept", predicted, deadline)
+        return Admission("accept", predicted, deadline, margin)
     outcome = "refuse" if late.get(priority, DEFAULT_LATE[priority]) == "refuse" else "accept-later"
-    return Admission(outcome, predicted, deadline)
+    return Admission(outcome, predicted, deadline, margin)
 
 
 def _when(moment: datetime) -> str:

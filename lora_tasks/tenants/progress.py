@@ -38,6 +38,8 @@ def training_progress(workspace_root: Path, run: Run, published: dict[str, Any] 
 def predicted_finish(run: Run) -> datetime | None:
     """When training should end: once started, the start plus the predicted seconds; while queued, what
     admission predicted from the queue and the bounded fleet (else the submission plus the seconds)."""
+    if run.status == "refused":
+        return None  # it will not run
     if run.finished_at is not None:
         return run.finished_at
     if run.predicted_seconds is None:

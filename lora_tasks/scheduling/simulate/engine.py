@@ -175,7 +175,7 @@ class Simulation:
             return True
         queue, nodes = self.queues[gpu], self.nodes[gpu]
         mine = served_key(job, self.fair[gpu].peek(job.priority, job.tenant))
-        ahead = queue[: bisect.bisect_left(queue, mine, key=self.served)]
+        ahead = queue[: bisect.bisect_right(queue, mine, key=self.served)]  # enqueue puts it after its equals
         running = [max(60.0, n.job.predicted_seconds - (now - n.started_at).total_seconds())
                    for n in nodes if n.job is not None and n.started_at is not None]
         up = sum(1 for n in nodes if n.ready_at <= now)

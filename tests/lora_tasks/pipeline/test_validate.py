@@ -184,18 +184,36 @@ def test_a_late_run_is_taken_when_its_tenants_policy_says_so_and_shows_its_later
     assert datetime.fromisoformat(info["admission"]["predicted_finish"]) > deadline
 
 
-def test_a_standard_run_is_served_between_another_tenants_queued_runs(tiny_model: Path, style_dataset: Path,
-                                                                       tmp_path: Path) -> None:
-    """Fair sharing: acme's three queued hours do not all go first; demo's run waits for one of them."""
+def test_a_standard_run_is_promised_the_start_the_pool_will_give_it(tiny_model: Path, style_dataset: Path,
+                                                                    tmp_path: Path) -> None:
+    """Airflow's pool serves a class first come, first served: demo's run is promised a start after acme's three
+    queued hours on the local pool's one slot (always up: no node start-up), and is taken late by default."""
     now = datetime.now(UTC)
     url = queued_ledger(tmp_path, now)
     conf = {"job_spec": job(tiny_model, style_dataset, job__deadline=(now + timedelta(hours=2)).isoformat())}
     info = admit(conf, url, now)
-    assert info["admission"]["outcome"] == "accept" and info["admission"]["ahead"] == 1
+    assert info["admission"]["outcome"] == "accept-later" and info["admission"]["ahead"] == 3
     start = datetime.fromisoformat(info["admission"]["predicted_start"])
-    assert abs(start - (now + timedelta(hours=1, minutes=4))) < timedelta(minutes=1)  # a node's start-up, acme's hour
+    assert abs(start - (now + timedelta(hours=3))) < timedelta(minutes=1)
     row = open_ledger(url).find_run("manual__late")
-    assert row is not None and row.admission == "accept" and row.predicted_start == start
+    assert row is not None and (row.admission, row.status) == ("accept-later", "submitted")
+    assert row.predicted_start == start
+
+
+def test_a_refused_run_retried_once_the_queue_has_drained_is_queued_again(tiny_model: Path, style_dataset: Path,
+                                                                          tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    url = queued_ledger(tmp_path, now)
+    conf = {"job_spec": job(tiny_model, style_dataset, job__priority="batch",
+                            job__deadline=(now + timedelta(hours=2)).isoformat())}
+    with pytest.raises(LoraTaskError, match="cannot be met"):
+        admit(conf, url, now)
+    ledger = open_ledger(url)
+    for i in range(3):
+        ledger.close_run(f"queued-{i}", "cancelled", now)  # acme cancels its queue
+    assert admit(conf, url, now)["admission"]["outcome"] == "accept"  # the operator clears validate_request
+    row = ledger.find_run("manual__late")
+    assert row is not None and (row.status, row.finished_at, row.admission) == ("submitted", None, "accept")
 
 
 def test_a_tenant_list_with_a_bad_admission_policy_is_refused(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from lora_tasks.scheduling.admission import (
     decide,
     forecast,
@@ -134,3 +136,14 @@ def test_the_simulator_refuses_a_batch_job_it_cannot_finish_in_time_and_keeps_it
     unasked = Simulation(CALENDAR, StaticPolicy({"l4": 1}), {}, STEADY, late=None)  # no admission at all
     unasked.run([*queue, due_soon, due_later])
     assert unasked.finished == 14 and not unasked.refused and unasked.misses["batch"] == 1
+
+
+def test_a_job_that_must_start_now_goes_before_the_standard_queue() -> None:
+    """Three hours of standard work in half-hour jobs (due tomorrow) on one GPU; a half-hour batch job due in
+    2 h 40 min must start by about 1 h 58 min: it takes the GPU that frees at 2 h, ahead of the queue."""
+    queue = [trace_job(f"s{i}", "a", 0, minutes=30, deadline=timedelta(days=1)) for i in range(6)]
+    due = trace_job("b", "b", 1, minutes=30, priority="batch", deadline=timedelta(hours=2, minutes=39))
+    sim = Simulation(CALENDAR, StaticPolicy({"l4": 1}), {}, STEADY, late=None)
+    sim.run([*queue, due])
+    assert sim.misses["batch"] == 0 and sim.waited["b"] == pytest.approx(119 * 60)
+    assert max(sim.waited[f"s{i}"] for i in range(6)) == pytest.approx(3 * 3600)  # the last standard job waits for it
