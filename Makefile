@@ -54,6 +54,7 @@ bench: setup debian
 	$(PY) bench/light_tasks.py
 	$(PY) bench/scheduling_policies.py
 	$(PY) bench/simulator_scaling.py
+	$(PY) bench/realtime_day.py
 	$(PY) bench/memory_model.py --fit
 	$(PY) bench/duration_predictor.py
 	$(PY) bench/publish_throughput.py

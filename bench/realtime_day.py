@@ -13,9 +13,12 @@ evaluation and publishing.
 Then the simulator replays the runs that reached the pool: arriving when their data checks ended, with
 the ledger's predicted and actual training seconds, on one node that never boots or preempts (the local
 runner's pool). The table puts the ledger's figures (waits in the pool, deadline misses, GPU-seconds)
-beside the simulator's; the ratio of the p95 waits ends the output.
+beside the simulator's; the ratio of the p95 waits ends the output. The defaults (30 runs in 12
+minutes) are what two CPU cores carry beside the stack itself: each tiny run is about 25 CPU-seconds of
+intake, training, evaluation and publishing, so the issue's 200 runs in half an hour would need a
+machine four times this one.
 
-    python bench/realtime_day.py [--jobs 40] [--minutes 30] [--seed 1]
+    python bench/realtime_day.py [--jobs 30] [--minutes 12] [--seed 1]
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ def compressed_day(jobs: int, minutes: float, seed: int) -> list[tuple[float, st
 
 
 def conf_for(index: int, priority: str, trace_seconds: float, deadline: datetime | None) -> dict[str, Any]:
-    """The demo job at ``priority``, its steps following the trace's duration (a minute of trace a step)."""
+    """The demo job at ``priority``, its steps following the trace's duration (a step per 20 trace-seconds:
+    the tiny model's steps take about a tenth of a second here, so the pool is busy about half the day)."""
     from lora_airflow.local_stack import demo_conf
 
     conf = demo_conf()
@@ -80,7 +84,7 @@ def conf_for(index: int, priority: str, trace_seconds: float, deadline: datetime
     spec["job"].update({"name": f"day-{index:03d}", "priority": priority})
     if deadline is not None:
         spec["job"]["deadline"] = deadline.isoformat()
-    steps = max(10, min(80, round(trace_seconds / 60)))
+    steps = max(10, min(240, round(trace_seconds / 20)))
     spec["training_config"].update({"max_steps": steps, "save_steps": steps})
     spec["training_config"].pop("sample_every_n_steps", None)  # no samples during training
     return conf
@@ -115,13 +119,14 @@ def main() -> int:
     from lora_tasks.scheduling.windows import load_calendar
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=40)
-    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--jobs", type=int, default=30)
+    parser.add_argument("--minutes", type=float, default=12)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     day = compressed_day(args.jobs, args.minutes, args.seed)
     with tempfile.TemporaryDirectory(prefix="realtime-day-") as folder:
         calendar_file = always_off_peak(Path(folder))
+        calendar = load_calendar(calendar_file)
         extra = {"LORA_SCHEDULING_FILE": str(calendar_file), "LORA_TENANTS_FILE": str(unlimited_tenant(Path(folder)))}
         with demo_stack("realtime-day-", extra) as (config, env):
             api = airflow_api(config.base_url, "operator", LOGINS["operator"])
@@ -131,7 +136,7 @@ def main() -> int:
                 time.sleep(max(0.0, offset - (time.monotonic() - began)))
                 deadline = datetime.now(UTC) + timedelta(seconds=due) if due is not None else None
                 run_ids.append(trigger_run(api, DAG, conf_for(index, priority, seconds, deadline)))
-            states = {run_id: wait_for_run(api, DAG, run_id, timeout=3600).state for run_id in run_ids}
+            states = {run_id: str(wait_for_run(api, DAG, run_id, timeout=3600).state.value) for run_id in run_ids}
             arrived = pool_arrivals(api, run_ids)
             ledger = open_ledger(env["LORA_LEDGER_URL"])
             runs = {r.run_id: r for r in ledger.runs() if r.run_id in set(run_ids)}
@@ -144,7 +149,7 @@ def main() -> int:
                              float(r.actual_seconds), r.deadline) for r in trained), key=lambda j: j.submitted_at)
     cluster = Mechanics(boot_median_seconds=0.0, boot_sigma=0.0, boot_tail_share=0.0, preemption=False,
                         scale_down_delay=timedelta(0))
-    report, sim = simulate(trace, StaticPolicy({"cpu": 1}), load_calendar(calendar_file), {"cpu": 1}, cluster, None)
+    report, sim = simulate(trace, StaticPolicy({"cpu": 1}), calendar, {"cpu": 1}, cluster, None)
     sim_waits = {p: [sim.waited[j.run_id] for j in trace if j.priority == p] for p in PRIORITIES}
     refused = sum(1 for r in runs.values() if r.status == "refused")
     print(f"{len(day)} runs over {args.minutes:g} minutes (a day compressed {86400 / (args.minutes * 60):.0f}x), "
