@@ -17,7 +17,7 @@ from lora_tasks.errors import LoraTaskError
 from lora_tasks.gpu_types import GpuType
 from lora_tasks.ledger.models import Run
 from lora_tasks.ledger.store import Ledger
-from lora_tasks.pipeline.capacity import STALE_AFTER
+from lora_tasks.pipeline.capacity import STALE_AFTER, planner_job
 from lora_tasks.scheduling.admission import (
     DEMAND_SPAN,
     Admission,
@@ -25,7 +25,7 @@ from lora_tasks.scheduling.admission import (
     forecast_from_open,
     reserved_gpus,
 )
-from lora_tasks.scheduling.planner import Job, PlannerConfig
+from lora_tasks.scheduling.planner import PlannerConfig
 from lora_tasks.scheduling.windows import OffPeakCalendar
 
 
@@ -38,13 +38,14 @@ def admit_run(ledger: Ledger, run: Run, gpu: GpuType, late: dict[str, str], cale
     others = [r for r in ledger.runs(gpu_type=gpu.name, submitted_after=now - max(STALE_AFTER, DEMAND_SPAN))
               if r.run_id != run.run_id and r.predicted_seconds is not None
               and r.status not in ("refused", "cancelled")]  # work that ran or will: what the classes demand
-    queue = [_job(r) for r in others if r.status in ("submitted", "running") and r.submitted_at > now - STALE_AFTER]
+    queue = [planner_job(r) for r in others
+             if r.status in ("submitted", "running") and r.submitted_at > now - STALE_AFTER]
     demand: dict[str, float] = defaultdict(float)
     for other in others:
         if other.submitted_at > now - DEMAND_SPAN:
             demand[other.priority] += float(other.predicted_seconds or 0.0)
-    predicted = forecast_from_open(queue, _job(run), now, calendar, config, gpu.max_count, _up(ledger, gpu, runner),
-                                   reserved_gpus(run.priority, demand), fair=False)
+    predicted = forecast_from_open(queue, planner_job(run), now, calendar, config, gpu.max_count,
+                                   _up(ledger, gpu, runner), reserved_gpus(run.priority, demand), fair=False)
     admission = decide(predicted, run.deadline, run.priority, late, config.deadline_margin)
     ledger.record_admission(run.run_id, admission.outcome, predicted.start, predicted.finish)
     if admission.outcome == "refuse":
@@ -60,8 +61,3 @@ def _up(ledger: Ledger, gpu: GpuType, runner: str) -> int:
         return gpu.max_count
     last = ledger.last_decision(gpu.name)
     return last.applied if last else 0
-
-
-def _job(run: Run) -> Job:
-    return Job(run.run_id, run.priority, run.submitted_at, float(run.predicted_seconds or 0.0), run.deadline,
-               run.started_at if run.status == "running" else None, run.tenant)

@@ -18,7 +18,7 @@ from typing import Any
 
 from lora_tasks.cli import entry_point
 from lora_tasks.gpu_types import GpuType, load_gpu_types
-from lora_tasks.ledger.models import CapacityDecision
+from lora_tasks.ledger.models import CapacityDecision, Run
 from lora_tasks.ledger.store import Ledger, open_ledger
 from lora_tasks.scheduling.planner import Hysteresis, Job, PlannerConfig, desired_gpus, interactive_forecast
 from lora_tasks.scheduling.windows import OffPeakCalendar, load_calendar
@@ -28,6 +28,12 @@ STALE_AFTER = timedelta(days=2)
 """A run queued this long without starting is someone else's problem (cleanup marks failed runs)."""
 FORECAST_HISTORY = timedelta(days=8)
 """Interactive arrivals the forecast reads: the same hour on each of the last seven days."""
+
+
+def planner_job(run: Run) -> Job:
+    """A ledger run as the planner and admission see it (predicted; started only while it runs)."""
+    return Job(run.run_id, run.priority, run.submitted_at, float(run.predicted_seconds or 0.0), run.deadline,
+               run.started_at if run.status == "running" else None, run.tenant)
 
 
 def _hysteresis(previous: CapacityDecision | None, config: PlannerConfig) -> tuple[int, Hysteresis]:
@@ -53,9 +59,7 @@ def plan(ledger: Ledger, calendar: OffPeakCalendar, gpu_types: dict[str, GpuType
     for name, gpu in gpu_types.items():
         if not gpu.is_gpu:
             continue
-        jobs = [Job(r.run_id, r.priority, r.submitted_at, float(r.predicted_seconds), r.deadline,
-                    r.started_at if r.status == "running" else None)
-                for r in open_runs if r.gpu_type == name]
+        jobs = [planner_job(r) for r in open_runs if r.gpu_type == name]
         forecast = interactive_forecast(sorted(r.submitted_at for r in recent if r.gpu_type == name), now, calendar)
         wish = desired_gpus(jobs, now, calendar, config, forecast, gpu.max_count)
         current, hysteresis = _hysteresis(ledger.last_decision(name), config)

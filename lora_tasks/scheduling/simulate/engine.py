@@ -89,12 +89,10 @@ class Simulation:
         urgent = sorted((j for j in queue if j.priority != "interactive" and self.latest_starts[j.run_id] <= now),
                         key=lambda j: self.latest_starts[j.run_id])
         off_peak = self.calendar.window_at(now) is not None
-        first = [j for j in queue if j.priority == "interactive"]
-        if not urgent:
-            return first + [j for j in queue if j.priority == "standard" or (off_peak and j.priority == "batch")]
         chosen = {j.run_id for j in urgent}
-        return first + urgent + [j for j in queue if j.run_id not in chosen and (
-            j.priority == "standard" or (off_peak and j.priority == "batch"))]
+        waiting = [j for j in queue if j.run_id not in chosen
+                   and (j.priority == "standard" or (off_peak and j.priority == "batch"))]
+        return [j for j in queue if j.priority == "interactive"] + urgent + waiting
 
     def served(self, job: TraceJob) -> tuple[int, float, datetime]:
         return served_key(job, self.tags[job.run_id])
